@@ -1,0 +1,53 @@
+# onnx-search: `make demo` runs the whole job, `make test` the test suite. Everything installs itself.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CLI    := $(VENV)/bin/onnx-search
+STAMP  := $(VENV)/.installed
+MODELS ?= resnet50 vgg16
+WEIGHTS ?= auto
+PYTEST_ARGS ?=
+
+.PHONY: setup redis convert test test-server lint format bench demo clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) redis
+
+# A real Redis server for the embedded default and the tests: Debian's redis-server, installed when missing.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "redis-server not found: installing Debian's redis-server"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@redis-server --version
+
+convert: setup
+	$(CLI) convert $(addprefix --model ,$(MODELS)) --weights $(WEIGHTS)
+
+lint: setup
+	$(PY) -m ruff check onnx_search tests
+	$(PY) -m ruff format --check onnx_search tests
+
+format: setup
+	$(PY) -m ruff format onnx_search tests
+	$(PY) -m ruff check --fix onnx_search tests
+
+test: setup
+	$(PY) -m ruff check onnx_search tests
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-server: setup
+	$(PY) -m pytest -m server $(PYTEST_ARGS)
+
+bench: setup convert
+	$(PY) -m onnx_search.bench --models-dir models --out bench
+
+demo: setup
+	$(CLI) demo --out demo
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache data runs demo

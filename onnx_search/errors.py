@@ -1,0 +1,17 @@
+"""Exceptions whose messages are meant for the user: the CLI prints them without a traceback."""
+
+from __future__ import annotations
+
+from .convert import ParityError
+from .preprocess import DecodeError
+from .runner import ProviderError
+from .weights import WeightsUnavailableError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ParityError,
+    DecodeError,
+    ProviderError,
+    WeightsUnavailableError,
+    NotADirectoryError,
+    FileNotFoundError,
+)

@@ -1,0 +1,175 @@
+"""One onnxruntime session per model: providers in the order asked, what really ran, unit vectors out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .metadata import ModelFileError, file_sha256, parse_metadata, recipe_from_metadata
+from .zoo import get_spec
+
+log = logging.getLogger(__name__)
+
+PROVIDER_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+
+
+class ProviderError(RuntimeError):
+    """A requested execution provider did not load and strict mode forbids falling back."""
+
+
+@dataclass
+class RunnerOptions:
+    """How to build a session: provider order, strictness and thread counts."""
+
+    providers: list[str] = field(default_factory=lambda: ["auto"])
+    strict: bool = False
+    intra_op_threads: int = 0  # 0: one per core (onnxruntime's default), set explicitly below
+    inter_op_threads: int = 1  # these models are sequential graphs: one op at a time is best
+    trt_cache_dir: str | None = None  # TensorRT engine cache (engines take minutes to build)
+
+
+def expand_providers(requested: list[str], available: list[str]) -> list[str]:
+    """Map short names (auto, tensorrt, cuda, cpu) or full ORT names to the ORT provider list.
+
+    ``auto`` expands to TensorRT, CUDA, CPU, keeping those this onnxruntime build offers.
+    CPU is always appended as the last resort unless strict mode checks it away later.
+    """
+    out: list[str] = []
+    for name in requested:
+        key = name.lower()
+        if key == "auto":
+            names = [PROVIDER_NAMES[k] for k in AUTO_ORDER if PROVIDER_NAMES[k] in available]
+        elif key in PROVIDER_NAMES:
+            names = [PROVIDER_NAMES[key]]
+        elif name in available or name.endswith("ExecutionProvider"):
+            names = [name]
+        else:
+            raise ProviderError(
+                f"unknown execution provider {name!r}; use auto, tensorrt, cuda, cpu or one of {available}"
+            )
+        out += [n for n in names if n not in out]
+    return out
+
+
+def resolve_model_path(name_or_path: str | Path, models_dir: str | Path = "models") -> Path:
+    """A registry name resolves to ``models_dir/<name>.onnx``; anything ending .onnx is a path."""
+    s = str(name_or_path)
+    if s.endswith(".onnx"):
+        p = Path(s).expanduser()
+        if not p.is_file():
+            raise ModelFileError(f"model file {p} does not exist")
+        return p
+    spec = get_spec(s)
+    p = Path(models_dir) / f"{spec.name}.onnx"
+    if not p.is_file():
+        raise ModelFileError(
+            f"{p} does not exist: convert it first with `onnx-search convert --model {spec.name}` (or `make convert`)"
+        )
+    return p
+
+
+class OnnxEmbedder:
+    """An onnxruntime session for one converted model that turns preprocessed batches into unit vectors."""
+
+    def __init__(self, path: str | Path, options: RunnerOptions | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.options = options or RunnerOptions()
+        available = ort.get_available_providers()
+        self.providers_requested = expand_providers(self.options.providers, available)
+        unavailable = [p for p in self.providers_requested if p not in available]
+        if unavailable and self.options.strict:
+            raise ProviderError(
+                f"{self.path.name}: providers {unavailable} are not in this onnxruntime build (available: {available})"
+            )
+        chosen = [p for p in self.providers_requested if p in available]
+        if "CPUExecutionProvider" not in chosen and not self.options.strict:
+            chosen.append("CPUExecutionProvider")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.options.intra_op_threads or (os.cpu_count() or 1)
+        so.inter_op_num_threads = self.options.inter_op_threads
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # a provider that fails to load is reported by us, below
+        ort.set_default_logger_severity(3)
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=so, providers=[self._with_options(p) for p in chosen]
+            )
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
+            raise ModelFileError(f"{self.path}: onnxruntime cannot load this model: {exc}") from None
+        self.providers_active = self.session.get_providers()
+        missing = [p for p in self.providers_requested if p not in self.providers_active]
+        if missing:
+            msg = f"{self.path.name}: requested providers {missing} did not load; running on {self.providers_active}"
+            if self.options.strict:
+                raise ProviderError(msg + " (strict mode: refusing to fall back)")
+            log.warning(msg)
+        self.meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        self.recipe = recipe_from_metadata(self.meta, self.path)
+        self.name = self.meta.get("name", self.path.stem)
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self.input_name, self.output_name = inp.name, out.name
+        self.dim = int(out.shape[-1]) if isinstance(out.shape[-1], int) else int(self.meta["dim"])
+        hw = inp.shape[1:3]
+        if all(isinstance(v, int) for v in hw) and tuple(hw) != (self.recipe.input_size,) * 2:
+            raise ModelFileError(f"{self.path}: input is {hw} but its recipe says {self.recipe.input_size}")
+        self._sha256: str | None = None
+
+    def _with_options(self, provider: str):
+        if provider == "TensorrtExecutionProvider":
+            cache = self.options.trt_cache_dir or str(self.path.parent / ".trt_cache")
+            return (
+                provider,
+                {
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": cache,
+                    "trt_timing_cache_enable": True,
+                    "trt_timing_cache_path": cache,
+                },
+            )
+        return provider
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the model file, computed once."""
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.path)
+        return self._sha256
+
+    @property
+    def provider(self) -> str:
+        """The provider that runs the graph (the first active one)."""
+        return self.providers_active[0]
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed float32 NHWC batch -> float32 L2-normalised vectors, one row per image."""
+        if len(batch) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+        out = out.reshape(len(batch), -1).astype(np.float32, copy=False)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def describe(self) -> dict:
+        """What a manifest records about this model's session."""
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "dim": self.dim,
+            "providers_requested": self.providers_requested,
+            "providers_active": self.providers_active,
+            "weights": self.meta.get("weights"),
+            "parity": self.meta.get("parity"),
+        }

@@ -1,0 +1,92 @@
+import json
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from onnx_search import convert
+from onnx_search.metadata import METADATA_KEY
+from onnx_search.weights import WeightsUnavailableError, resolve_weights
+from onnx_search.zoo import get_spec
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vgg16"])
+def test_converted_model_carries_recipe_and_parity(models_dir, name):
+    path = models_dir / f"{name}.onnx"
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = json.loads(sess.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    spec = get_spec(name)
+    assert meta["input_size"] == spec.input_size and meta["preprocess"] == "caffe"
+    assert meta["dim"] == spec.dim and meta["pooling"] == "max"
+    assert meta["weights"] == "random:0"
+    assert {"tensorflow", "tf2onnx", "onnxruntime", "keras"} <= set(meta["versions"])
+    assert meta["parity"]["max_abs_diff"] <= convert.PARITY_TOLERANCE
+    assert meta["parity"]["min_cosine"] > 0.99999
+    inp = sess.get_inputs()[0]
+    assert not isinstance(inp.shape[0], int)  # dynamic batch
+    assert inp.shape[1:] == [224, 224, 3]
+    assert sess.get_outputs()[0].shape[-1] == spec.dim
+
+
+def test_onnx_equals_keras_on_new_images(models_dir):
+    """Independent of the gate: rebuild VGG16 with the same seed and compare on other images."""
+    from onnx_search.runner import OnnxEmbedder, RunnerOptions
+
+    spec = get_spec("vgg16")
+    model = convert.build_keras_model(spec, resolve_weights(spec, "random", 0))
+    forward = convert.keras_forward(model)
+    x = convert.normalize(convert.parity_images(spec, n=3, seed=99), "caffe")
+    keras_vecs = convert.l2_normalize(forward(x).numpy())
+    onnx_vecs = OnnxEmbedder(models_dir / "vgg16.onnx", RunnerOptions(["cpu"])).embed(x)
+    assert np.abs(keras_vecs - onnx_vecs).max() < convert.PARITY_TOLERANCE
+
+
+def test_second_conversion_is_skipped(models_dir):
+    r = convert.convert_model("vgg16", models_dir, weights="random", seed=0)
+    assert r.skipped and r.metadata["weights"] == "random:0"
+
+
+def test_parity_gate_fails_loudly_on_a_wrong_graph(models_dir):
+    spec = get_spec("vgg16")
+
+    class Wrong:
+        def __init__(self, arr):
+            self.arr = arr
+
+        def numpy(self):
+            return self.arr
+
+    sess = ort.InferenceSession(str(models_dir / "vgg16.onnx"), providers=["CPUExecutionProvider"])
+
+    def off_by_a_little(x):
+        out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        return Wrong(out + np.random.default_rng(0).normal(0, 0.05 * np.abs(out).mean(), out.shape))
+
+    with pytest.raises(convert.ParityError, match="disagree"):
+        convert.check_parity(off_by_a_little, models_dir / "vgg16.onnx", spec)
+
+
+def test_imagenet_offline_fails_fast_with_both_ways_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    t0 = time.monotonic()
+    with pytest.raises(WeightsUnavailableError) as err:
+        convert.convert_model("resnet50", tmp_path / "out", weights="imagenet")
+    assert time.monotonic() - t0 < 10
+    msg = str(err.value)
+    assert str(tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5") in msg
+    assert "random" in msg and "copy" in msg
+    assert not (tmp_path / "out" / "resnet50.onnx").exists()
+
+
+def test_cached_imagenet_file_is_used_without_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    spec = get_spec("vgg16")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / spec.weights_file).write_bytes(b"x")
+    assert resolve_weights(spec, "imagenet").keras_arg == "imagenet"
+
+
+def test_missing_h5_path_is_explained(tmp_path):
+    with pytest.raises(WeightsUnavailableError, match="no such file"):
+        resolve_weights(get_spec("vgg16"), str(tmp_path / "mine.h5"))

@@ -1,0 +1,91 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from onnx_search import pipeline
+from onnx_search.embed import embed_folder
+from onnx_search.preprocess import load_for_recipes, normalize
+from tests.badfiles import BAD_REASONS, GOOD, make_bad_folder
+
+
+@pytest.fixture(scope="module")
+def bad_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    return root, make_bad_folder(root)
+
+
+@pytest.fixture(scope="module")
+def embedded(bad_folder, embedders, tmp_path_factory):
+    root, _ = bad_folder
+    out = tmp_path_factory.mktemp("emb")
+    return embed_folder(root, embedders, out, batch_size=4, progress=False), out
+
+
+def test_good_files_are_embedded_bad_ones_reported(embedded, bad_folder):
+    summary, out = embedded
+    root, paths = bad_folder
+    index = json.loads((out / "index.json").read_text())
+    embedded_names = {p.rsplit("/", 1)[-1] for p in (i["path"] for i in index["images"])}
+    assert set(GOOD) <= embedded_names
+    assert paths["unicode"].name in embedded_names and paths["long"].name in embedded_names
+    assert len(str(paths["long"])) > 300
+    assert summary.embedded == len(GOOD) + 2
+    skipped = {p.rsplit("/", 1)[-1]: r for p, r in (tuple(s) for s in summary.skipped)}
+    for name, reason in BAD_REASONS.items():
+        assert name in skipped, f"{name} not reported"
+        assert reason in skipped[name]
+    assert any("loop" in r for r in skipped.values())
+    report = json.loads((out / "skipped.json").read_text())
+    assert len(report) == len(summary.skipped)
+
+
+def test_vectors_match_the_runner_on_single_images(embedded, embedders):
+    summary, out = embedded
+    index = json.loads((out / "index.json").read_text())
+    for name, m in embedders.items():
+        vecs = np.load(out / f"{name}.npy")
+        assert vecs.shape == (summary.embedded, m.dim)
+        np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+        row = index["images"][2]
+        _, (arr,) = load_for_recipes(row["path"], [m.recipe.geometry])
+        alone = m.embed(normalize(arr[None], m.recipe.preprocess))[0]
+        assert np.abs(alone - vecs[row["row"]]).max() < 1e-5
+
+
+def test_each_file_is_read_and_decoded_once_for_all_models(embedders, labelled_set, tmp_path, monkeypatch):
+    calls = []
+    real = pipeline.load_for_recipes
+    monkeypatch.setattr(pipeline, "load_for_recipes", lambda p, g, m: calls.append(p) or real(p, g, m))
+    s = embed_folder(labelled_set, embedders, tmp_path, batch_size=5, progress=False)
+    assert s.embedded == 12 and len(calls) == 12  # two models, one decode each
+    assert len(pipeline.Embedder(embedders).geometries) == 1
+
+
+def test_cli_embed_and_clear_errors(labelled_set, models_dir, tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "onnx_search.cli",
+        "embed",
+        str(labelled_set),
+        "--model",
+        "vgg16",
+        "--models-dir",
+        str(models_dir),
+        "--output",
+        str(tmp_path / "o"),
+        "--providers",
+        "cpu",
+        "--quiet",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "embedded 12 images" in r.stdout and "CPUExecutionProvider" in r.stdout
+    assert np.load(tmp_path / "o" / "vgg16.npy").shape == (12, 512)
+    r = subprocess.run(cmd[:5] + ["--model", "nosuchnet"] + cmd[7:], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown model 'nosuchnet'" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(cmd[:7] + ["--models-dir", str(tmp_path)] + cmd[9:], capture_output=True, text=True)
+    assert r.returncode == 2 and "convert it first" in r.stderr

@@ -1,0 +1,24 @@
+import pytest
+
+from onnx_search.zoo import POOLINGS, PREPROCESS_MODES, REGISTRY, RESIZE_POLICIES, UnknownModelError, get_spec
+
+
+def test_registry_has_the_tutorial_models_and_more():
+    assert {"resnet50", "vgg16"} <= set(REGISTRY)
+    assert len(REGISTRY) >= 6
+    assert get_spec("ResNet50").dim == 2048 and get_spec("vgg16").dim == 512
+    assert get_spec("inceptionv3").input_size == 299
+
+
+@pytest.mark.parametrize("spec", list(REGISTRY.values()), ids=list(REGISTRY))
+def test_every_entry_is_consistent(spec):
+    assert spec.preprocess in PREPROCESS_MODES
+    assert spec.pooling in POOLINGS
+    assert spec.resize in RESIZE_POLICIES
+    assert spec.builder.startswith("keras.applications.")
+    assert spec.weights_file.endswith(".h5")
+
+
+def test_unknown_model_lists_known_names():
+    with pytest.raises(UnknownModelError, match="known models: .*resnet50"):
+        get_spec("resnet5O")
