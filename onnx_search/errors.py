@@ -5,6 +5,8 @@ from __future__ import annotations
 from .convert import ParityError
 from .preprocess import DecodeError
 from .runner import ProviderError
+from .stores import StoreUnavailableError
+from .vectors import CollectionMismatchError
 from .weights import WeightsUnavailableError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -14,4 +16,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     WeightsUnavailableError,
     NotADirectoryError,
     FileNotFoundError,
+    StoreUnavailableError,
+    CollectionMismatchError,
 )

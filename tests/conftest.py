@@ -38,3 +38,47 @@ def labelled_set(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("labelled")
     generate_labelled_set(root, per_class=4, classes=("circles", "stripes", "checkers"), size=96, seed=3)
     return root
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server started for the test session, stopped at its end."""
+    from onnx_search.redis_server import LocalRedis
+
+    server = LocalRedis(tmp_path_factory.mktemp("redis-data"))
+    client = server.start()
+    yield client
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    kw = redis_server.connection_pool.connection_kwargs
+    return f"redis://:{kw['password']}@127.0.0.1:{kw['port']}/0"
+
+
+@pytest.fixture
+def make_stores(redis_server, tmp_path):
+    """Factory of Stores on the shared Redis (fresh namespace) and a fresh Milvus Lite folder."""
+    import uuid
+
+    from onnx_search.catalog import Catalog
+    from onnx_search.ingest import Stores
+    from onnx_search.stores import connect_milvus
+    from onnx_search.vectors import IndexConfig, VectorStore
+
+    made = {}
+
+    def make(metric="COSINE", index="FLAT", namespace=None, data_dir=None):
+        ns = namespace or f"test:{uuid.uuid4().hex[:8]}"
+        d = data_dir or tmp_path / "data"
+        key = str(d)
+        if key not in made:
+            made[key] = connect_milvus(None, d)
+        return Stores(
+            Catalog(redis_server, ns), VectorStore(made[key]), ns.replace(":", "_"), IndexConfig(metric, index)
+        )
+
+    yield make
+    for c in made.values():
+        c.close()

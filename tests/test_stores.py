@@ -1,0 +1,307 @@
+"""Integration tests against the real Milvus Lite and a real Redis server."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from onnx_search.ids import image_id
+from onnx_search.ingest import ModelChangedError, check, ingest
+from onnx_search.redis_server import LocalRedis
+from onnx_search.search import search
+from onnx_search.stores import StoreUnavailableError, connect_milvus, connect_redis
+from onnx_search.synth import generate_labelled_set
+from onnx_search.vectors import CollectionMismatchError
+from tests.badfiles import BAD_REASONS, photo
+
+
+def counts(stores, models):
+    return {m: stores.vectors.count(stores.collection(m)) for m in models} | {"catalogue": len(stores.catalog.ids())}
+
+
+@pytest.fixture
+def folder(tmp_path, labelled_set):
+    dst = tmp_path / "images"
+    shutil.copytree(labelled_set, dst)
+    return dst
+
+
+def test_ingest_twice_adds_nothing(folder, embedders, make_stores):
+    stores = make_stores()
+    r1 = ingest(folder, embedders, stores, batch_size=5, progress=False)
+    assert r1.embedded == {"resnet50": 12, "vgg16": 12}
+    assert counts(stores, embedders) == {"resnet50": 12, "vgg16": 12, "catalogue": 12}
+    r2 = ingest(folder, embedders, stores, batch_size=5, progress=False)
+    assert r2.unchanged == 12 and r2.embedded == {"resnet50": 0, "vgg16": 0}
+    assert counts(stores, embedders) == {"resnet50": 12, "vgg16": 12, "catalogue": 12}
+    assert check(stores).ok
+    rec = stores.catalog.get_images([image_id(folder / "circles" / "circles_000.jpg")])
+    (only,) = rec.values()
+    assert only.label == "circles" and only.path.endswith("circles_000.jpg") and len(only.sha) == 32
+
+
+def test_changed_file_is_reembedded_under_the_same_id(folder, embedders, make_stores):
+    stores = make_stores()
+    ingest(folder, embedders, stores, progress=False)
+    target = folder / "stripes" / "stripes_001.jpg"
+    i = image_id(target)
+    before = stores.vectors.c.get(stores.collection("vgg16"), ids=[i], output_fields=["vector"])[0]["vector"]
+    photo(77, (200, 150)).save(target)
+    r = ingest(folder, embedders, stores, progress=False)
+    assert r.embedded == {"resnet50": 1, "vgg16": 1} and r.unchanged == 11
+    after = stores.vectors.c.get(stores.collection("vgg16"), ids=[i], output_fields=["vector"])[0]["vector"]
+    assert not np.allclose(before, after)
+    assert counts(stores, embedders) == {"resnet50": 12, "vgg16": 12, "catalogue": 12}
+    assert check(stores).ok
+
+
+def test_prune_removes_vanished_images_from_both_stores(folder, embedders, make_stores):
+    stores = make_stores()
+    ingest(folder, embedders, stores, progress=False)
+    gone = folder / "checkers" / "checkers_002.jpg"
+    gone.unlink()
+    r = ingest(folder, embedders, stores, progress=False)  # without --prune it stays
+    assert r.pruned == 0 and counts(stores, embedders)["catalogue"] == 12
+    r = ingest(folder, embedders, stores, prune=True, progress=False)
+    assert r.pruned == 1
+    assert counts(stores, embedders) == {"resnet50": 11, "vgg16": 11, "catalogue": 11}
+    assert image_id(gone) not in stores.vectors.ids(stores.collection("resnet50"))
+    assert check(stores).ok
+
+
+def test_adding_a_model_embeds_only_that_model(folder, embedders, make_stores):
+    stores = make_stores()
+    ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)
+    r = ingest(folder, embedders, stores, progress=False)
+    assert r.embedded == {"resnet50": 12, "vgg16": 0}
+    assert counts(stores, embedders) == {"resnet50": 12, "vgg16": 12, "catalogue": 12}
+
+
+def test_bad_files_are_skipped_with_reasons_and_reported(tmp_path, embedders, make_stores):
+    from tests.badfiles import make_bad_folder
+
+    root = tmp_path / "bad"
+    make_bad_folder(root, huge=False)
+    stores = make_stores()
+    r = ingest(root, embedders, stores, progress=False, report_dir=tmp_path / "reports")
+    skipped = {os.path.basename(p): why for p, why in r.skipped}
+    for name, reason in BAD_REASONS.items():
+        assert reason in skipped[name]
+    assert counts(stores, embedders) == {"resnet50": 9, "vgg16": 9, "catalogue": 9}
+    assert "truncated.jpg" in (tmp_path / "reports" / "skipped.json").read_text()
+    assert check(stores).ok
+
+
+def test_search_joins_ids_through_the_catalogue(folder, embedders, make_stores):
+    stores = make_stores()
+    ingest(folder, embedders, stores, progress=False)
+    q = folder / "circles" / "circles_001.jpg"
+    hits, failed = search([q, folder / "nope.jpg"], embedders, stores, top_k=4, exclude_self=True)
+    assert len(failed) == 1 and "not found" in failed[0][1]
+    assert {h.model for h in hits} == {"resnet50", "vgg16"}
+    for h in hits:
+        assert h.id != image_id(q) and h.path and h.label in ("circles", "stripes", "checkers")
+        assert h.cosine == pytest.approx(h.distance)  # COSINE returns the similarity itself
+    assert [h.rank for h in hits if h.model == "vgg16"] == [1, 2, 3, 4]
+
+
+def test_l2_distances_convert_to_the_same_cosine(folder, embedders, make_stores):
+    cos_stores, l2_stores = make_stores("COSINE"), make_stores("L2")
+    one = {"vgg16": embedders["vgg16"]}
+    ingest(folder, one, cos_stores, progress=False)
+    ingest(folder, one, l2_stores, progress=False)
+    q = [folder / "stripes" / "stripes_000.jpg"]
+    a, _ = search(q, one, cos_stores, top_k=5)
+    b, _ = search(q, one, l2_stores, top_k=5)
+    assert [h.id for h in a] == [h.id for h in b]
+    np.testing.assert_allclose([h.cosine for h in a], [h.cosine for h in b], atol=1e-4)
+    assert all(h.distance == pytest.approx(2 - 2 * h.cosine, abs=1e-4) for h in b)
+
+
+def test_check_reports_and_repairs_half_written_state(folder, embedders, make_stores):
+    stores = make_stores()
+    ingest(folder, embedders, stores, progress=False)
+    coll = stores.collection("resnet50")
+    victim = image_id(folder / "circles" / "circles_000.jpg")
+    stores.vectors.delete(coll, [victim])  # a mark without its vector
+    stores.vectors.upsert(coll, [12345], np.ones((1, 2048), np.float32) / np.sqrt(2048))  # a stray vector
+    rep = check(stores)
+    assert not rep.ok
+    assert rep.problems["resnet50"]["mark_without_vector"] == [victim]
+    assert rep.problems["resnet50"]["vector_without_mark"] == [12345]
+    check(stores, repair=True)
+    assert check(stores).ok
+    r = ingest(folder, embedders, stores, progress=False)  # the next run refills what repair removed
+    assert r.embedded == {"resnet50": 1, "vgg16": 0}
+    assert counts(stores, embedders) == {"resnet50": 12, "vgg16": 12, "catalogue": 12}
+
+
+def test_killed_ingest_resumes_without_duplicates_or_loss(tmp_path, models_dir, redis_url, make_stores):
+    root = tmp_path / "many"
+    generate_labelled_set(root, per_class=20, classes=("circles", "stripes", "checkers"), size=64, seed=11)
+    data = tmp_path / "killdata"
+    cmd = [
+        sys.executable,
+        "-m",
+        "onnx_search.cli",
+        "ingest",
+        str(root),
+        "--model",
+        "vgg16",
+        "--models-dir",
+        str(models_dir),
+        "--data-dir",
+        str(data),
+        "--redis-url",
+        redis_url,
+        "--namespace",
+        "kill:test",
+        "--batch-size",
+        "4",
+        "--providers",
+        "cpu",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    catalog_client = connect_redis(redis_url, data)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if 8 <= catalog_client.hlen("kill:test:done:vgg16") < 40:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "ingest finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_at_kill = catalog_client.hlen("kill:test:done:vgg16")
+    assert 0 < done_at_kill < 60
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"{done_at_kill} unchanged" in r.stdout or "unchanged" in r.stdout
+    c = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "onnx_search.cli",
+            "check",
+            "--data-dir",
+            str(data),
+            "--redis-url",
+            redis_url,
+            "--namespace",
+            "kill:test",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert c.returncode == 0 and "Milvus and Redis agree" in c.stdout, c.stdout + c.stderr
+    stores = make_stores(namespace="kill:test", data_dir=data)
+    assert counts(stores, ["vgg16"]) == {"vgg16": 60, "catalogue": 60}
+    assert check(stores).ok
+
+
+def test_dimension_mismatch_and_changed_model_are_explained(folder, embedders, make_stores):
+    stores = make_stores()
+    stores.vectors.ensure(stores.collection("vgg16"), 64, stores.index)
+    with pytest.raises(CollectionMismatchError, match="64-d .* 512-d.*--rebuild"):
+        ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)
+    stores = make_stores()
+    ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)
+    info = stores.catalog.models()["vgg16"] | {"sha256": "0" * 64}
+    stores.catalog.set_model("vgg16", info)
+    with pytest.raises(ModelChangedError, match="changed since"):
+        ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)
+    r = ingest(folder, {"vgg16": embedders["vgg16"]}, stores, rebuild=True, progress=False)
+    assert r.embedded == {"vgg16": 12} and check(stores).ok
+
+
+def test_stores_that_are_down_fail_fast_naming_them(tmp_path):
+    t0 = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match="127.0.0.1:1"):
+        connect_redis("redis://:secret@127.0.0.1:1/0", tmp_path)
+    with pytest.raises(StoreUnavailableError, match="Milvus at 127.0.0.1:1"):
+        connect_milvus("http://127.0.0.1:1", tmp_path)
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(StoreUnavailableError) as e:
+        connect_redis("redis://:secret@127.0.0.1:1/0", tmp_path)
+    assert "secret" not in str(e.value)
+
+
+def test_cli_with_a_down_store_exits_before_any_work(tmp_path, models_dir, labelled_set):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "onnx_search.cli",
+            "ingest",
+            str(labelled_set),
+            "--model",
+            "vgg16",
+            "--models-dir",
+            str(models_dir),
+            "--data-dir",
+            str(tmp_path),
+            "--redis-url",
+            "redis://127.0.0.1:1/0",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "does not answer" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "milvus").exists()
+
+
+def test_locked_milvus_lite_folder_is_explained(tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; from onnx_search.stores import connect_milvus;"
+            f"connect_milvus(None, {str(tmp_path)!r}); print('ready', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreUnavailableError, match="one process may open"):
+            connect_milvus(None, tmp_path)
+        r = subprocess.run(
+            [sys.executable, "-m", "onnx_search.cli", "check", "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 2 and "one process may open" in r.stderr and "Traceback" not in r.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_local_redis_is_reused_and_persists(tmp_path):
+    server = LocalRedis(tmp_path)
+    a = server.start()
+    a.set("k", "v")
+    b = LocalRedis(tmp_path).start()
+    assert b.connection_pool.connection_kwargs["port"] == a.connection_pool.connection_kwargs["port"]
+    server.stop()
+    c = LocalRedis(tmp_path).start()  # a new process, same data directory: the append-only file restores it
+    try:
+        assert c.get("k") == b"v"
+        assert (tmp_path / "redis" / "appendonlydir").is_dir()
+        assert c.connection_pool.connection_kwargs["host"] == "127.0.0.1"
+    finally:
+        LocalRedis(tmp_path).stop()
+
+
+def test_namespaces_do_not_collide(folder, embedders, make_stores):
+    a, b = make_stores(namespace="user1:exp"), make_stores(namespace="user2:exp")
+    ingest(folder, {"vgg16": embedders["vgg16"]}, a, progress=False)
+    assert b.catalog.ids() == set() and not b.vectors.c.has_collection(b.collection("vgg16"))
+    assert len(a.catalog.ids()) == 12
