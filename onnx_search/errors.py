@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .config import ConfigError
 from .convert import ParityError
 from .preprocess import DecodeError
 from .runner import ProviderError
@@ -11,6 +12,7 @@ from .weights import WeightsUnavailableError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ParityError,
+    ConfigError,
     DecodeError,
     ProviderError,
     WeightsUnavailableError,

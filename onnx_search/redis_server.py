@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .stores import StoreUnavailableError
 
@@ -33,8 +35,9 @@ class LocalRedis:
         self.dir = Path(data_dir).absolute() / "redis"
         self.state_file = self.dir / "state.json"
 
-    def _client(self, state: dict) -> redis.Redis:
+    def _client(self, state: dict, retries: int = 3) -> redis.Redis:
         return redis.Redis(
+            retry=Retry(NoBackoff(), retries),
             host="127.0.0.1",
             port=state["port"],
             password=state["password"],
@@ -46,9 +49,9 @@ class LocalRedis:
         if not self.state_file.is_file():
             return None
         try:
-            client = self._client(json.loads(self.state_file.read_text()))
-            client.ping()
-            return client
+            state = json.loads(self.state_file.read_text())
+            self._client(state, retries=0).ping()  # a dead server answers at once, without retries
+            return self._client(state)
         except (redis.RedisError, OSError, ValueError, KeyError):
             return None
 
@@ -97,10 +100,14 @@ class LocalRedis:
             f"{timeout:.0f}s; see {self.dir / 'redis.log'}"
         )
 
+    def running(self) -> bool:
+        """True when the server recorded in ``state.json`` answers."""
+        return self._alive() is not None
+
     def stop(self) -> None:
         """Shut the server down (it writes its append-only file first); no-op when not running."""
-        if client := self._alive():
+        if self._alive():
             try:
-                client.shutdown()
+                self._client(json.loads(self.state_file.read_text()), retries=0).shutdown()
             except (redis.ConnectionError, redis.ResponseError):
                 pass

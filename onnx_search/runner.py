@@ -60,6 +60,41 @@ def expand_providers(requested: list[str], available: list[str]) -> list[str]:
     return out
 
 
+_PROVIDER_LIBS = {
+    "CUDAExecutionProvider": "libonnxruntime_providers_cuda.so",
+    "TensorrtExecutionProvider": "libonnxruntime_providers_tensorrt.so",
+}
+
+
+def provider_loadable(provider: str) -> tuple[bool, str]:
+    """Whether a GPU provider's shared library and its CUDA/TensorRT dependencies load on this machine.
+
+    ``get_available_providers()`` lists what onnxruntime was built with, not what can run here; ``auto``
+    uses this check to skip providers that would only fail and fall back.
+    """
+    import ctypes
+    import sys
+
+    import onnxruntime as ort
+
+    lib = _PROVIDER_LIBS.get(provider)
+    if lib is None or sys.platform != "linux":
+        return True, ""
+    capi = os.path.join(os.path.dirname(ort.__file__), "capi")
+    try:
+        if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from nvidia-* wheels, when installed
+            import contextlib
+            import io
+
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                ort.preload_dlls()
+        ctypes.CDLL(os.path.join(capi, "libonnxruntime_providers_shared.so"), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(os.path.join(capi, lib))
+        return True, ""
+    except OSError as exc:
+        return False, str(exc)
+
+
 def resolve_model_path(name_or_path: str | Path, models_dir: str | Path = "models") -> Path:
     """A registry name resolves to ``models_dir/<name>.onnx``; anything ending .onnx is a path."""
     s = str(name_or_path)
@@ -87,6 +122,15 @@ class OnnxEmbedder:
         self.options = options or RunnerOptions()
         available = ort.get_available_providers()
         self.providers_requested = expand_providers(self.options.providers, available)
+        self.providers_skipped: dict[str, str] = {}
+        if any(p.lower() == "auto" for p in self.options.providers):
+            for p in list(self.providers_requested):
+                ok, why = provider_loadable(p)
+                if not ok:
+                    self.providers_skipped[p] = why
+                    self.providers_requested.remove(p)
+            if self.providers_skipped:
+                log.info("auto: skipping providers that cannot load here: %s", self.providers_skipped)
         unavailable = [p for p in self.providers_requested if p not in available]
         if unavailable and self.options.strict:
             raise ProviderError(
@@ -100,14 +144,16 @@ class OnnxEmbedder:
         so.inter_op_num_threads = self.options.inter_op_threads
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3  # a provider that fails to load is reported by us, below
-        ort.set_default_logger_severity(3)
+        so.log_severity_level = 3
+        ort.set_default_logger_severity(4)  # a provider that fails to load is reported by us, below
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=so, providers=[self._with_options(p) for p in chosen]
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
             raise ModelFileError(f"{self.path}: onnxruntime cannot load this model: {exc}") from None
+        finally:
+            ort.set_default_logger_severity(3)
         self.providers_active = self.session.get_providers()
         missing = [p for p in self.providers_requested if p not in self.providers_active]
         if missing:
@@ -170,6 +216,7 @@ class OnnxEmbedder:
             "dim": self.dim,
             "providers_requested": self.providers_requested,
             "providers_active": self.providers_active,
+            "providers_skipped": self.providers_skipped,
             "weights": self.meta.get("weights"),
             "parity": self.meta.get("parity"),
         }

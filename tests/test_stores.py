@@ -291,6 +291,7 @@ def test_local_redis_is_reused_and_persists(tmp_path):
     b = LocalRedis(tmp_path).start()
     assert b.connection_pool.connection_kwargs["port"] == a.connection_pool.connection_kwargs["port"]
     server.stop()
+    assert not server.running()
     c = LocalRedis(tmp_path).start()  # a new process, same data directory: the append-only file restores it
     try:
         assert c.get("k") == b"v"

@@ -1,0 +1,94 @@
+"""Index variants against exact search on the same vectors: recall@k and latency, ann-benchmarks style."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import numpy as np
+
+from .vectors import IndexConfig, VectorStore
+
+FETCH_CHUNK = 1000
+
+
+def fetch_vectors(store: VectorStore, collection: str, ids: list[int]) -> np.ndarray:
+    """Vectors of ``ids`` from a collection, in the order given."""
+    store.load(collection)
+    found: dict[int, list[float]] = {}
+    for s in range(0, len(ids), FETCH_CHUNK):
+        for row in store.c.get(collection, ids=ids[s : s + FETCH_CHUNK], output_fields=["vector"]):
+            found[int(row["id"])] = row["vector"]
+    return np.asarray([found[i] for i in ids], dtype=np.float32)
+
+
+def exact_top_k(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cosine similarities of the exact top-k (unit vectors: inner product = cosine)."""
+    sims = queries @ base.T
+    idx = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(sims, idx, axis=1)
+
+
+def tolerant_recall(found_cos: list[list[float]], exact_cos: np.ndarray, eps: float = 1e-5) -> float:
+    """Share of returned hits at least as close as the exact k-th neighbour (ties do not count as misses)."""
+    k = exact_cos.shape[1]
+    good = [sum(c >= exact_cos[q, -1] - eps for c in row[:k]) for q, row in enumerate(found_cos)]
+    return float(np.mean(good) / k) if good else 0.0
+
+
+def variant_name(base: str, index: IndexConfig) -> str:
+    digest = hashlib.sha1(json.dumps([index.index_type, index.params, index.metric], sort_keys=True).encode())
+    return f"{base}__{index.index_type.lower()}_{digest.hexdigest()[:8]}"
+
+
+def evaluate_variants(
+    store: VectorStore,
+    ids: list[int],
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    variants: list[IndexConfig],
+    top_k: int,
+    base_name: str,
+    repeats: int = 3,
+) -> list[dict]:
+    """Build each index variant on ``vectors`` and measure recall@k vs exact search and per-query latency."""
+    _, exact_cos = exact_top_k(vectors, queries, top_k)
+    rows = []
+    for v in variants:
+        name = variant_name(base_name, v)
+        t0 = time.perf_counter()
+        store.drop(name)
+        store.ensure(name, vectors.shape[1], v, len(ids))
+        store.upsert(name, ids, vectors)
+        build_s = time.perf_counter() - t0
+        store.search(name, queries[:1], top_k, v)  # warm-up
+        lat = []
+        found: list[list[float]] = []
+        for _ in range(repeats):  # best of several passes, as ann-benchmarks does
+            times, found = [], []
+            for q in queries:
+                t = time.perf_counter()
+                hits = store.search(name, q[None], top_k, v)[0]
+                times.append(time.perf_counter() - t)
+                found.append([float(d) for _, d in hits])
+            lat = times if not lat or np.median(times) < np.median(lat) else lat
+        cos = [[1 - d / 2 if v.metric == "L2" else d for d in row] for row in found]
+        rows.append(
+            {
+                "index": v.index_type,
+                "params": v.build_params(len(ids)),
+                "search": v.query_params(top_k),
+                "metric": v.metric,
+                "rows": len(ids),
+                "queries": len(queries),
+                "top_k": top_k,
+                "recall_at_k": tolerant_recall(cos, exact_cos),
+                "build_s": round(build_s, 3),
+                "p50_ms": float(np.percentile(lat, 50) * 1e3),
+                "p99_ms": float(np.percentile(lat, 99) * 1e3),
+                "qps": float(len(lat) / sum(lat)),
+            }
+        )
+        store.drop(name)
+    return rows

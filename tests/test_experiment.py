@@ -1,0 +1,169 @@
+"""The whole `run` through the real stores, twice, plus compare, interrupted results and the notebook."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from onnx_search.config import ConfigError
+from onnx_search.experiment import load_results, recompare, run_experiment
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def config_text(root, models_dir, out, data, extra=""):
+    return f"""\
+experiment: twomodels
+output: {out}
+data_dir: {data}
+models_dir: {models_dir}
+seed: 7
+top_k: 4
+dataset:
+  root: {root}
+models:
+  - name: resnet50
+    weights: random
+    providers: [cpu]
+    batch_size: 8
+  - name: vgg16
+    weights: random
+    providers: [cpu]
+store:
+  redis_url: ${{TEST_REDIS_URL}}
+  namespace: exp-test
+queries:
+  sample: 5
+{extra}"""
+
+
+@pytest.fixture(scope="module")
+def run(labelled_set, models_dir, tmp_path_factory, redis_server):
+    kw = redis_server.connection_pool.connection_kwargs
+    url = f"redis://:{kw['password']}@127.0.0.1:{kw['port']}/0"
+    base = tmp_path_factory.mktemp("exp")
+    cfg = base / "exp.yaml"
+    cfg.write_text(config_text(labelled_set, models_dir, base / "runs", base / "data"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TEST_REDIS_URL", url)
+    first = run_experiment(cfg, progress=False)
+    snapshot = {n: (first.run_dir / n).read_bytes() for n in ("results.json", "comparison.json", "summary.md")}
+    second = run_experiment(cfg, progress=False)
+    yield {"cfg": cfg, "first": snapshot, "out": second, "password": kw["password"], "base": base, "url": url}
+    mp.undo()
+
+
+def test_run_writes_every_result_file(run):
+    out = run["out"]
+    names = {p.name for p in out.run_dir.iterdir()}
+    assert {
+        "results.json",
+        "comparison.json",
+        "per_query.csv",
+        "pairs.csv",
+        "summary.md",
+        "result_grid.png",
+        "manifest.json",
+    } <= names
+    r = json.loads((out.run_dir / "results.json").read_text())
+    assert r["models"] == ["resnet50", "vgg16"] and len(r["queries"]) == 5
+    assert len(r["hits"]) == 5 * 2 * 4
+    for h in r["hits"]:
+        assert {"query", "model", "rank", "id", "path", "label", "distance", "cosine"} <= set(h)
+        assert h["path"] != h["query"]  # each query is left out of its own results
+    assert r["label_counts"] == {"circles": 4, "stripes": 4, "checkers": 4}
+    assert r["random_weights"] == ["resnet50", "vgg16"] and "RANDOM weights" in out.summary_md
+    assert "| resnet50 |" in out.summary_md and "resnet50 vs vgg16" in out.summary_md
+
+
+def test_manifest_records_versions_models_providers_and_index(run):
+    m = json.loads((run["out"].run_dir / "manifest.json").read_text())
+    assert m["status"] == "complete"
+    assert {"onnx_search", "onnxruntime", "tf2onnx", "tensorflow"} <= set(m["versions"])
+    for name in ("resnet50", "vgg16"):
+        info = m["models"][name]
+        assert len(info["sha256"]) == 64 and info["providers_active"] == ["CPUExecutionProvider"]
+        assert info["parity"]["max_abs_diff"] < 1e-4
+        assert m["store"]["index"][name]["index_type"] == "FLAT"
+    assert m["config"]["store"]["redis_url"] == "${TEST_REDIS_URL}"  # the reference, never the secret
+    assert m["timings"]["ingest_s"] >= 0 and m["ingest"]["unchanged"] == 12  # second run: nothing re-embedded
+
+
+def test_no_secret_reaches_any_result_file(run):
+    for p in run["out"].run_dir.iterdir():
+        if p.suffix in (".json", ".csv", ".md"):
+            assert run["password"] not in p.read_text(), p
+
+
+def test_two_runs_give_identical_results(run):
+    for name, data in run["first"].items():
+        assert (run["out"].run_dir / name).read_bytes() == data, name
+
+
+def test_compare_recomputes_from_saved_results(run):
+    saved = json.loads((run["out"].run_dir / "comparison.json").read_text())
+    assert json.loads(json.dumps(recompare(run["out"].run_dir), sort_keys=True)) == saved
+    r = subprocess.run(
+        [sys.executable, "-m", "onnx_search.cli", "compare", str(run["out"].run_dir)], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and "resnet50 vs vgg16" in r.stdout
+
+
+def test_label_metrics_are_consistent(run):
+    c = json.loads((run["out"].run_dir / "comparison.json").read_text())
+    for row in c["per_query"]:
+        assert row["relevant"] == 3  # 4 per class, the query itself excluded
+        assert 0 <= row["p_at_k"] <= 1 and 0 <= row["ap_at_k"] <= row["recall_at_k"] + 1e-12
+
+
+def test_unreadable_query_is_reported_and_the_rest_run(run, labelled_set, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8garbage")
+    good = sorted((labelled_set / "circles").glob("*.jpg"))[0]
+    cfg = tmp_path / "q.yaml"
+    text = run["cfg"].read_text().replace("  sample: 5\n", f"  paths: [{good}, {bad}]\n")
+    cfg.write_text(text.replace(f"output: {run['base'] / 'runs'}", f"output: {tmp_path / 'runs'}"))
+    out = run_experiment(cfg, progress=False)
+    r = json.loads((out.run_dir / "results.json").read_text())
+    assert [q["query"] for q in r["queries"]] == [str(good)]
+    assert r["skipped_queries"][0]["path"] == str(bad) and "not an image" in r["skipped_queries"][0]["reason"]
+
+
+def test_top_k_larger_than_the_dataset_fails_before_work(run, tmp_path):
+    cfg = tmp_path / "k.yaml"
+    text = run["cfg"].read_text().replace("top_k: 4", "top_k: 50")
+    cfg.write_text(text.replace(f"data_dir: {run['base'] / 'data'}", f"data_dir: {tmp_path / 'data'}"))
+    with pytest.raises(ConfigError, match="top_k = 50 but only 11 images"):
+        run_experiment(cfg, progress=False)
+    assert not (tmp_path / "data").exists()
+
+
+def test_partial_results_are_never_taken_for_complete(run, tmp_path):
+    partial = tmp_path / "runs" / "x"
+    partial.mkdir(parents=True)
+    (partial / "results.json").write_text("{}")
+    with pytest.raises(ConfigError, match="no complete run"):
+        load_results(partial)
+    assert not any(p.name.endswith(".partial") for p in run["out"].run_dir.parent.iterdir())
+
+
+def test_notebook_runs_top_to_bottom_on_a_run(run, tmp_path):
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(REPO / "notebooks" / "compare_distances.ipynb", as_version=4)
+    import os
+
+    os.environ["ONNX_SEARCH_RESULTS"] = str(run["out"].run_dir)
+    try:
+        nbclient.NotebookClient(
+            nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}
+        ).execute()
+    finally:
+        del os.environ["ONNX_SEARCH_RESULTS"]
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "twomodels: 5 queries" in text and "resnet50 vs vgg16" in text
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 3  # histograms, overlap matrix, disagreement grid
