@@ -166,6 +166,11 @@ def ingest(
         report.catalogued += len(recs)
         write_s += time.perf_counter() - tw
     report.skipped += embedder.failures
+    tw = time.perf_counter()
+    for name, n in report.embedded.items():
+        if n:
+            stores.vectors.flush(stores.collection(name))
+    write_s += time.perf_counter() - tw
     if prune:
         report.pruned = prune_missing(stores, root, {image_id(p) for p in scan.files})
     embedder.times.write = write_s
@@ -187,6 +192,7 @@ def prune_missing(stores: Stores, root: Path, present: set[int]) -> int:
     models = stores.catalog.models()
     for name in models:
         stores.vectors.delete(stores.collection(name), gone)
+        stores.vectors.flush(stores.collection(name))
     stores.catalog.remove_images(gone, models)
     return len(gone)
 

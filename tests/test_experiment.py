@@ -45,7 +45,8 @@ def run(labelled_set, models_dir, tmp_path_factory, redis_server):
     url = f"redis://:{kw['password']}@127.0.0.1:{kw['port']}/0"
     base = tmp_path_factory.mktemp("exp")
     cfg = base / "exp.yaml"
-    cfg.write_text(config_text(labelled_set, models_dir, base / "runs", base / "data"))
+    sweep = "sweep:\n  - {type: HNSW, params: {M: 8}, search: {ef: 16}}\n"
+    cfg.write_text(config_text(labelled_set, models_dir, base / "runs", base / "data", sweep))
     mp = pytest.MonkeyPatch()
     mp.setenv("TEST_REDIS_URL", url)
     first = run_experiment(cfg, progress=False)
@@ -88,6 +89,8 @@ def test_manifest_records_versions_models_providers_and_index(run):
         assert info["parity"]["max_abs_diff"] < 1e-4
         assert m["store"]["index"][name]["index_type"] == "FLAT"
     assert m["config"]["store"]["redis_url"] == "${TEST_REDIS_URL}"  # the reference, never the secret
+    assert [(s["model"], s["index"]) for s in m["sweep"]] == [("resnet50", "HNSW"), ("vgg16", "HNSW")]
+    assert all(0 <= s["recall_at_k"] <= 1 for s in m["sweep"])
     assert m["timings"]["ingest_s"] >= 0 and m["ingest"]["unchanged"] == 12  # second run: nothing re-embedded
 
 

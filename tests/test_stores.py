@@ -306,3 +306,31 @@ def test_namespaces_do_not_collide(folder, embedders, make_stores):
     ingest(folder, {"vgg16": embedders["vgg16"]}, a, progress=False)
     assert b.catalog.ids() == set() and not b.vectors.c.has_collection(b.collection("vgg16"))
     assert len(a.catalog.ids()) == 12
+
+
+def test_index_variants_measured_against_exact_search(make_stores):
+    from onnx_search.sweep import evaluate_variants, exact_top_k
+    from onnx_search.vectors import IndexConfig
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(400, 32)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    queries = base[:20] + rng.normal(scale=0.05, size=(20, 32)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    ids = list(range(1, 401))
+    stores = make_stores()
+    variants = [
+        IndexConfig("COSINE", "FLAT"),
+        IndexConfig("COSINE", "HNSW", {"M": 8}, {"ef": 10}),
+        IndexConfig("COSINE", "HNSW", {"M": 8}, {"ef": 200}),
+        IndexConfig("COSINE", "IVF_FLAT", {}, {"nprobe": 1}),
+    ]
+    rows = evaluate_variants(stores.vectors, ids, base, queries, variants, 10, "sweeptest", repeats=1)
+    assert [r["index"] for r in rows] == ["FLAT", "HNSW", "HNSW", "IVF_FLAT"]
+    assert rows[0]["recall_at_k"] == pytest.approx(1.0)
+    assert rows[2]["recall_at_k"] >= rows[1]["recall_at_k"] and rows[2]["recall_at_k"] > 0.95
+    assert rows[3]["params"]["nlist"] == 80  # 4·√400
+    assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
+    idx, cos = exact_top_k(base, queries, 10)
+    assert idx.shape == (20, 10) and np.all(np.diff(cos, axis=1) <= 1e-7)
+    assert not [c for c in stores.vectors.c.list_collections() if c.startswith("sweeptest")]
