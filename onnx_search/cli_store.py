@@ -50,7 +50,7 @@ def cmd_ingest(args) -> int:
         stores,
         batch_size=args.batch_size,
         workers=args.workers,
-        extensions=args.extensions.split(",") if args.extensions else None or _default_exts(),
+        extensions=args.extensions.split(",") if args.extensions else _default_exts(),
         prune=args.prune,
         rebuild=args.rebuild,
         progress=not args.quiet,
