@@ -38,9 +38,9 @@ format: setup
 
 test: setup
 	$(PY) -m ruff check onnx_search tests
-	$(PY) -m pytest $(PYTEST_ARGS)
-	@if unshare -n true 2>/dev/null; then $(MAKE) --no-print-directory test-server; else \
+	@if unshare -n true 2>/dev/null; then $(MAKE) --no-print-directory test-server PYTEST_ARGS=; else \
 	  echo "NOTE: Milvus server tests not run: 'unshare -n' is not permitted here (needs root); run make test-server as root"; fi
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # A real standalone Milvus server inside a loopback-only network namespace (it listens on every interface).
 test-server: setup

@@ -149,6 +149,23 @@ def read_metadata_file(path: Path) -> dict | None:
     return None
 
 
+def recipe_metadata(spec: ModelSpec, name: str, source: str, weights: str) -> dict:
+    """The recipe part of the metadata: what the runner needs to feed the model correctly."""
+    return {
+        "name": name,
+        "source": source,
+        "weights": weights,
+        "input_size": spec.input_size,
+        "preprocess": spec.preprocess,
+        "resize": spec.resize,
+        "interpolation": spec.interpolation,
+        "pooling": spec.pooling,
+        "dim": spec.dim,
+        "layout": "NHWC",
+        "normalized_output": False,
+    }
+
+
 def _request(spec: ModelSpec, choice: WeightsChoice) -> dict:
     return {"spec": spec.to_dict(), "weights": choice.label, "opset": OPSET}
 
@@ -196,18 +213,7 @@ def convert_model(
     except ParityError:
         tmp.unlink(missing_ok=True)
         raise
-    meta = {
-        "name": spec.name,
-        "source": spec.builder,
-        "weights": choice.label,
-        "input_size": spec.input_size,
-        "preprocess": spec.preprocess,
-        "resize": spec.resize,
-        "interpolation": spec.interpolation,
-        "pooling": spec.pooling,
-        "dim": spec.dim,
-        "layout": "NHWC",
-        "normalized_output": False,
+    meta = recipe_metadata(spec, spec.name, spec.builder, choice.label) | {
         "parity": parity,
         "versions": _versions(),
         "request": request,
@@ -224,18 +230,7 @@ def annotate(path: str | Path, like: str, weights: str = "unknown") -> dict:
     if not p.is_file():
         raise ModelFileError(f"{p}: no such file")
     spec = get_spec(like)
-    meta = {
-        "name": p.stem,
-        "source": f"annotated like {spec.name}",
-        "weights": weights,
-        "input_size": spec.input_size,
-        "preprocess": spec.preprocess,
-        "resize": spec.resize,
-        "interpolation": spec.interpolation,
-        "pooling": spec.pooling,
-        "dim": spec.dim,
-        "layout": "NHWC",
-        "normalized_output": False,
+    meta = recipe_metadata(spec, p.stem, f"annotated like {spec.name}", weights) | {
         "parity": None,
         "versions": {"onnx_search": __version__},
     }

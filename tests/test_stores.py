@@ -181,7 +181,8 @@ def test_killed_ingest_resumes_without_duplicates_or_loss(tmp_path, models_dir, 
     assert 0 < done_at_kill < 60
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert f"{done_at_kill} unchanged" in r.stdout or "unchanged" in r.stdout
+    assert f"{done_at_kill} unchanged" in r.stdout  # only the unfinished part is embedded again
+    assert f"embedded {{'vgg16': {60 - done_at_kill}}}" in r.stdout
     c = subprocess.run(
         [
             sys.executable,
