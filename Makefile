@@ -50,7 +50,7 @@ bench: setup convert
 	$(PY) -m onnx_search.bench --models-dir models --out bench
 
 demo: setup
-	$(CLI) demo --out demo
+	$(CLI) demo
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache data runs demo
