@@ -41,8 +41,8 @@ def cmd_ingest(args) -> int:
     from .cli import _print_skipped, _runner_options, load_embedders
     from .ingest import ingest
 
+    stores = open_stores(args)  # a store that is down fails here, before any model is loaded
     models = load_embedders(args.model or ["resnet50", "vgg16"], args.models_dir, _runner_options(args))
-    stores = open_stores(args)
     report_dir = Path(args.data_dir) / "reports"
     r = ingest(
         args.folder,

@@ -121,10 +121,10 @@ def run_experiment(config_path: str | Path, progress: bool = True) -> RunOutcome
             f"({len(scan.files)} files under {exp.dataset.root})"
         )
     timings = {}
+    stores = open_stores(exp)  # a store that is down fails here, before any conversion or embedding
     t = time.perf_counter()
     models = prepare_models(exp)
     timings["convert_and_load_s"] = round(time.perf_counter() - t, 3)
-    stores = open_stores(exp)
     t = time.perf_counter()
     batch = min(e.batch_size for e in exp.models)
     ing = ingest(

@@ -170,3 +170,18 @@ def test_notebook_runs_top_to_bottom_on_a_run(run, tmp_path):
     assert "twomodels: 5 queries" in text and "resnet50 vs vgg16" in text
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # histograms, overlap matrix, disagreement grid
+
+
+def test_a_redis_that_is_down_fails_before_any_work(run, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("TEST_REDIS_URL", "redis://127.0.0.1:1/0")
+    cfg = tmp_path / "down.yaml"
+    cfg.write_text(run["cfg"].read_text().replace("models_dir: ", f"models_dir: {tmp_path / 'nomodels'}  # ", 1))
+    t0 = time.monotonic()
+    from onnx_search.stores import StoreUnavailableError
+
+    with pytest.raises(StoreUnavailableError, match="127.0.0.1:1"):
+        run_experiment(cfg, progress=False)
+    assert time.monotonic() - t0 < 15
+    assert not (tmp_path / "nomodels").exists()  # nothing was converted
