@@ -192,7 +192,23 @@ def cmd_demo(args) -> int:
     return cmd_run(args)
 
 
+def cmd_redis_stop(args) -> int:
+    from .redis_server import LocalRedis
+
+    server = LocalRedis(args.data_dir)
+    if not server.running():
+        print(f"no onnx-search Redis server is running for {args.data_dir}")
+        return 0
+    server.stop()
+    print(f"stopped the Redis server of {args.data_dir} (its data stays in {server.dir})")
+    return 0
+
+
 def add_experiment_commands(sub) -> None:
+    p = sub.add_parser("redis-stop", help="stop the local Redis server a data directory started")
+    p.add_argument("--data-dir", default="data")
+    p.set_defaults(func=cmd_redis_stop)
+
     p = sub.add_parser("run", help="run a YAML experiment end to end")
     p.add_argument("config")
     p.add_argument("--quiet", action="store_true")

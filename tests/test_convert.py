@@ -90,3 +90,56 @@ def test_cached_imagenet_file_is_used_without_network(tmp_path, monkeypatch):
 def test_missing_h5_path_is_explained(tmp_path):
     with pytest.raises(WeightsUnavailableError, match="no such file"):
         resolve_weights(get_spec("vgg16"), str(tmp_path / "mine.h5"))
+
+
+def test_cli_convert_reports_up_to_date_and_random_weights(models_dir):
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "onnx_search.cli",
+            "convert",
+            "--model",
+            "vgg16",
+            "--models-dir",
+            str(models_dir),
+            "--weights",
+            "random",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "vgg16: " in r.stdout and "is up to date" in r.stdout and "RANDOM weights" in r.stdout
+
+
+def test_cli_convert_offline_imagenet_exits_2_with_the_message(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"KERAS_HOME": str(tmp_path)}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "onnx_search.cli",
+            "convert",
+            "--model",
+            "resnet50",
+            "--models-dir",
+            str(tmp_path / "m"),
+            "--weights",
+            "imagenet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,5 +1,6 @@
 """Integration tests against the real Milvus Lite and a real Redis server."""
 
+import json
 import os
 import shutil
 import signal
@@ -200,6 +201,35 @@ def test_killed_ingest_resumes_without_duplicates_or_loss(tmp_path, models_dir, 
         text=True,
     )
     assert c.returncode == 0 and "Milvus and Redis agree" in c.stdout, c.stdout + c.stderr
+    q = str(next(root.rglob("*.jpg")))
+    s = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "onnx_search.cli",
+            "search",
+            q,
+            "--json",
+            "--top-k",
+            "3",
+            "--exclude-self",
+            "--models-dir",
+            str(models_dir),
+            "--data-dir",
+            str(data),
+            "--redis-url",
+            redis_url,
+            "--namespace",
+            "kill:test",
+            "--providers",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert s.returncode == 0, s.stderr
+    found = json.loads(s.stdout)
+    assert [h["rank"] for h in found] == [1, 2, 3] and all(h["path"] != q and h["model"] == "vgg16" for h in found)
     stores = make_stores(namespace="kill:test", data_dir=data)
     assert counts(stores, ["vgg16"]) == {"vgg16": 60, "catalogue": 60}
     assert check(stores).ok
@@ -291,7 +321,13 @@ def test_local_redis_is_reused_and_persists(tmp_path):
     a.set("k", "v")
     b = LocalRedis(tmp_path).start()
     assert b.connection_pool.connection_kwargs["port"] == a.connection_pool.connection_kwargs["port"]
-    server.stop()
+    r = subprocess.run(
+        [sys.executable, "-m", "onnx_search.cli", "redis-stop", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0 and "stopped" in r.stdout
     assert not server.running()
     c = LocalRedis(tmp_path).start()  # a new process, same data directory: the append-only file restores it
     try:
