@@ -113,6 +113,9 @@ class Embedder:
             item = (str(path), f"cannot read file: {exc.strerror or exc}")
         except MemoryError:
             item = (str(path), "out of memory while decoding")
+        except Exception as exc:  # noqa: BLE001 - one odd file must never stop the run
+            log.warning("unexpected error on %s", path, exc_info=True)
+            item = (str(path), f"unexpected error while decoding: {type(exc).__name__}: {exc}")
         self.times.read_decode += time.perf_counter() - t0
         return item
 

@@ -149,6 +149,11 @@ class VectorStore:
     def load(self, name: str) -> None:
         """Load the collection for search/query once per process (Milvus keeps new ones released)."""
         if name not in self._loaded:
+            if not self.c.has_collection(name):
+                raise CollectionMismatchError(
+                    f"Milvus has no collection {name}: ingest with that model first "
+                    "(`onnx-search ingest FOLDER --model NAME`), or check the namespace"
+                )
             self.c.load_collection(name)
             self._loaded.add(name)
 

@@ -89,3 +89,19 @@ def test_cli_embed_and_clear_errors(labelled_set, models_dir, tmp_path):
     assert r.returncode == 2 and "unknown model 'nosuchnet'" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run(cmd[:7] + ["--models-dir", str(tmp_path)] + cmd[9:], capture_output=True, text=True)
     assert r.returncode == 2 and "convert it first" in r.stderr
+
+
+def test_an_unexpected_error_on_one_file_does_not_stop_the_run(embedders, labelled_set, tmp_path, monkeypatch):
+    real = pipeline.load_for_recipes
+
+    def flaky(path, geometries, max_pixels):
+        if path.name == "stripes_002.jpg":
+            raise RuntimeError("simulated decoder bug")
+        return real(path, geometries, max_pixels)
+
+    monkeypatch.setattr(pipeline, "load_for_recipes", flaky)
+    s = embed_folder(labelled_set, {"vgg16": embedders["vgg16"]}, tmp_path, progress=False)
+    assert s.embedded == 11
+    assert [(p.rsplit("/", 1)[-1], r) for p, r in s.skipped] == [
+        ("stripes_002.jpg", "unexpected error while decoding: RuntimeError: simulated decoder bug")
+    ]

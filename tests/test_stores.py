@@ -371,3 +371,9 @@ def test_index_variants_measured_against_exact_search(make_stores):
     idx, cos = exact_top_k(base, queries, 10)
     assert idx.shape == (20, 10) and np.all(np.diff(cos, axis=1) <= 1e-7)
     assert not [c for c in stores.vectors.c.list_collections() if c.startswith("sweeptest")]
+
+
+def test_searching_a_model_that_was_never_ingested_is_explained(folder, embedders, make_stores):
+    stores = make_stores()
+    with pytest.raises(CollectionMismatchError, match="ingest with that model first"):
+        search([folder / "circles" / "circles_000.jpg"], {"vgg16": embedders["vgg16"]}, stores, top_k=3)
