@@ -17,12 +17,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) redis
 
-# A real Redis server for the embedded default and the tests: Debian's redis-server, installed when missing.
+# System packages from Debian, installed when missing: a real Redis server (the embedded default and the
+# tests) and iproute2 (`ip`, to bring up loopback in the Milvus server tests' network namespace).
 redis:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "redis-server not found: installing Debian's redis-server"; \
+	@missing=""; command -v redis-server >/dev/null 2>&1 || missing="redis-server"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
 	@redis-server --version
 
 convert: setup

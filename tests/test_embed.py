@@ -105,3 +105,27 @@ def test_an_unexpected_error_on_one_file_does_not_stop_the_run(embedders, labell
     assert [(p.rsplit("/", 1)[-1], r) for p, r in s.skipped] == [
         ("stripes_002.jpg", "unexpected error while decoding: RuntimeError: simulated decoder bug")
     ]
+
+
+def test_models_with_different_recipes_share_one_decode(embedders, labelled_set, tmp_path, monkeypatch):
+    """A 299-px 'tf' model beside a 224-px 'caffe' one: two geometries, one read and decode per file."""
+    from onnx_search.convert import annotate
+    from onnx_search.runner import OnnxEmbedder, RunnerOptions
+    from tests.test_runner import _foreign_model
+
+    path = tmp_path / "mean299.onnx"
+    _foreign_model(path, size=299)
+    annotate(path, like="inceptionv3")
+    tiny = OnnxEmbedder(path, RunnerOptions(["cpu"]))
+    models = {"vgg16": embedders["vgg16"], "mean299": tiny}
+    calls = []
+    real = pipeline.load_for_recipes
+    monkeypatch.setattr(pipeline, "load_for_recipes", lambda p, g, m: calls.append(g) or real(p, g, m))
+    s = embed_folder(labelled_set, models, tmp_path / "out", progress=False)
+    assert s.embedded == 12 and len(calls) == 12
+    assert calls[0] == [(224, "squash", "bilinear"), (299, "squash", "bilinear")]
+    means = np.load(tmp_path / "out" / "mean299.npy")
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    _, (arr,) = load_for_recipes(index["images"][0]["path"], [(299, "squash", "bilinear")])
+    expected = normalize(arr[None], "tf").astype(np.float64).mean(axis=(1, 2))[0]
+    np.testing.assert_allclose(means[0], expected / np.linalg.norm(expected), atol=1e-4)  # float32 sums

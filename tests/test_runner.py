@@ -69,8 +69,8 @@ def test_registry_name_resolves_and_missing_file_says_convert(tmp_path, models_d
         resolve_model_path(tmp_path / "x.onnx")
 
 
-def _foreign_model(path):
-    inp = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 224, 224, 3])
+def _foreign_model(path, size=224):
+    inp = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", size, size, 3])
     out = helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["n", 3])
     axes = helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])
     node = helper.make_node("ReduceMean", ["pixels", "axes"], ["feat"], keepdims=0)
