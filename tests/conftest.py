@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 # up-to-date check decides whether a cached file can be reused, so a stale file is never used.
 MODEL_CACHE = Path(os.environ.get("ONNX_SEARCH_TEST_MODELS", REPO / ".cache" / "test-models"))
 TEST_SEED = 0
+
+
+def cli_command(*args) -> list[str]:
+    """``python -m onnx_search.cli ARGS`` as an argv list (arguments turned into strings)."""
+    return [sys.executable, "-m", "onnx_search.cli", *map(str, args)]
+
+
+def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would, capturing its text output."""
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

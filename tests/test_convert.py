@@ -9,6 +9,7 @@ from onnx_search import convert
 from onnx_search.metadata import METADATA_KEY
 from onnx_search.weights import WeightsUnavailableError, resolve_weights
 from onnx_search.zoo import get_spec
+from tests.conftest import run_cli
 
 
 @pytest.mark.parametrize("name", ["resnet50", "vgg16"])
@@ -93,53 +94,13 @@ def test_missing_h5_path_is_explained(tmp_path):
 
 
 def test_cli_convert_reports_up_to_date_and_random_weights(models_dir):
-    import subprocess
-    import sys
-
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "onnx_search.cli",
-            "convert",
-            "--model",
-            "vgg16",
-            "--models-dir",
-            str(models_dir),
-            "--weights",
-            "random",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = run_cli("convert", "--model", "vgg16", "--models-dir", models_dir, "--weights", "random")
     assert r.returncode == 0, r.stderr
     assert "vgg16: " in r.stdout and "is up to date" in r.stdout and "RANDOM weights" in r.stdout
 
 
-def test_cli_convert_offline_imagenet_exits_2_with_the_message(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    env = os.environ | {"KERAS_HOME": str(tmp_path)}
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "onnx_search.cli",
-            "convert",
-            "--model",
-            "resnet50",
-            "--models-dir",
-            str(tmp_path / "m"),
-            "--weights",
-            "imagenet",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+def test_cli_convert_offline_imagenet_exits_2_with_the_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    r = run_cli("convert", "--model", "resnet50", "--models-dir", tmp_path / "m", "--weights", "imagenet", timeout=60)
     assert r.returncode == 2 and "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in r.stderr
     assert "Traceback" not in r.stderr

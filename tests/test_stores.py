@@ -19,6 +19,7 @@ from onnx_search.stores import StoreUnavailableError, connect_milvus, connect_re
 from onnx_search.synth import generate_labelled_set
 from onnx_search.vectors import CollectionMismatchError
 from tests.badfiles import BAD_REASONS, photo
+from tests.conftest import cli_command, run_cli
 
 
 def counts(stores, models):
@@ -146,28 +147,9 @@ def test_killed_ingest_resumes_without_duplicates_or_loss(tmp_path, models_dir, 
     root = tmp_path / "many"
     generate_labelled_set(root, per_class=20, classes=("circles", "stripes", "checkers"), size=64, seed=11)
     data = tmp_path / "killdata"
-    cmd = [
-        sys.executable,
-        "-m",
-        "onnx_search.cli",
-        "ingest",
-        str(root),
-        "--model",
-        "vgg16",
-        "--models-dir",
-        str(models_dir),
-        "--data-dir",
-        str(data),
-        "--redis-url",
-        redis_url,
-        "--namespace",
-        "kill:test",
-        "--batch-size",
-        "4",
-        "--providers",
-        "cpu",
-        "--quiet",
-    ]
+    stores_args = ["--data-dir", data, "--redis-url", redis_url, "--namespace", "kill:test"]
+    model_args = ["--model", "vgg16", "--models-dir", models_dir, "--providers", "cpu"]
+    cmd = cli_command("ingest", root, *model_args, *stores_args, "--batch-size", 4, "--quiet")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     catalog_client = connect_redis(redis_url, data)
     deadline = time.monotonic() + 120
@@ -184,49 +166,10 @@ def test_killed_ingest_resumes_without_duplicates_or_loss(tmp_path, models_dir, 
     assert r.returncode == 0, r.stderr
     assert f"{done_at_kill} unchanged" in r.stdout  # only the unfinished part is embedded again
     assert f"embedded {{'vgg16': {60 - done_at_kill}}}" in r.stdout
-    c = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "onnx_search.cli",
-            "check",
-            "--data-dir",
-            str(data),
-            "--redis-url",
-            redis_url,
-            "--namespace",
-            "kill:test",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    c = run_cli("check", *stores_args)
     assert c.returncode == 0 and "Milvus and Redis agree" in c.stdout, c.stdout + c.stderr
     q = str(next(root.rglob("*.jpg")))
-    s = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "onnx_search.cli",
-            "search",
-            q,
-            "--json",
-            "--top-k",
-            "3",
-            "--exclude-self",
-            "--models-dir",
-            str(models_dir),
-            "--data-dir",
-            str(data),
-            "--redis-url",
-            redis_url,
-            "--namespace",
-            "kill:test",
-            "--providers",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    s = run_cli("search", q, "--json", "--top-k", 3, "--exclude-self", *model_args, *stores_args)
     assert s.returncode == 0, s.stderr
     found = json.loads(s.stdout)
     assert [h["rank"] for h in found] == [1, 2, 3] and all(h["path"] != q and h["model"] == "vgg16" for h in found)
