@@ -42,6 +42,37 @@ def rbo(a: list, b: list, p: float = RBO_P) -> float:
     return overlap / k * p**k + (1 - p) / p * total
 
 
+def kendall_tau_union(a: list, b: list) -> float:
+    """Kendall's tau-b of two top-k lists over their union; an item missing from a list ranks after its end.
+
+    1 for identical rankings, -1 for the same items in reverse order; ties (items both lists miss) are
+    handled as in tau-b.
+    """
+    items = list(dict.fromkeys([*a, *b]))
+    if len(items) < 2:
+        return 1.0
+    ra = {x: i for i, x in enumerate(a)}
+    rb = {x: i for i, x in enumerate(b)}
+    pa = [ra.get(x, len(a)) for x in items]
+    pb = [rb.get(x, len(b)) for x in items]
+    conc = disc = tie_a = tie_b = 0
+    n = len(items)
+    for i in range(n):
+        for j in range(i + 1, n):
+            da, db = pa[i] - pa[j], pb[i] - pb[j]
+            if da == 0:
+                tie_a += 1
+            if db == 0:
+                tie_b += 1
+            if da * db > 0:
+                conc += 1
+            elif da * db < 0:
+                disc += 1
+    pairs = n * (n - 1) // 2
+    denom = math.sqrt((pairs - tie_a) * (pairs - tie_b))
+    return (conc - disc) / denom if denom else 0.0
+
+
 def precision_at_k(rels: list[bool], k: int) -> float:
     return sum(rels[:k]) / k
 
@@ -144,6 +175,7 @@ def compare(
                     "overlap_at_k": overlap_at_k(ia, ib, top_k),
                     "jaccard": jaccard(ia, ib),
                     "rbo": rbo(ia, ib),
+                    "kendall_tau": kendall_tau_union(ia, ib),
                 }
             )
     summary = {"top_k": top_k, "queries": len(queries), "models": {}, "pairs": {}}
@@ -171,6 +203,7 @@ def compare(
             "overlap_at_k": float(np.mean([p["overlap_at_k"] for p in rows])) if rows else None,
             "jaccard": float(np.mean([p["jaccard"] for p in rows])) if rows else None,
             "rbo": float(np.mean([p["rbo"] for p in rows])) if rows else None,
+            "kendall_tau": float(np.mean([p["kendall_tau"] for p in rows])) if rows else None,
             "most_disagreed": [
                 {"query": p["query"], "rbo": p["rbo"], "overlap_at_k": p["overlap_at_k"]} for p in worst
             ],

@@ -48,14 +48,15 @@ def summary_markdown(comparison: dict, header: list[str]) -> str:
             "",
             "## Agreement between models",
             "",
-            "| pair | overlap@k | Jaccard | RBO | most disagreed query |",
-            "|---|---|---|---|---|",
+            "| pair | overlap@k | Jaccard | RBO | Kendall τ (union) | most disagreed query |",
+            "|---|---|---|---|---|---|",
         ]
         for pair, ps in s["pairs"].items():
             worst = ps["most_disagreed"][0] if ps["most_disagreed"] else {"query": "–", "rbo": None}
             lines.append(
                 f"| {pair.replace('|', ' vs ')} | {_fmt(ps['overlap_at_k'])} | {_fmt(ps['jaccard'])} | "
-                f"{_fmt(ps['rbo'])} | {Path(worst['query']).name} (RBO {_fmt(worst['rbo'])}) |"
+                f"{_fmt(ps['rbo'])} | {_fmt(ps['kendall_tau'])} | {Path(worst['query']).name} "
+                f"(RBO {_fmt(worst['rbo'])}) |"
             )
     return "\n".join(lines) + "\n"
 

@@ -60,7 +60,7 @@ def _random_run(seed=0, n_queries=15, k=10, n_labels=4, per_label=12):
 
 
 def test_label_metrics_equal_pytrec_eval():
-    pytrec_eval = pytest.importorskip("pytrec_eval")  # installed by the dev extra; CI has it
+    import pytrec_eval
     k = 10
     hits, queries, counts, docs = _random_run(k=k)
     ours = c.compare(hits, queries, ["a", "b"], k, counts)
@@ -97,3 +97,25 @@ def test_compare_summary_pairs_and_disagreement():
     assert pair["overlap_at_k"] == 0.5 and pair["most_disagreed"][0]["query"] == "q2"
     assert out["summary"]["models"]["a"]["top1_cosine"]["median"] == pytest.approx(0.9)
     assert "p_at_k" not in out["per_query"][0]
+
+
+def test_kendall_tau_on_the_union_known_cases():
+    assert c.kendall_tau_union([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert c.kendall_tau_union([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # [1,2] vs [2,1] over union {1,2}: one discordant pair
+    assert c.kendall_tau_union([1, 2], [2, 1]) == pytest.approx(-1.0)
+    partial = c.kendall_tau_union([1, 2, 3], [1, 2, 4])
+    assert 0 < partial < 1
+
+
+def test_kendall_tau_equals_scipy_tau_b():
+    from scipy import stats
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        a = rng.choice(30, size=10, replace=False).tolist()
+        b = rng.choice(30, size=10, replace=False).tolist()
+        items = list(dict.fromkeys(a + b))
+        ra = [a.index(x) if x in a else 10 for x in items]
+        rb = [b.index(x) if x in b else 10 for x in items]
+        expected = stats.kendalltau(ra, rb, variant="b").statistic
+        assert c.kendall_tau_union(a, b) == pytest.approx(expected, abs=1e-12)
