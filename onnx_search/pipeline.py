@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -98,6 +99,7 @@ class Embedder:
         self.geometry_of = {name: self.geometries.index(m.recipe.geometry) for name, m in models.items()}
         self.failures: list[tuple[str, str]] = []
         self.times = StageTimes()
+        self._times_lock = threading.Lock()  # decode threads add to read_decode
 
     def _load(self, path: Path, needed: frozenset[str]) -> Item | tuple[str, str]:
         t0 = time.perf_counter()
@@ -116,7 +118,8 @@ class Embedder:
         except Exception as exc:  # noqa: BLE001 - one odd file must never stop the run
             log.warning("unexpected error on %s", path, exc_info=True)
             item = (str(path), f"unexpected error while decoding: {type(exc).__name__}: {exc}")
-        self.times.read_decode += time.perf_counter() - t0
+        with self._times_lock:
+            self.times.read_decode += time.perf_counter() - t0
         return item
 
     def _decoded(self, tasks: Iterable[tuple[Path, frozenset[str]]]) -> Iterator[Item | tuple[str, str]]:
