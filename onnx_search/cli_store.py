@@ -40,6 +40,7 @@ def open_stores(args):
 def cmd_ingest(args) -> int:
     from .cli import _print_skipped, _runner_options, load_embedders
     from .ingest import ingest
+    from .scan import DEFAULT_EXTENSIONS
 
     stores = open_stores(args)  # a store that is down fails here, before any model is loaded
     models = load_embedders(args.model or ["resnet50", "vgg16"], args.models_dir, _runner_options(args))
@@ -50,7 +51,7 @@ def cmd_ingest(args) -> int:
         stores,
         batch_size=args.batch_size,
         workers=args.workers,
-        extensions=args.extensions.split(",") if args.extensions else _default_exts(),
+        extensions=args.extensions.split(",") if args.extensions else DEFAULT_EXTENSIONS,
         prune=args.prune,
         rebuild=args.rebuild,
         progress=not args.quiet,
@@ -69,12 +70,6 @@ def cmd_ingest(args) -> int:
         print(f"  {name}: providers {prov}, collection {stores.collection(name)}")
     _print_skipped(r.skipped, report_dir / "skipped.json")
     return 0
-
-
-def _default_exts():
-    from .scan import DEFAULT_EXTENSIONS
-
-    return DEFAULT_EXTENSIONS
 
 
 def cmd_search(args) -> int:

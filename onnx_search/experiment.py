@@ -25,7 +25,7 @@ from .ingest import Stores, ingest
 from .report import write_report
 from .runner import OnnxEmbedder, RunnerOptions, resolve_model_path
 from .scan import scan_folder
-from .search import search
+from .search import embed_queries, search_embedded
 from .stores import connect_milvus, connect_redis, mask_url
 from .sweep import evaluate_variants, fetch_vectors
 from .vectors import IndexConfig
@@ -143,7 +143,8 @@ def run_experiment(config_path: str | Path, progress: bool = True) -> RunOutcome
         if exp.top_k > n:
             raise ConfigError(f"top_k = {exp.top_k} is larger than collection {stores.collection(name)} ({n} rows)")
     t = time.perf_counter()
-    hits, failed = search(queries, models, stores, exp.top_k, exclude_self=self_excluded)
+    ok, qvecs, failed = embed_queries(queries, models)
+    hits = search_embedded(ok, qvecs, stores, exp.top_k, exclude_self=self_excluded)
     timings["search_s"] = round(time.perf_counter() - t, 3)
     failed_set = {p for p, _ in failed}
     catalogue = stores.catalog.get_images(stores.catalog.ids())
@@ -164,7 +165,7 @@ def run_experiment(config_path: str | Path, progress: bool = True) -> RunOutcome
         )
     hit_rows = [h.as_dict() for h in hits]
     comparison = compare(hit_rows, query_rows, list(models), exp.top_k, label_counts or None)
-    sweep_rows = run_sweep(exp, models, stores, queries, failed_set) if exp.sweep else []
+    sweep_rows = run_sweep(exp, models, stores, qvecs) if exp.sweep else []
     random_models = [n for n, m in models.items() if str(m.meta.get("weights", "")).startswith("random")]
     results = {
         "experiment": exp.experiment,
@@ -214,13 +215,10 @@ def run_experiment(config_path: str | Path, progress: bool = True) -> RunOutcome
     return _publish(exp, results, comparison, manifest, header)
 
 
-def run_sweep(exp: Experiment, models, stores: Stores, queries: list[Path], failed: set[str]) -> list[dict]:
+def run_sweep(exp: Experiment, models, stores: Stores, qvecs: dict[str, np.ndarray]) -> list[dict]:
     """Recall@k and latency of each ``sweep`` index variant against exact search, per model."""
-    from .search import embed_queries
-
     rows = []
     ids = sorted(stores.catalog.ids())
-    ok, qvecs, _ = embed_queries([q for q in queries if str(q) not in failed], models)
     for name in models:
         vecs = fetch_vectors(stores.vectors, stores.collection(name), ids)
         variants = [IndexConfig(exp.store.metric, v.type, dict(v.params), dict(v.search)) for v in exp.sweep]

@@ -52,12 +52,19 @@ def search(
 ) -> tuple[list[Hit], list[tuple[str, str]]]:
     """Top-k hits of every decodable query image with every model; the query's own id is left out on request."""
     ok, vecs, failed = embed_queries(paths, models, batch_size=32)
-    exclude = [image_id(p) for p in ok] if exclude_self else None
+    return search_embedded(ok, vecs, stores, top_k, exclude_self), failed
+
+
+def search_embedded(
+    queries: list[Path], vecs: dict[str, np.ndarray], stores: Stores, top_k: int = 10, exclude_self: bool = False
+) -> list[Hit]:
+    """Top-k hits for already embedded queries (``vecs[model]`` rows follow ``queries``)."""
+    exclude = [image_id(p) for p in queries] if exclude_self else None
     hits: list[Hit] = []
-    for name in models:
+    for name in vecs:
         rows = stores.vectors.search(stores.collection(name), vecs[name], top_k, stores.index, exclude)
         records = stores.catalog.get_images({i for row in rows for i, _ in row})
-        for q, row in zip(ok, rows, strict=True):
+        for q, row in zip(queries, rows, strict=True):
             for rank, (i, d) in enumerate(row, 1):
                 rec = records.get(i)
                 hits.append(
@@ -72,4 +79,4 @@ def search(
                         float(to_cosine(d, stores.index.metric)),
                     )
                 )
-    return hits, failed
+    return hits
