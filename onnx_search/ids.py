@@ -1,4 +1,4 @@
-"""The one image id every store shares: a deterministic 63-bit hash of the resolved path."""
+"""The one image id every store shares (a 63-bit hash of the resolved path), and the content hash beside it."""
 
 from __future__ import annotations
 
@@ -12,3 +12,17 @@ def image_id(path: str | Path) -> int:
     raw = os.fsencode(str(path))
     value = int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big") & ((1 << 63) - 1)
     return value or 1
+
+
+def content_hash(data: bytes) -> str:
+    """Short content hash of a file's bytes (BLAKE2b-128, hex): notices a changed file under the same id."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, streamed (model files: what a collection was built from)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -14,31 +14,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import Catalog, ImageRecord
+from .embed.pipeline import Batch, Pipeline
+from .embed.scan import DEFAULT_EXTENSIONS, scan_folder
+from .errors import ModelChangedError
 from .ids import image_id
-from .pipeline import Embedder
-from .runner import OnnxEmbedder
-from .scan import DEFAULT_EXTENSIONS, scan_folder
-from .vectors import CollectionMismatchError, IndexConfig, VectorStore, collection_name
+from .models.session import ModelSession
+from .store.catalog import Catalog, ImageRecord
+from .store.stores import Stores
 
 log = logging.getLogger(__name__)
-
-
-class ModelChangedError(CollectionMismatchError):
-    """The model file differs from the one a collection was built with."""
-
-
-@dataclass
-class Stores:
-    """The two stores and how collections are named and indexed."""
-
-    catalog: Catalog
-    vectors: VectorStore
-    prefix: str
-    index: IndexConfig = field(default_factory=IndexConfig)
-
-    def collection(self, model: str) -> str:
-        return collection_name(self.prefix, model)
 
 
 @dataclass
@@ -66,7 +50,7 @@ class IngestReport:
 
 
 def prepare_collections(
-    stores: Stores, models: dict[str, OnnxEmbedder], expected_rows: int, rebuild: bool = False
+    stores: Stores, models: dict[str, ModelSession], expected_rows: int, rebuild: bool = False
 ) -> None:
     """Create or check each model's collection; a changed model file is an error unless ``rebuild``."""
     known = stores.catalog.models()
@@ -118,12 +102,51 @@ def plan(files: list[Path], models: list[str], catalog: Catalog) -> tuple[list[t
     return tasks, unchanged
 
 
+class StoreSink:
+    """Writes each batch: catalogue entries, then vectors per model, then that model's ``done`` mark."""
+
+    def __init__(self, stores: Stores, root: Path, labels: bool, report: IngestReport) -> None:
+        self.stores, self.root, self.labels, self.report = stores, root, labels, report
+        self.seconds = 0.0
+
+    def write(self, batch: Batch) -> None:
+        t = time.perf_counter()
+        recs = [
+            ImageRecord(
+                image_id(it.path),
+                str(it.path),
+                it.sha,
+                it.size,
+                it.mtime_ns,
+                it.path.parent.name if self.labels else "",
+                str(self.root),
+            )
+            for it in batch.items
+        ]
+        self.stores.catalog.put_images(recs)
+        for name, (rows, vecs) in batch.vectors.items():
+            ids = [recs[r].id for r in rows]
+            self.stores.vectors.upsert(self.stores.collection(name), ids, vecs)
+            self.stores.catalog.mark_done(name, {recs[r].id: recs[r].sha for r in rows})
+            self.report.embedded[name] = self.report.embedded.get(name, 0) + len(ids)
+        self.report.catalogued += len(recs)
+        self.seconds += time.perf_counter() - t
+
+    def close(self) -> None:
+        """Flush what was written, so searches use the index (unflushed rows are searched by brute force)."""
+        t = time.perf_counter()
+        for name, n in self.report.embedded.items():
+            if n:
+                self.stores.vectors.flush(self.stores.collection(name))
+        self.seconds += time.perf_counter() - t
+
+
 def ingest(
     folder: str | Path,
-    models: dict[str, OnnxEmbedder],
+    models: dict[str, ModelSession],
     stores: Stores,
     *,
-    batch_size: int = 32,
+    batch_size: int | dict[str, int] = 32,
     workers: int | None = None,
     extensions=DEFAULT_EXTENSIONS,
     labels: bool = True,
@@ -138,49 +161,31 @@ def ingest(
     scan = scan_folder(root, extensions)
     report = IngestReport(scanned=len(scan.files), skipped=list(scan.skipped))
     report.providers = {n: m.providers_active for n, m in models.items()}
+    report.embedded = {n: 0 for n in models}
     prepare_collections(stores, models, len(scan.files), rebuild)
     tasks, report.unchanged = plan(scan.files, list(models), stores.catalog)
-    embedder = Embedder(models, batch_size=batch_size, workers=workers, progress=progress)
-    write_s = 0.0
-    report.embedded = {n: 0 for n in models}
-    for batch in embedder.run(tasks):
-        tw = time.perf_counter()
-        recs = [
-            ImageRecord(
-                image_id(it.path),
-                str(it.path),
-                it.sha,
-                it.size,
-                it.mtime_ns,
-                it.path.parent.name if labels else "",
-                str(root),
-            )
-            for it in batch.items
-        ]
-        stores.catalog.put_images(recs)
-        for name, (rows, vecs) in batch.vectors.items():
-            ids = [recs[r].id for r in rows]
-            stores.vectors.upsert(stores.collection(name), ids, vecs)
-            stores.catalog.mark_done(name, {recs[r].id: recs[r].sha for r in rows})
-            report.embedded[name] += len(ids)
-        report.catalogued += len(recs)
-        write_s += time.perf_counter() - tw
-    report.skipped += embedder.failures
-    tw = time.perf_counter()
-    for name, n in report.embedded.items():
-        if n:
-            stores.vectors.flush(stores.collection(name))
-    write_s += time.perf_counter() - tw
+    pipeline = Pipeline(models, batch_size=batch_size, workers=workers, progress=progress)
+    sink = StoreSink(stores, root, labels, report)
+    try:
+        for batch in pipeline.run(tasks):
+            sink.write(batch)
+    finally:
+        sink.close()
+    report.skipped += pipeline.failures
     if prune:
         report.pruned = prune_missing(stores, root, {image_id(p) for p in scan.files})
-    embedder.times.write = write_s
-    report.times = embedder.times.as_dict() | {"total_s": round(time.perf_counter() - t0, 3)}
+    pipeline.times.write = sink.seconds
+    report.times = pipeline.times.as_dict() | {"total_s": round(time.perf_counter() - t0, 3)}
     if report_dir:
-        out = Path(report_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "skipped.json").write_text(json.dumps(report.as_dict()["skipped"], indent=1, ensure_ascii=False))
-        (out / "ingest.json").write_text(json.dumps(report.as_dict(), indent=1, ensure_ascii=False))
+        write_ingest_report(report, Path(report_dir))
     return report
+
+
+def write_ingest_report(report: IngestReport, out: Path) -> None:
+    """``skipped.json`` and ``ingest.json`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "skipped.json").write_text(json.dumps(report.as_dict()["skipped"], indent=1, ensure_ascii=False))
+    (out / "ingest.json").write_text(json.dumps(report.as_dict(), indent=1, ensure_ascii=False))
 
 
 def prune_missing(stores: Stores, root: Path, present: set[int]) -> int:
@@ -195,44 +200,3 @@ def prune_missing(stores: Stores, root: Path, present: set[int]) -> int:
         stores.vectors.flush(stores.collection(name))
     stores.catalog.remove_images(gone, models)
     return len(gone)
-
-
-@dataclass
-class CheckReport:
-    """Differences between the stores, per model; ``pending`` (not yet embedded) is not a disagreement."""
-
-    problems: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    pending: dict[str, int] = field(default_factory=dict)
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not any(v for d in self.problems.values() for v in d.values())
-
-
-def check(stores: Stores, repair: bool = False) -> CheckReport:
-    """Compare Milvus and Redis; with ``repair`` remove what a crash left half-written."""
-    cat = stores.catalog
-    ids, keys = cat.ids(), cat.image_keys()
-    rep = CheckReport()
-    rep.problems["catalogue"] = {"id_without_record": sorted(ids - keys), "record_without_id": sorted(keys - ids)}
-    if repair:
-        cat.remove_images(rep.problems["catalogue"]["id_without_record"], [])
-        cat.remove_images(rep.problems["catalogue"]["record_without_id"], [])
-        ids = ids & keys
-    for name, info in cat.models().items():
-        coll = info.get("collection", stores.collection(name))
-        vec_ids = stores.vectors.ids(coll) if stores.vectors.c.has_collection(coll) else set()
-        done = set(cat.done(name))
-        p = {
-            "vector_without_mark": sorted(vec_ids - done),
-            "mark_without_vector": sorted(done - vec_ids),
-            "mark_without_image": sorted(done - ids),
-        }
-        rep.problems[name] = p
-        rep.pending[name] = len(ids - done)
-        rep.counts[name] = {"catalogue": len(ids), "done": len(done), "vectors": len(vec_ids)}
-        if repair:
-            stores.vectors.delete(coll, sorted(set(p["vector_without_mark"]) | set(p["mark_without_image"])))
-            cat.unmark(name, set(p["mark_without_vector"]) | set(p["mark_without_image"]))
-    return rep

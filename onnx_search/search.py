@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .embed.pipeline import Pipeline
+from .embed.sinks import embed_paths
 from .ids import image_id
-from .ingest import Stores
-from .pipeline import Embedder
-from .runner import OnnxEmbedder
+from .models.session import ModelSession
+from .store.stores import Stores
 from .vectors import to_cosine
 
 
@@ -29,30 +31,77 @@ class Hit:
         return asdict(self)
 
 
-def embed_queries(
-    paths: list[Path], models: dict[str, OnnxEmbedder], batch_size: int = 32, progress: bool = False
-) -> tuple[list[Path], dict[str, np.ndarray], list[tuple[str, str]]]:
-    """Vectors of the query images that decode, per model, and the ones that did not with reasons."""
-    emb = Embedder(models, batch_size=batch_size, progress=progress)
-    ok: list[Path] = []
-    vecs: dict[str, list[np.ndarray]] = {n: [] for n in models}
-    for batch in emb.run([(Path(p), frozenset(models)) for p in paths]):
-        ok += [it.path for it in batch.items]
-        for name, (_, v) in batch.vectors.items():
-            vecs[name].append(v)
-    return (
-        ok,
-        {n: (np.concatenate(v) if v else np.zeros((0, models[n].dim), np.float32)) for n, v in vecs.items()},
-        emb.failures,
-    )
+@dataclass
+class QueryVectors:
+    """Vectors of the queries that could be had, per model (rows follow ``paths``), and those that could not."""
+
+    paths: list[Path]
+    vectors: dict[str, np.ndarray]
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    fetched: int = 0  # queries whose stored vectors were reused instead of embedding them again
+
+
+def _unchanged_in_store(paths: list[Path], models: list[str], stores: Stores) -> set[Path]:
+    """Queries that are catalogued images, unchanged on disk, whose vectors every model already stored."""
+    ids = {p: image_id(p) for p in paths}
+    records = stores.catalog.get_images(ids.values())
+    done = {m: stores.catalog.done(m) for m in models}
+    out = set()
+    for p, i in ids.items():
+        rec = records.get(i)
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if (
+            rec
+            and rec.size == st.st_size
+            and rec.mtime_ns == st.st_mtime_ns
+            and all(done[m].get(i) == rec.sha for m in models)
+        ):
+            out.add(p)
+    return out
+
+
+def query_vectors(
+    paths: list[Path],
+    models: dict[str, ModelSession],
+    stores: Stores | None = None,
+    batch_size: int | dict[str, int] = 32,
+    workers: int | None = None,
+    progress: bool = False,
+) -> QueryVectors:
+    """Vectors of the query images: fetched from the stores when already ingested, else embedded once."""
+    paths = [Path(p) for p in paths]
+    stored = _unchanged_in_store(paths, list(models), stores) if stores else set()
+    to_embed = [p for p in paths if p not in stored]
+    pipeline = Pipeline(models, batch_size=batch_size, workers=workers, progress=progress)
+    embedded = embed_paths(pipeline, to_embed)
+    fetched_paths = [p for p in paths if p in stored]
+    fetched = {m: stores.fetch(m, [image_id(p) for p in fetched_paths]) for m in models} if fetched_paths else {}
+    row_of = {p: ("fetched", i) for i, p in enumerate(fetched_paths)}
+    row_of |= {p: ("embedded", i) for i, p in enumerate(embedded.paths)}
+    ok = [p for p in paths if p in row_of]
+    vectors = {}
+    for m, session in models.items():
+        source = {"fetched": fetched.get(m), "embedded": embedded.vectors(m)}
+        rows = [source[row_of[p][0]][row_of[p][1]] for p in ok]
+        vectors[m] = np.asarray(rows, np.float32).reshape(len(ok), session.dim)
+    return QueryVectors(ok, vectors, pipeline.failures, len(fetched_paths))
 
 
 def search(
-    paths: list[Path], models: dict[str, OnnxEmbedder], stores: Stores, top_k: int = 10, exclude_self: bool = False
+    paths: list[Path],
+    models: dict[str, ModelSession],
+    stores: Stores,
+    top_k: int = 10,
+    exclude_self: bool = False,
+    batch_size: int | dict[str, int] = 32,
+    workers: int | None = None,
 ) -> tuple[list[Hit], list[tuple[str, str]]]:
     """Top-k hits of every decodable query image with every model; the query's own id is left out on request."""
-    ok, vecs, failed = embed_queries(paths, models, batch_size=32)
-    return search_embedded(ok, vecs, stores, top_k, exclude_self), failed
+    q = query_vectors(paths, models, stores, batch_size, workers)
+    return search_embedded(q.paths, q.vectors, stores, top_k, exclude_self), q.failed
 
 
 def search_embedded(
@@ -62,21 +111,11 @@ def search_embedded(
     exclude = [image_id(p) for p in queries] if exclude_self else None
     hits: list[Hit] = []
     for name in vecs:
-        rows = stores.vectors.search(stores.collection(name), vecs[name], top_k, stores.index, exclude)
+        rows = stores.search(name, vecs[name], top_k, exclude)
         records = stores.catalog.get_images({i for row in rows for i, _ in row})
         for q, row in zip(queries, rows, strict=True):
             for rank, (i, d) in enumerate(row, 1):
                 rec = records.get(i)
-                hits.append(
-                    Hit(
-                        str(q),
-                        name,
-                        rank,
-                        i,
-                        rec.path if rec else "",
-                        rec.label if rec else "",
-                        d,
-                        float(to_cosine(d, stores.index.metric)),
-                    )
-                )
+                path, label = (rec.path, rec.label) if rec else ("", "")
+                hits.append(Hit(str(q), name, rank, i, path, label, d, float(to_cosine(d, stores.index.metric))))
     return hits

@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # Converted test models are cached across runs (conversion is slow and needs ~7 GB); the converter's own
-# up-to-date check decides whether a cached file can be reused, so a stale file is never used.
+# up-to-date check decides whether a cached file can be reused: its key holds the spec, the weights, the
+# opset and a hash of the converter's code, so a changed converter is exercised again.
 MODEL_CACHE = Path(os.environ.get("ONNX_SEARCH_TEST_MODELS", REPO / ".cache" / "test-models"))
 TEST_SEED = 0
 
 
-def cli_command(*args) -> list[str]:
-    """``python -m onnx_search.cli ARGS`` as an argv list (arguments turned into strings)."""
-    return [sys.executable, "-m", "onnx_search.cli", *map(str, args)]
-
-
-def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the CLI as a user would, capturing its text output."""
-    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    from onnx_search.convert import convert_model
+    from onnx_search.models.convert_keras import convert_model
 
     for name in ("resnet50", "vgg16"):
         convert_model(name, MODEL_CACHE, weights="random", seed=TEST_SEED)
@@ -37,10 +26,10 @@ def models_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def embedders(models_dir):
-    from onnx_search.runner import OnnxEmbedder, RunnerOptions
+    from onnx_search.models.session import ModelSession, SessionConfig
 
-    opts = RunnerOptions(providers=["cpu"])
-    return {n: OnnxEmbedder(models_dir / f"{n}.onnx", opts) for n in ("resnet50", "vgg16")}
+    opts = SessionConfig(providers=["cpu"])
+    return {n: ModelSession(models_dir / f"{n}.onnx", opts) for n in ("resnet50", "vgg16")}
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +44,7 @@ def labelled_set(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A real redis-server started for the test session, stopped at its end."""
-    from onnx_search.redis_server import LocalRedis
+    from onnx_search.store.local_redis import LocalRedis
 
     server = LocalRedis(tmp_path_factory.mktemp("redis-data"))
     client = server.start()
@@ -74,10 +63,11 @@ def make_stores(redis_server, tmp_path):
     """Factory of Stores on the shared Redis (fresh namespace) and a fresh Milvus Lite folder."""
     import uuid
 
-    from onnx_search.catalog import Catalog
-    from onnx_search.ingest import Stores
-    from onnx_search.stores import connect_milvus
-    from onnx_search.vectors import IndexConfig, VectorStore
+    from onnx_search.store.catalog import Catalog
+    from onnx_search.store.index import IndexSpec
+    from onnx_search.store.milvus import VectorStore, connect_milvus
+    from onnx_search.store.naming import collection_prefix
+    from onnx_search.store.stores import Stores
 
     made = {}
 
@@ -88,9 +78,22 @@ def make_stores(redis_server, tmp_path):
         if key not in made:
             made[key] = connect_milvus(None, d)
         return Stores(
-            Catalog(redis_server, ns), VectorStore(made[key]), ns.replace(":", "_"), IndexConfig(metric, index)
+            Catalog(redis_server, ns),
+            VectorStore(made[key]),
+            collection_prefix(ns),
+            IndexSpec(metric=metric, type=index),
         )
 
     yield make
     for c in made.values():
         c.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_redis_server_outlives_the_tests(tmp_path_factory):
+    """CLI runs without --redis-url start the project's own server under their data folder: stop them all at
+    the end of the session, whether the tests passed or failed."""
+    from tests.helpers import stop_local_redis_servers
+
+    yield
+    stop_local_redis_servers(tmp_path_factory.getbasetemp())

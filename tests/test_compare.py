@@ -3,36 +3,37 @@ import math
 import numpy as np
 import pytest
 
-from onnx_search import compare as c
+from onnx_search.experiment import compare as c
+from onnx_search.experiment import metrics as mt
 
 
 def test_overlap_and_jaccard_on_known_cases():
-    assert c.overlap_at_k([1, 2, 3, 4], [4, 3, 2, 1], 4) == 1.0
-    assert c.overlap_at_k([1, 2, 3, 4], [5, 6, 7, 8], 4) == 0.0
-    assert c.overlap_at_k([1, 2, 3, 4], [1, 9, 3, 8], 4) == 0.5
-    assert c.jaccard([1, 2, 3, 4], [1, 9, 3, 8]) == pytest.approx(2 / 6)
+    assert mt.overlap_at_k([1, 2, 3, 4], [4, 3, 2, 1], 4) == 1.0
+    assert mt.overlap_at_k([1, 2, 3, 4], [5, 6, 7, 8], 4) == 0.0
+    assert mt.overlap_at_k([1, 2, 3, 4], [1, 9, 3, 8], 4) == 0.5
+    assert mt.jaccard([1, 2, 3, 4], [1, 9, 3, 8]) == pytest.approx(2 / 6)
 
 
 def test_rbo_known_values():
-    assert c.rbo([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
-    assert c.rbo([1, 2, 3], [4, 5, 6]) == 0.0
+    assert mt.rbo([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert mt.rbo([1, 2, 3], [4, 5, 6]) == 0.0
     # the same set in reverse order agrees less than the same order, but more than disjoint lists
-    rev = c.rbo([1, 2, 3], [3, 2, 1])
+    rev = mt.rbo([1, 2, 3], [3, 2, 1])
     assert 0 < rev < 1
     # by hand, p=0.9, k=3: overlaps X_d = 0, 1, 3 -> (1-p)/p*(0 + 1/2*.81 + 3/3*.729) + 3/3*.729
     assert rev == pytest.approx((0.1 / 0.9) * (0.405 + 0.729) + 0.729)
     # agreement at the top weighs more than at the bottom
-    assert c.rbo([1, 2, 3, 4], [1, 2, 8, 9]) > c.rbo([1, 2, 3, 4], [8, 9, 3, 4])
+    assert mt.rbo([1, 2, 3, 4], [1, 2, 8, 9]) > mt.rbo([1, 2, 3, 4], [8, 9, 3, 4])
 
 
 def test_label_metrics_by_hand():
     rels = [True, False, True, False]
-    assert c.precision_at_k(rels, 4) == 0.5
-    assert c.recall_at_k(rels, 4, 5) == 0.4
-    assert c.average_precision_at_k(rels, 4, 5) == pytest.approx((1 + 2 / 3) / 5)
+    assert mt.precision_at_k(rels, 4) == 0.5
+    assert mt.recall_at_k(rels, 4, 5) == 0.4
+    assert mt.average_precision_at_k(rels, 4, 5) == pytest.approx((1 + 2 / 3) / 5)
     dcg = 1 + 1 / math.log2(4)
     idcg = sum(1 / math.log2(i + 1) for i in range(1, 5))
-    assert c.ndcg_at_k(rels, 4, 5) == pytest.approx(dcg / idcg)
+    assert mt.ndcg_at_k(rels, 4, 5) == pytest.approx(dcg / idcg)
 
 
 def _random_run(seed=0, n_queries=15, k=10, n_labels=4, per_label=12):
@@ -61,6 +62,7 @@ def _random_run(seed=0, n_queries=15, k=10, n_labels=4, per_label=12):
 
 def test_label_metrics_equal_pytrec_eval():
     import pytrec_eval
+
     k = 10
     hits, queries, counts, docs = _random_run(k=k)
     ours = c.compare(hits, queries, ["a", "b"], k, counts)
@@ -100,16 +102,17 @@ def test_compare_summary_pairs_and_disagreement():
 
 
 def test_kendall_tau_on_the_union_known_cases():
-    assert c.kendall_tau_union([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
-    assert c.kendall_tau_union([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert mt.kendall_tau_union([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert mt.kendall_tau_union([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     # [1,2] vs [2,1] over union {1,2}: one discordant pair
-    assert c.kendall_tau_union([1, 2], [2, 1]) == pytest.approx(-1.0)
-    partial = c.kendall_tau_union([1, 2, 3], [1, 2, 4])
+    assert mt.kendall_tau_union([1, 2], [2, 1]) == pytest.approx(-1.0)
+    partial = mt.kendall_tau_union([1, 2, 3], [1, 2, 4])
     assert 0 < partial < 1
 
 
 def test_kendall_tau_equals_scipy_tau_b():
     from scipy import stats
+
     rng = np.random.default_rng(1)
     for _ in range(20):
         a = rng.choice(30, size=10, replace=False).tolist()
@@ -118,4 +121,4 @@ def test_kendall_tau_equals_scipy_tau_b():
         ra = [a.index(x) if x in a else 10 for x in items]
         rb = [b.index(x) if x in b else 10 for x in items]
         expected = stats.kendalltau(ra, rb, variant="b").statistic
-        assert c.kendall_tau_union(a, b) == pytest.approx(expected, abs=1e-12)
+        assert mt.kendall_tau_union(a, b) == pytest.approx(expected, abs=1e-12)

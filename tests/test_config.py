@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from onnx_search.config import ConfigError, load_experiment
+from onnx_search.errors import ConfigError
+from onnx_search.experiment.config import load_experiment
 from onnx_search.synth import generate_labelled_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def test_good_config_and_defaults(cwd):
         (GOOD.replace("vgg16", "vgg17"), r"exp.yaml:5: models.0.name: .*unknown model 'vgg17'"),
         (GOOD.replace("root: imgs", "root: nowhere"), r"dataset.root: folder nowhere does not exist"),
         (GOOD.replace("weights: random", "weights: mine.h5"), r"weights: mine.h5 is neither"),
-        (GOOD.replace("  sample: 3", "  sample: 3\n  folder: imgs"), r"give exactly one of sample, folder, paths"),
+        (GOOD.replace("  sample: 3", "  sample: 3\n  folder: imgs"), r"give only one of sample, folder, paths"),
         (GOOD + "store:\n  metric: EUCLID\n", r"exp.yaml:10: store.metric"),
         (GOOD + "store:\n  redis_url: ${NO_SUCH_VAR_X}\n", r"store.redis_url: environment variable NO_SUCH_VAR_X"),
     ],
@@ -83,3 +84,59 @@ def test_missing_file_and_bad_yaml(cwd):
         load_experiment(cwd / "nope.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_experiment(write(cwd, "experiment: [unclosed\n"))
+
+
+def test_yaml_syntax_error_names_file_line_and_column(cwd):
+    text = GOOD.replace("  sample: 3", "  sample: [3\n  folder: x")
+    with pytest.raises(ConfigError) as err:
+        load_experiment(write(cwd, text))
+    msg = str(err.value)
+    assert str(cwd / "exp.yaml") in msg and "<unicode string>" not in msg
+    assert f"{cwd / 'exp.yaml'}:9:9: not valid YAML: expected ',' or ']'" in msg  # the ':' that breaks the list
+    assert msg.count("\n") == 0
+
+
+@pytest.mark.parametrize("payload", [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "experiment: caf\xe9\n".encode("latin-1")])
+def test_binary_or_non_utf8_file_is_a_one_line_error_naming_it(cwd, payload):
+    p = cwd / "exp.yaml"
+    p.write_bytes(payload)
+    with pytest.raises(ConfigError) as err:
+        load_experiment(p)
+    assert str(p) in str(err.value) and "\n" not in str(err.value)
+    from tests.helpers import run_cli
+
+    r = run_cli("run", p, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and str(p) in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_queries_section_may_be_left_out(cwd):
+    exp = load_experiment(write(cwd, GOOD.replace("queries:\n  sample: 3\n", "")))
+    assert exp.queries.sampled and exp.queries.sample is None and exp.queries.exclude_self
+
+
+def test_index_section_and_cli_flags_share_one_vocabulary(cwd):
+    from onnx_search.cli import build_parser
+    from onnx_search.cli.common import store_settings
+
+    text = GOOD + "store:\n  metric: L2\n  index: {type: IVF_FLAT, params: {nlist: 8}, search: {nprobe: 4}}\n"
+    exp = load_experiment(write(cwd, text))
+    from_yaml = exp.store.settings(Path("data"), "t")
+    args = build_parser().parse_args(
+        [
+            "check",
+            "--metric",
+            "L2",
+            "--index",
+            "IVF_FLAT",
+            "--index-params",
+            '{"params": {"nlist": 8}, "search": {"nprobe": 4}}',
+        ]
+    )
+    from_cli = store_settings(args)
+    assert from_cli.index == from_yaml.index and from_cli.metric == from_yaml.metric == "L2"
+    with pytest.raises(ConfigError, match="nprobe"):
+        load_experiment(write(cwd, GOOD + "store:\n  index: {type: HNSW, search: {nprobe: 4}}\n"))
+    bad = build_parser().parse_args(["check", "--index", "HNSW", "--index-params", '{"search": {"nprobe": 4}}'])
+    with pytest.raises(ConfigError, match="nprobe"):
+        store_settings(bad)

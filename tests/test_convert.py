@@ -5,11 +5,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from onnx_search import convert
-from onnx_search.metadata import METADATA_KEY
-from onnx_search.weights import WeightsUnavailableError, resolve_weights
-from onnx_search.zoo import get_spec
-from tests.conftest import run_cli
+from onnx_search.errors import ParityError, WeightsUnavailableError
+from onnx_search.models import convert_keras as convert
+from onnx_search.models.parity import PARITY_TOLERANCE, parity_images
+from onnx_search.models.recipe import METADATA_KEY, normalize, read_metadata_file
+from onnx_search.models.weights import WeightsChoice, resolve_weights
+from onnx_search.models.zoo import REGISTRY, get_spec
+from onnx_search.vectors import l2_normalize
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize("name", ["resnet50", "vgg16"])
@@ -22,7 +25,7 @@ def test_converted_model_carries_recipe_and_parity(models_dir, name):
     assert meta["dim"] == spec.dim and meta["pooling"] == "max"
     assert meta["weights"] == "random:0"
     assert {"tensorflow", "tf2onnx", "onnxruntime", "keras"} <= set(meta["versions"])
-    assert meta["parity"]["max_abs_diff"] <= convert.PARITY_TOLERANCE
+    assert meta["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
     assert meta["parity"]["min_cosine"] > 0.99999
     inp = sess.get_inputs()[0]
     assert not isinstance(inp.shape[0], int)  # dynamic batch
@@ -32,15 +35,15 @@ def test_converted_model_carries_recipe_and_parity(models_dir, name):
 
 def test_onnx_equals_keras_on_new_images(models_dir):
     """Independent of the gate: rebuild VGG16 with the same seed and compare on other images."""
-    from onnx_search.runner import OnnxEmbedder, RunnerOptions
+    from onnx_search.models.session import ModelSession, SessionConfig
 
     spec = get_spec("vgg16")
     model = convert.build_keras_model(spec, resolve_weights(spec, "random", 0))
     forward = convert.keras_forward(model)
-    x = convert.normalize(convert.parity_images(spec, n=3, seed=99), "caffe")
-    keras_vecs = convert.l2_normalize(forward(x).numpy())
-    onnx_vecs = OnnxEmbedder(models_dir / "vgg16.onnx", RunnerOptions(["cpu"])).embed(x)
-    assert np.abs(keras_vecs - onnx_vecs).max() < convert.PARITY_TOLERANCE
+    x = normalize(parity_images(spec, n=3, seed=99), "caffe")
+    keras_vecs = l2_normalize(forward(x).numpy())
+    onnx_vecs = ModelSession(models_dir / "vgg16.onnx", SessionConfig(["cpu"])).embed(x)
+    assert np.abs(keras_vecs - onnx_vecs).max() < PARITY_TOLERANCE
 
 
 def test_second_conversion_is_skipped(models_dir):
@@ -48,24 +51,40 @@ def test_second_conversion_is_skipped(models_dir):
     assert r.skipped and r.metadata["weights"] == "random:0"
 
 
-def test_parity_gate_fails_loudly_on_a_wrong_graph(models_dir):
+def test_parity_gate_refuses_a_genuinely_wrong_graph_and_keeps_no_file(tmp_path, monkeypatch):
+    """Export a graph with other weights than the Keras model the gate compares with: refused, no file left."""
+    real_export = convert._export
     spec = get_spec("vgg16")
 
-    class Wrong:
-        def __init__(self, arr):
-            self.arr = arr
+    def export_other_weights(forward, spec_, path):
+        other = convert.keras_forward(convert.build_keras_model(spec, WeightsChoice.random(7)))
+        real_export(other, spec_, path)
 
-        def numpy(self):
-            return self.arr
+    monkeypatch.setattr(convert, "_export", export_other_weights)
+    with pytest.raises(ParityError, match="disagree"):
+        convert.convert_model("vgg16", tmp_path, weights="random", seed=0)
+    assert list(tmp_path.iterdir()) == []  # neither the .onnx nor its .partial
 
-    sess = ort.InferenceSession(str(models_dir / "vgg16.onnx"), providers=["CPUExecutionProvider"])
 
-    def off_by_a_little(x):
-        out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-        return Wrong(out + np.random.default_rng(0).normal(0, 0.05 * np.abs(out).mean(), out.shape))
+def test_a_changed_converter_makes_earlier_files_out_of_date(models_dir):
+    meta = read_metadata_file(models_dir / "vgg16.onnx")
+    assert meta["request"]["converter"] == convert.converter_fingerprint()
+    changed = meta["request"] | {"converter": "0" * 12}
+    from onnx_search.models.recipe import up_to_date
 
-    with pytest.raises(convert.ParityError, match="disagree"):
-        convert.check_parity(off_by_a_little, models_dir / "vgg16.onnx", spec)
+    assert up_to_date(models_dir / "vgg16.onnx", meta["request"]) is not None
+    assert up_to_date(models_dir / "vgg16.onnx", changed) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(REGISTRY) - {"resnet50", "vgg16"}))
+def test_every_registry_model_converts_with_parity(name, tmp_path):
+    """resnet50 and vgg16 are converted by the session fixture; every other listed model converts here."""
+    r = convert.convert_model(name, tmp_path, weights="random", seed=0)
+    assert r.path.is_file() and r.metadata["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
+    sess = ort.InferenceSession(str(r.path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["input"]  # no variable left as a graph input
+    assert sess.get_outputs()[0].shape[-1] == get_spec(name).dim
 
 
 def test_imagenet_offline_fails_fast_with_both_ways_out(tmp_path, monkeypatch):

@@ -1,14 +1,13 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from onnx_search import pipeline
-from onnx_search.embed import embed_folder
-from onnx_search.preprocess import load_for_recipes, normalize
-from tests.badfiles import BAD_REASONS, GOOD, make_bad_folder
+from onnx_search.embed import pipeline
+from onnx_search.embed.decode import load_for_recipes
+from onnx_search.embed.files import embed_folder
+from onnx_search.models.recipe import normalize
+from tests.helpers import BAD_REASONS, GOOD, foreign_model, make_bad_folder, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -61,33 +60,18 @@ def test_each_file_is_read_and_decoded_once_for_all_models(embedders, labelled_s
     monkeypatch.setattr(pipeline, "load_for_recipes", lambda p, g, m: calls.append(p) or real(p, g, m))
     s = embed_folder(labelled_set, embedders, tmp_path, batch_size=5, progress=False)
     assert s.embedded == 12 and len(calls) == 12  # two models, one decode each
-    assert len(pipeline.Embedder(embedders).geometries) == 1
+    assert len(pipeline.Pipeline(embedders).geometries) == 1
 
 
 def test_cli_embed_and_clear_errors(labelled_set, models_dir, tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "onnx_search.cli",
-        "embed",
-        str(labelled_set),
-        "--model",
-        "vgg16",
-        "--models-dir",
-        str(models_dir),
-        "--output",
-        str(tmp_path / "o"),
-        "--providers",
-        "cpu",
-        "--quiet",
-    ]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    common = ["--models-dir", models_dir, "--output", tmp_path / "o", "--providers", "cpu", "--quiet"]
+    r = run_cli("embed", labelled_set, "--model", "vgg16", *common)
     assert r.returncode == 0, r.stderr
     assert "embedded 12 images" in r.stdout and "CPUExecutionProvider" in r.stdout
     assert np.load(tmp_path / "o" / "vgg16.npy").shape == (12, 512)
-    r = subprocess.run(cmd[:5] + ["--model", "nosuchnet"] + cmd[7:], capture_output=True, text=True)
+    r = run_cli("embed", labelled_set, "--model", "nosuchnet", *common)
     assert r.returncode == 2 and "unknown model 'nosuchnet'" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run(cmd[:7] + ["--models-dir", str(tmp_path)] + cmd[9:], capture_output=True, text=True)
+    r = run_cli("embed", labelled_set, "--model", "vgg16", *common[2:], "--models-dir", tmp_path)
     assert r.returncode == 2 and "convert it first" in r.stderr
 
 
@@ -109,14 +93,13 @@ def test_an_unexpected_error_on_one_file_does_not_stop_the_run(embedders, labell
 
 def test_models_with_different_recipes_share_one_decode(embedders, labelled_set, tmp_path, monkeypatch):
     """A 299-px 'tf' model beside a 224-px 'caffe' one: two geometries, one read and decode per file."""
-    from onnx_search.convert import annotate
-    from onnx_search.runner import OnnxEmbedder, RunnerOptions
-    from tests.test_runner import _foreign_model
+    from onnx_search.models.convert_keras import annotate
+    from onnx_search.models.session import ModelSession, SessionConfig
 
     path = tmp_path / "mean299.onnx"
-    _foreign_model(path, size=299)
+    foreign_model(path, size=299)
     annotate(path, like="inceptionv3")
-    tiny = OnnxEmbedder(path, RunnerOptions(["cpu"]))
+    tiny = ModelSession(path, SessionConfig(["cpu"]))
     models = {"vgg16": embedders["vgg16"], "mean299": tiny}
     calls = []
     real = pipeline.load_for_recipes
@@ -129,3 +112,35 @@ def test_models_with_different_recipes_share_one_decode(embedders, labelled_set,
     _, (arr,) = load_for_recipes(index["images"][0]["path"], [(299, "squash", "bilinear")])
     expected = normalize(arr[None], "tf").astype(np.float64).mean(axis=(1, 2))[0]
     np.testing.assert_allclose(means[0], expected / np.linalg.norm(expected), atol=1e-4)  # float32 sums
+
+
+def _record_batches(monkeypatch, model, sizes: list[int]):
+    real = model.embed
+    monkeypatch.setattr(model, "embed", lambda x: sizes.append(len(x)) or real(x))
+
+
+def test_each_model_infers_in_batches_of_its_own_size(embedders, labelled_set, monkeypatch):
+    from onnx_search.embed.sinks import embed_paths
+
+    seen = {"resnet50": [], "vgg16": []}
+    for name, m in embedders.items():
+        _record_batches(monkeypatch, m, seen[name])
+    files = sorted(labelled_set.rglob("*.jpg"))
+    got = embed_paths(pipeline.Pipeline(embedders, batch_size={"resnet50": 3, "vgg16": 5}, progress=False), files)
+    assert max(seen["resnet50"]) == 3 and max(seen["vgg16"]) == 5
+    assert sum(seen["resnet50"]) == sum(seen["vgg16"]) == len(files) == len(got.paths)
+
+
+def test_a_symlink_to_an_image_in_the_folder_is_reported_as_merged(tmp_path):
+    from onnx_search.embed.scan import scan_folder
+    from tests.helpers import photo
+
+    (tmp_path / "a").mkdir()
+    photo(1).save(tmp_path / "a" / "real.jpg")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "alias.jpg").symlink_to(tmp_path / "a" / "real.jpg")
+    scan = scan_folder(tmp_path)
+    assert scan.files == [(tmp_path / "a" / "real.jpg").resolve()]
+    ((path, reason),) = scan.skipped
+    assert path == str(tmp_path / "b" / "alias.jpg")
+    assert reason.startswith("merged:") and str(tmp_path / "a" / "real.jpg") in reason

@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onnx_search import preprocess as pp
-from tests.badfiles import make_bad_folder, photo
+from onnx_search.embed import decode as pp
+from onnx_search.errors import DecodeError
+from onnx_search.models import recipe
+from tests.helpers import make_bad_folder, photo
 
 
 @pytest.mark.parametrize("mode", ["caffe", "torch", "tf"])
@@ -13,7 +15,7 @@ def test_normalize_equals_keras_and_keeps_input(mode):
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (3, 17, 13, 3), dtype=np.uint8)
     before = batch.copy()
-    ours = pp.normalize(batch, mode)
+    ours = recipe.normalize(batch, mode)
     theirs = imagenet_utils.preprocess_input(batch.astype(np.float32), mode=mode)
     assert ours.dtype == np.float32
     np.testing.assert_array_equal(ours, theirs)
@@ -22,14 +24,14 @@ def test_normalize_equals_keras_and_keeps_input(mode):
 
 def test_normalize_never_writes_into_a_float_input():
     x = np.full((1, 4, 4, 3), 100.0, dtype=np.float32)
-    pp.normalize(x, "tf")
-    pp.normalize(x, "caffe")
+    recipe.normalize(x, "tf")
+    recipe.normalize(x, "caffe")
     assert (x == 100.0).all()
 
 
 def test_normalize_rejects_unknown_mode():
     with pytest.raises(ValueError, match="unknown preprocessing mode"):
-        pp.normalize(np.zeros((1, 2, 2, 3)), "bgr")
+        recipe.normalize(np.zeros((1, 2, 2, 3)), "bgr")
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,49 @@ def test_every_mode_decodes_to_rgb(files, name):
 def test_sixteen_bit_keeps_its_range(files):
     arr = np.asarray(pp.decode(files["gray16.png"].read_bytes()))
     assert arr.min() == 0 and arr.max() == 255  # scaled from 0..65535, not clipped to white
+
+
+def test_sixteen_bit_maps_each_value_to_its_rounded_eight_bit_share(tmp_path):
+    """Values only a correct 65535 -> 255 mapping gives: clipping gives 255, a plain >>8 gives 3 for 1000."""
+    values = np.array([[0, 257, 1000, 30000, 32896, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    got = np.asarray(pp.decode((tmp_path / "g16.png").read_bytes()))[..., 0]
+    expected = np.floor(values / 65535 * 255 + 0.5).astype(np.uint8)
+    assert expected.tolist() == [[0, 1, 4, 117, 128, 255]]
+    assert got.tolist() == expected.tolist()
+
+
+def test_cmyk_and_palette_alpha_keep_their_colours(tmp_path):
+    Image.new("CMYK", (4, 4), (255, 0, 0, 0)).save(tmp_path / "cyan.jpg", quality=100)  # pure cyan ink
+    r, g, b = np.asarray(pp.decode((tmp_path / "cyan.jpg").read_bytes()))[1, 1].astype(int)
+    assert r < 20 and g > 235 and b > 235
+    pal = Image.new("P", (2, 1))
+    pal.putpalette([0, 0, 0, 200, 10, 20] + [0] * 762)
+    pal.putpixel((0, 0), 0)  # index 0: transparent
+    pal.putpixel((1, 0), 1)  # index 1: opaque red
+    pal.save(tmp_path / "pal.png", transparency=0)
+    arr = np.asarray(pp.decode((tmp_path / "pal.png").read_bytes()))
+    assert arr[0, 0].tolist() == [255, 255, 255]  # transparent -> white background, not palette black
+    assert arr[0, 1].tolist() == [200, 10, 20]
+
+
+@pytest.mark.parametrize("name", ["good_rgb.jpg", "cmyk.jpg", "exif_rotated.jpg"])
+def test_decode_resize_normalise_equals_keras_load_img_end_to_end(files, name):
+    """Our decode -> squash resize -> caffe normalise equals Keras' load_img -> img_to_array -> preprocess_input."""
+    from keras.applications import imagenet_utils
+    from keras.utils import img_to_array, load_img
+
+    from onnx_search.embed.decode import load_for_recipes
+
+    _, (arr,) = load_for_recipes(files[name], [(224, "squash", "bilinear")])
+    ours = recipe.normalize(arr[None], "caffe")[0]
+    img = load_img(files[name], target_size=(224, 224), interpolation="bilinear")
+    if name == "exif_rotated.jpg":  # Keras ignores EXIF orientation; we turn the photo upright first
+        assert np.abs(ours - imagenet_utils.preprocess_input(img_to_array(img)[None], mode="caffe")[0]).max() > 10
+        img = load_img(files[name], interpolation="bilinear").transpose(Image.Transpose.ROTATE_270)
+        img = img.resize((224, 224), Image.BILINEAR)
+    theirs = imagenet_utils.preprocess_input(img_to_array(img)[None], mode="caffe")[0]
+    assert np.abs(ours - theirs).max() == 0.0
 
 
 def test_alpha_is_composited_on_white_not_dropped(tmp_path):
@@ -85,13 +130,13 @@ def test_jpeg_draft_decodes_large_photos_at_reduced_scale(tmp_path):
     ],
 )
 def test_bad_bytes_raise_decode_error_with_reason(payload, reason):
-    with pytest.raises(pp.DecodeError, match=reason):
+    with pytest.raises(DecodeError, match=reason):
         pp.decode(payload)
 
 
 def test_truncated_jpeg_is_a_decode_error(files):
     data = files["good_rgb.jpg"].read_bytes()
-    with pytest.raises(pp.DecodeError, match="truncated|corrupt"):
+    with pytest.raises(DecodeError, match="truncated|corrupt"):
         pp.decode(data[: len(data) // 3])
 
 
@@ -101,7 +146,7 @@ def test_pixel_limit_skips_instead_of_decoding():
 
     buf = io.BytesIO()
     img.save(buf, "PNG")
-    with pytest.raises(pp.DecodeError, match="exceeds"):
+    with pytest.raises(DecodeError, match="exceeds"):
         pp.decode(buf.getvalue(), max_pixels=100_000)
 
 
@@ -114,7 +159,7 @@ def test_resize_policies():
 
 
 def test_read_bytes_explains_directories_and_missing(tmp_path):
-    with pytest.raises(pp.DecodeError, match="directory"):
+    with pytest.raises(DecodeError, match="directory"):
         pp.read_bytes(tmp_path)
-    with pytest.raises(pp.DecodeError, match="not found"):
+    with pytest.raises(DecodeError, match="not found"):
         pp.read_bytes(tmp_path / "nope.jpg")

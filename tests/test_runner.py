@@ -1,16 +1,17 @@
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
-from onnx_search.convert import annotate, parity_images
-from onnx_search.metadata import ModelFileError
-from onnx_search.preprocess import normalize
-from onnx_search.runner import OnnxEmbedder, ProviderError, RunnerOptions, expand_providers, resolve_model_path
+from onnx_search.errors import ModelFileError, ProviderError
+from onnx_search.models.convert_keras import annotate
+from onnx_search.models.parity import parity_images
+from onnx_search.models.providers import expand_providers
+from onnx_search.models.recipe import normalize
+from onnx_search.models.session import ModelSession, SessionConfig, resolve_model_path
+from tests.helpers import cuda_really_runs, foreign_model
 
 
 def _batch(n, seed=5):
-    from onnx_search.zoo import get_spec
+    from onnx_search.models.zoo import get_spec
 
     return normalize(parity_images(get_spec("resnet50"), n=n, seed=seed), "caffe")
 
@@ -40,16 +41,29 @@ def test_input_and_output_names_come_from_the_model(embedders):
     assert m.recipe.input_size == 224 and m.dim == 2048
 
 
-def test_unloadable_provider_falls_back_and_says_what_ran(models_dir):
-    m = OnnxEmbedder(models_dir / "vgg16.onnx", RunnerOptions(["cuda", "cpu"]))
+def test_requested_provider_reports_what_really_ran(models_dir):
+    path = models_dir / "vgg16.onnx"
+    m = ModelSession(path, SessionConfig(["cuda", "cpu"]))
     assert m.providers_requested == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert m.providers_active == ["CPUExecutionProvider"]  # no GPU on this machine
-    assert m.describe()["providers_active"] == ["CPUExecutionProvider"]
+    expected = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_really_runs(path) else ["CPUExecutionProvider"]
+    assert m.providers_active == expected and m.describe()["providers_active"] == expected
 
 
-def test_strict_mode_refuses_to_fall_back(models_dir):
-    with pytest.raises(ProviderError, match="strict"):
-        OnnxEmbedder(models_dir / "vgg16.onnx", RunnerOptions(["cuda"], strict=True))
+def test_a_provider_this_build_lacks_falls_back_or_fails_in_strict_mode(models_dir):
+    path = models_dir / "vgg16.onnx"
+    m = ModelSession(path, SessionConfig(["NoSuchAcceleratorExecutionProvider", "cpu"]))
+    assert m.providers_active == ["CPUExecutionProvider"]
+    with pytest.raises(ProviderError, match="not in this onnxruntime build"):
+        ModelSession(path, SessionConfig(["NoSuchAcceleratorExecutionProvider"], strict=True))
+
+
+def test_strict_cuda_runs_on_cuda_or_refuses_to_fall_back(models_dir):
+    path = models_dir / "vgg16.onnx"
+    if cuda_really_runs(path):
+        assert ModelSession(path, SessionConfig(["cuda"], strict=True)).provider == "CUDAExecutionProvider"
+    else:
+        with pytest.raises(ProviderError, match="strict"):
+            ModelSession(path, SessionConfig(["cuda"], strict=True))
 
 
 def test_auto_order_and_unknown_names():
@@ -69,22 +83,13 @@ def test_registry_name_resolves_and_missing_file_says_convert(tmp_path, models_d
         resolve_model_path(tmp_path / "x.onnx")
 
 
-def _foreign_model(path, size=224):
-    inp = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", size, size, 3])
-    out = helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["n", 3])
-    axes = helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])
-    node = helper.make_node("ReduceMean", ["pixels", "axes"], ["feat"], keepdims=0)
-    graph = helper.make_graph([node], "g", [inp], [out], initializer=[axes])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(path))
-
-
 def test_file_without_metadata_is_explained_and_annotate_fixes_it(tmp_path):
     path = tmp_path / "foreign.onnx"
-    _foreign_model(path)
+    foreign_model(path)
     with pytest.raises(ModelFileError, match="no onnx-search metadata"):
-        OnnxEmbedder(path, RunnerOptions(["cpu"]))
+        ModelSession(path, SessionConfig(["cpu"]))
     annotate(path, like="resnet50")
-    m = OnnxEmbedder(path, RunnerOptions(["cpu"]))
+    m = ModelSession(path, SessionConfig(["cpu"]))
     assert m.name == "foreign" and m.dim == 3 and m.input_name == "pixels"
     v = m.embed(_batch(2))
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-6)
@@ -94,4 +99,4 @@ def test_unloadable_file_is_a_model_file_error(tmp_path):
     bad = tmp_path / "garbage.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match="cannot load"):
-        OnnxEmbedder(bad, RunnerOptions(["cpu"]))
+        ModelSession(bad, SessionConfig(["cpu"]))

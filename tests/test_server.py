@@ -9,11 +9,13 @@ import uuid
 
 import pytest
 
-from onnx_search.catalog import Catalog
-from onnx_search.ingest import Stores, check, ingest
+from onnx_search.ingest import ingest
 from onnx_search.search import search
-from onnx_search.stores import connect_milvus
-from onnx_search.vectors import IndexConfig, VectorStore
+from onnx_search.store.catalog import Catalog
+from onnx_search.store.consistency import check
+from onnx_search.store.index import IndexSpec
+from onnx_search.store.milvus import VectorStore, connect_milvus
+from onnx_search.store.stores import Stores
 
 pytestmark = pytest.mark.server
 
@@ -25,7 +27,7 @@ def server_stores(redis_server, tmp_path):
         pytest.fail("set MILVUS_URI=http://host:19530 to run the server tests")
     ns = f"srv:{uuid.uuid4().hex[:8]}"
     client = connect_milvus(uri, tmp_path, token=os.environ.get("MILVUS_TOKEN"))
-    stores = Stores(Catalog(redis_server, ns), VectorStore(client), ns.replace(":", "_"), IndexConfig("COSINE", "HNSW"))
+    stores = Stores(Catalog(redis_server, ns), VectorStore(client), ns.replace(":", "_"), IndexSpec(type="HNSW"))
     yield stores
     for name in ("resnet50", "vgg16"):
         stores.vectors.drop(stores.collection(name))

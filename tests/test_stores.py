@@ -11,15 +11,15 @@ import time
 import numpy as np
 import pytest
 
+from onnx_search.errors import CollectionMismatchError, ModelChangedError, StoreUnavailableError
 from onnx_search.ids import image_id
-from onnx_search.ingest import ModelChangedError, check, ingest
-from onnx_search.redis_server import LocalRedis
+from onnx_search.ingest import ingest
 from onnx_search.search import search
-from onnx_search.stores import StoreUnavailableError, connect_milvus, connect_redis
+from onnx_search.store.consistency import check
+from onnx_search.store.local_redis import LocalRedis, connect_redis
+from onnx_search.store.milvus import connect_milvus
 from onnx_search.synth import generate_labelled_set
-from onnx_search.vectors import CollectionMismatchError
-from tests.badfiles import BAD_REASONS, photo
-from tests.conftest import cli_command, run_cli
+from tests.helpers import BAD_REASONS, cli_command, make_bad_folder, photo, run_cli
 
 
 def counts(stores, models):
@@ -52,11 +52,11 @@ def test_changed_file_is_reembedded_under_the_same_id(folder, embedders, make_st
     ingest(folder, embedders, stores, progress=False)
     target = folder / "stripes" / "stripes_001.jpg"
     i = image_id(target)
-    before = stores.vectors.c.get(stores.collection("vgg16"), ids=[i], output_fields=["vector"])[0]["vector"]
+    before = stores.fetch("vgg16", [i])[0]
     photo(77, (200, 150)).save(target)
     r = ingest(folder, embedders, stores, progress=False)
     assert r.embedded == {"resnet50": 1, "vgg16": 1} and r.unchanged == 11
-    after = stores.vectors.c.get(stores.collection("vgg16"), ids=[i], output_fields=["vector"])[0]["vector"]
+    after = stores.fetch("vgg16", [i])[0]
     assert not np.allclose(before, after)
     assert counts(stores, embedders) == {"resnet50": 12, "vgg16": 12, "catalogue": 12}
     assert check(stores).ok
@@ -85,7 +85,6 @@ def test_adding_a_model_embeds_only_that_model(folder, embedders, make_stores):
 
 
 def test_bad_files_are_skipped_with_reasons_and_reported(tmp_path, embedders, make_stores):
-    from tests.badfiles import make_bad_folder
 
     root = tmp_path / "bad"
     make_bad_folder(root, huge=False)
@@ -206,25 +205,18 @@ def test_stores_that_are_down_fail_fast_naming_them(tmp_path):
 
 
 def test_cli_with_a_down_store_exits_before_any_work(tmp_path, models_dir, labelled_set):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "onnx_search.cli",
-            "ingest",
-            str(labelled_set),
-            "--model",
-            "vgg16",
-            "--models-dir",
-            str(models_dir),
-            "--data-dir",
-            str(tmp_path),
-            "--redis-url",
-            "redis://127.0.0.1:1/0",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
+    r = run_cli(
+        "ingest",
+        labelled_set,
+        "--model",
+        "vgg16",
+        "--models-dir",
+        models_dir,
+        "--data-dir",
+        tmp_path,
+        "--redis-url",
+        "redis://127.0.0.1:1/0",
+        "--quiet",
         timeout=60,
     )
     assert r.returncode == 2 and "does not answer" in r.stderr and "Traceback" not in r.stderr
@@ -236,7 +228,7 @@ def test_locked_milvus_lite_folder_is_explained(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys,time; from onnx_search.stores import connect_milvus;"
+            "import sys,time; from onnx_search.store.milvus import connect_milvus;"
             f"connect_milvus(None, {str(tmp_path)!r}); print('ready', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
@@ -246,12 +238,7 @@ def test_locked_milvus_lite_folder_is_explained(tmp_path):
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreUnavailableError, match="one process may open"):
             connect_milvus(None, tmp_path)
-        r = subprocess.run(
-            [sys.executable, "-m", "onnx_search.cli", "check", "--data-dir", str(tmp_path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        r = run_cli("check", "--data-dir", tmp_path, timeout=60)
         assert r.returncode == 2 and "one process may open" in r.stderr and "Traceback" not in r.stderr
     finally:
         holder.kill()
@@ -264,12 +251,7 @@ def test_local_redis_is_reused_and_persists(tmp_path):
     a.set("k", "v")
     b = LocalRedis(tmp_path).start()
     assert b.connection_pool.connection_kwargs["port"] == a.connection_pool.connection_kwargs["port"]
-    r = subprocess.run(
-        [sys.executable, "-m", "onnx_search.cli", "redis-stop", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    r = run_cli("redis-stop", "--data-dir", tmp_path, timeout=30)
     assert r.returncode == 0 and "stopped" in r.stdout
     assert not server.running()
     c = LocalRedis(tmp_path).start()  # a new process, same data directory: the append-only file restores it
@@ -284,13 +266,13 @@ def test_local_redis_is_reused_and_persists(tmp_path):
 def test_namespaces_do_not_collide(folder, embedders, make_stores):
     a, b = make_stores(namespace="user1:exp"), make_stores(namespace="user2:exp")
     ingest(folder, {"vgg16": embedders["vgg16"]}, a, progress=False)
-    assert b.catalog.ids() == set() and not b.vectors.c.has_collection(b.collection("vgg16"))
+    assert b.catalog.ids() == set() and not b.has_model("vgg16")
     assert len(a.catalog.ids()) == 12
 
 
 def test_index_variants_measured_against_exact_search(make_stores):
-    from onnx_search.sweep import evaluate_variants, exact_top_k
-    from onnx_search.vectors import IndexConfig
+    from onnx_search.experiment.sweep import evaluate_variants, exact_top_k
+    from onnx_search.store.index import IndexSpec
 
     rng = np.random.default_rng(0)
     base = rng.normal(size=(400, 32)).astype(np.float32)
@@ -300,10 +282,10 @@ def test_index_variants_measured_against_exact_search(make_stores):
     ids = list(range(1, 401))
     stores = make_stores()
     variants = [
-        IndexConfig("COSINE", "FLAT"),
-        IndexConfig("COSINE", "HNSW", {"M": 8}, {"ef": 10}),
-        IndexConfig("COSINE", "HNSW", {"M": 8}, {"ef": 200}),
-        IndexConfig("COSINE", "IVF_FLAT", {}, {"nprobe": 1}),
+        IndexSpec(type="FLAT"),
+        IndexSpec(type="HNSW", params={"M": 8}, search={"ef": 10}),
+        IndexSpec(type="HNSW", params={"M": 8}, search={"ef": 200}),
+        IndexSpec(type="IVF_FLAT", search={"nprobe": 1}),
     ]
     rows = evaluate_variants(stores.vectors, ids, base, queries, variants, 10, "sweeptest", repeats=1)
     assert [r["index"] for r in rows] == ["FLAT", "HNSW", "HNSW", "IVF_FLAT"]
@@ -313,10 +295,44 @@ def test_index_variants_measured_against_exact_search(make_stores):
     assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
     idx, cos = exact_top_k(base, queries, 10)
     assert idx.shape == (20, 10) and np.all(np.diff(cos, axis=1) <= 1e-7)
-    assert not [c for c in stores.vectors.c.list_collections() if c.startswith("sweeptest")]
+    assert not [c for c in stores.vectors.collections() if c.startswith("sweeptest")]
 
 
 def test_searching_a_model_that_was_never_ingested_is_explained(folder, embedders, make_stores):
     stores = make_stores()
     with pytest.raises(CollectionMismatchError, match="ingest with that model first"):
         search([folder / "circles" / "circles_000.jpg"], {"vgg16": embedders["vgg16"]}, stores, top_k=3)
+
+
+def test_search_honours_batch_size(tmp_path, folder, embedders, make_stores, monkeypatch):
+    stores = make_stores()
+    ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)
+    outside = tmp_path / "queries"
+    outside.mkdir()
+    for i in range(5):
+        photo(40 + i).save(outside / f"q{i}.jpg")
+    sizes = []
+    real = embedders["vgg16"].embed
+    monkeypatch.setattr(embedders["vgg16"], "embed", lambda x: sizes.append(len(x)) or real(x))
+    hits, _ = search(sorted(outside.glob("*.jpg")), {"vgg16": embedders["vgg16"]}, stores, 3, batch_size=2, workers=1)
+    assert sizes == [2, 2, 1] and len(hits) == 15
+
+
+def test_queries_from_the_collection_reuse_their_stored_vectors(folder, embedders, make_stores, monkeypatch):
+    from onnx_search.search import query_vectors
+
+    stores = make_stores()
+    ingest(folder, embedders, stores, progress=False)
+    paths = sorted(folder.rglob("*.jpg"))[:4]
+    fresh = query_vectors(paths, embedders)  # no stores: embedded
+    changed = paths[0]
+    photo(99).save(changed)  # changed since ingest: must be embedded again, not fetched
+    calls = []
+    for m in embedders.values():
+        real = m.embed
+        monkeypatch.setattr(m, "embed", lambda x, real=real: calls.append(len(x)) or real(x))
+    got = query_vectors(paths, embedders, stores)
+    assert got.paths == paths and got.fetched == 3 and calls == [1, 1]  # one changed image, once per model
+    for name in embedders:
+        np.testing.assert_allclose(got.vectors[name][1:], fresh.vectors[name][1:], atol=1e-5)
+        assert np.abs(got.vectors[name][0] - fresh.vectors[name][0]).max() > 1e-3

@@ -1,6 +1,8 @@
 import pytest
 
-from onnx_search.zoo import POOLINGS, PREPROCESS_MODES, REGISTRY, RESIZE_POLICIES, UnknownModelError, get_spec
+from onnx_search.errors import UnknownModelError
+from onnx_search.models.recipe import PREPROCESS_MODES, RESIZE_POLICIES
+from onnx_search.models.zoo import POOLINGS, REGISTRY, get_spec
 
 
 def test_registry_has_the_tutorial_models_and_more():

@@ -1,0 +1,38 @@
+"""``make bench``: side-by-side, interleaved measurements written as JSON (bench/embed.json, bench/store.json).
+
+Every ratio compares variants measured in the same process, alternating, after warm-up, so the machine's
+slow swings hit both sides alike; each figure is the median of several passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .embed import bench_embed
+from .store import bench_store
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--models-dir", default="models", type=Path)
+    ap.add_argument("--out", default="bench", type=Path)
+    ap.add_argument("--models", default="resnet50,vgg16")
+    ap.add_argument("--only", choices=["embed", "store"], default=None)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--store-images", type=int, default=1500)
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.out / "work"
+    if args.only in (None, "embed"):
+        res = bench_embed(args.models_dir, args.models.split(","), reps=args.reps, work=work)
+        (args.out / "embed.json").write_text(json.dumps(res, indent=1))
+    if args.only in (None, "store"):
+        res = bench_store(args.models_dir, n_images=args.store_images, work=work)
+        (args.out / "store.json").write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

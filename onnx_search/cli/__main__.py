@@ -1,0 +1,7 @@
+"""``python -m onnx_search.cli``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

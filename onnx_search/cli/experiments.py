@@ -1,0 +1,58 @@
+"""Experiment commands: ``run``, ``compare``, ``demo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def cmd_run(args) -> int:
+    from ..experiment.run import run_experiment
+
+    out = run_experiment(args.config, progress=not args.quiet)
+    print(out.summary_md)
+    if out.random_weights:
+        print(
+            f"WARNING: {', '.join(out.random_weights)} ran with RANDOM weights: results show the pipeline, "
+            "not what the models learned. Put ImageNet weights in ~/.keras/models to compare real models."
+        )
+    print(f"results in {out.run_dir}: " + ", ".join(sorted(p.name for p in out.files.values())))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from ..experiment.report.summary import summary_markdown
+    from ..experiment.results import recompare
+
+    comparison = recompare(args.results)
+    print(summary_markdown(comparison, [f"# {Path(args.results).name} (recomputed from saved results)"]))
+    if args.output:
+        Path(args.output).write_text(json.dumps(comparison, indent=1, ensure_ascii=False, sort_keys=True))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ..synth import generate_labelled_set
+
+    generate_labelled_set(args.images, per_class=args.per_class, size=160, seed=0)
+    print(f"demo images in {args.images} (generated locally, labelled by folder)")
+    return cmd_run(args)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a YAML experiment end to end")
+    p.add_argument("config")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compare", help="recompute the comparison from a run's saved results")
+    p.add_argument("results", help="a run folder (or its results.json)")
+    p.add_argument("--output", help="also write the comparison JSON here")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("demo", help="generate a labelled image set and run configs/demo.yaml on it")
+    p.add_argument("--config", default="configs/demo.yaml")
+    p.add_argument("--images", default="demo/images")
+    p.add_argument("--per-class", type=int, default=8)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)

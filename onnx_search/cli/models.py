@@ -1,0 +1,70 @@
+"""``convert`` and ``embed``: making .onnx files, and a folder of images -> .npy vectors."""
+
+from __future__ import annotations
+
+import json
+
+from ..models.zoo import DEFAULT_MODELS
+from .common import add_session_args, load_sessions, print_skipped
+
+
+def cmd_convert(args) -> int:
+    from ..models.convert_keras import annotate, convert_model
+
+    if args.annotate:
+        like = args.like or "resnet50"
+        meta = annotate(args.annotate, like)
+        print(f"annotated {args.annotate} with the recipe of {like}: {json.dumps(meta)}")
+        return 0
+    for name in args.model or list(DEFAULT_MODELS):
+        r = convert_model(name, args.models_dir, weights=args.weights, seed=args.seed, force=args.force)
+        if r.skipped:
+            print(f"{r.name}: {r.path} is up to date ({r.metadata['weights']}); --force converts again")
+        else:
+            p = r.metadata["parity"]
+            print(
+                f"{r.name}: wrote {r.path} in {r.seconds:.1f}s, weights {r.metadata['weights']}, "
+                f"parity max|diff| {p['max_abs_diff']:.2e} (tolerance {p['tolerance']:g}), "
+                f"min cosine {p['min_cosine']:.7f}"
+            )
+        if r.metadata["weights"].startswith("random"):
+            print(f"  NOTE: {r.name} has RANDOM weights (seed {args.seed}); its vectors carry no learned meaning.")
+    return 0
+
+
+def cmd_embed(args) -> int:
+    from ..embed.files import embed_folder
+
+    models = load_sessions(args.model, args)
+    s = embed_folder(
+        args.folder, models, args.output, batch_size=args.batch_size, workers=args.workers, progress=not args.quiet
+    )
+    print(f"embedded {s.embedded} images into {s.output} ({s.times['images_per_s']} img/s)")
+    for name, prov in s.providers.items():
+        print(f"  {name}: providers {prov}")
+    print_skipped(s.skipped, s.output / "skipped.json")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("convert", help="registry model -> models/<name>.onnx with a parity check")
+    p.add_argument("--model", action="append", help=f"registry name (repeatable; default {' '.join(DEFAULT_MODELS)})")
+    p.add_argument("--models-dir", default="models")
+    p.add_argument(
+        "--weights",
+        default="imagenet",
+        help="imagenet, random, auto (imagenet if it can be had, else random), or a .h5 path",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for --weights random")
+    p.add_argument("--force", action="store_true", help="convert even when the file is up to date")
+    p.add_argument(
+        "--annotate", metavar="FILE", help="add the recipe of --like MODEL (default resnet50) to a foreign .onnx"
+    )
+    p.add_argument("--like", metavar="MODEL")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("embed", help="embed a folder: <output>/<model>.npy + index.json + skipped.json")
+    p.add_argument("folder")
+    p.add_argument("--output", required=True)
+    add_session_args(p)
+    p.set_defaults(func=cmd_embed)

@@ -1,0 +1,130 @@
+"""Store commands: ``ingest``, ``search``, ``check``, ``redis-stop`` (Milvus + Redis)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..embed.scan import DEFAULT_EXTENSIONS
+from ..store.stores import open_stores
+from .common import add_session_args, add_store_args, load_sessions, print_skipped, store_settings
+
+
+def cmd_ingest(args) -> int:
+    from ..ingest import ingest
+
+    stores = open_stores(store_settings(args))  # a store that is down fails here, before any model is loaded
+    models = load_sessions(args.model, args)
+    report_dir = Path(args.data_dir) / "reports"
+    r = ingest(
+        args.folder,
+        models,
+        stores,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        extensions=args.extensions.split(",") if args.extensions else DEFAULT_EXTENSIONS,
+        prune=args.prune,
+        rebuild=args.rebuild,
+        progress=not args.quiet,
+        report_dir=report_dir,
+    )
+    print(
+        f"scanned {r.scanned} files: {r.unchanged} unchanged, catalogued {r.catalogued}, "
+        f"embedded {r.embedded}, pruned {r.pruned}"
+    )
+    t = r.times
+    print(
+        f"timings: read+decode {t['read_decode_s']}s (threads), waited for decode {t['wait_for_decode_s']}s, "
+        f"inference {t['inference_s']}, write {t['write_s']}s, total {t['total_s']}s"
+    )
+    for name, prov in r.providers.items():
+        print(f"  {name}: providers {prov}, collection {stores.collection(name)}")
+    print_skipped(r.skipped, report_dir / "skipped.json")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from ..search import search
+
+    stores = open_stores(store_settings(args))
+    names = args.model or sorted(stores.catalog.models())
+    if not names:
+        print("nothing ingested in this namespace yet: run `onnx-search ingest` first")
+        return 2
+    models = load_sessions(names, args)
+    hits, failed = search(
+        [Path(p) for p in args.images], models, stores, args.top_k, args.exclude_self, args.batch_size, args.workers
+    )
+    if args.json:
+        print(json.dumps([h.as_dict() for h in hits], indent=1, ensure_ascii=False))
+    else:
+        for q in dict.fromkeys(h.query for h in hits):
+            print(f"query {q}")
+            for name in models:
+                print(f"  {name} ({stores.index.metric}):")
+                for h in (h for h in hits if h.query == q and h.model == name):
+                    print(f"    {h.rank:>2}. cos {h.cosine:+.4f}  dist {h.distance:.4f}  [{h.label}] {h.path}")
+    print_skipped(failed)
+    return 0 if not failed or hits else 2
+
+
+def cmd_check(args) -> int:
+    from ..store.consistency import check
+
+    rep = check(open_stores(store_settings(args)), repair=args.repair)
+    for name, counts in rep.counts.items():
+        print(
+            f"{name}: catalogue {counts['catalogue']}, done {counts['done']}, vectors {counts['vectors']}, "
+            f"pending {rep.pending[name]}"
+        )
+    bad = {m: {k: v for k, v in d.items() if v} for m, d in rep.problems.items()}
+    bad = {m: d for m, d in bad.items() if d}
+    for m, d in bad.items():
+        for kind, ids in d.items():
+            print(
+                f"  DIFFERENCE {m}: {kind}: {len(ids)} ids (first: {ids[:5]})" + (" -> repaired" if args.repair else "")
+            )
+    if not bad:
+        print("Milvus and Redis agree")
+    return 0 if not bad or args.repair else 1
+
+
+def cmd_redis_stop(args) -> int:
+    from ..store.local_redis import LocalRedis
+
+    server = LocalRedis(args.data_dir)
+    if not server.running():
+        print(f"no onnx-search Redis server is running for {args.data_dir}")
+        return 0
+    server.stop()
+    print(f"stopped the Redis server of {args.data_dir} (its data stays in {server.dir})")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ingest", help="embed a folder into per-model Milvus collections + the Redis catalogue")
+    p.add_argument("folder")
+    add_session_args(p)
+    add_store_args(p)
+    p.add_argument("--extensions", default=None, help="comma list, e.g. jpg,png (case-insensitive)")
+    p.add_argument("--prune", action="store_true", help="remove images that vanished from the folder")
+    p.add_argument("--rebuild", action="store_true", help="drop and re-embed these models' collections")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("search", help="top-k hits per model for one or more query images")
+    p.add_argument("images", nargs="+")
+    add_session_args(p)
+    add_store_args(p)
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--exclude-self", action="store_true", help="leave the query image out of its own hits")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("check", help="compare Milvus and Redis; non-zero exit on any difference")
+    add_store_args(p)
+    p.add_argument("--repair", action="store_true", help="remove half-written entries a crash left")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("redis-stop", help="stop the local Redis server a data directory started")
+    p.add_argument("--data-dir", default="data")
+    p.set_defaults(func=cmd_redis_stop)

@@ -1,0 +1,118 @@
+"""Decode any image Pillow reads into 8-bit RGB and resize it to a recipe's geometry (uint8, HWC)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import DecodeError
+
+BACKGROUND = (255, 255, 255)  # transparency is composited onto white, never dropped
+DEFAULT_MAX_PIXELS = 200_000_000  # above this an image is skipped, not decoded
+_RESAMPLE = {
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "nearest": Image.NEAREST,
+    "lanczos": Image.LANCZOS,
+    "box": Image.BOX,
+}
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: alpha composited on BACKGROUND, 16-bit and float scaled down."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode != "F" and arr.max(initial=0) > 255 else 255.0
+        if img.mode == "F" and arr.max(initial=0) <= 1.0:
+            top = 1.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, BACKGROUND)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    if img.mode != "RGB":
+        return img.convert("RGB")
+    return img
+
+
+def decode(data: bytes, draft_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode encoded image bytes to an RGB image, EXIF orientation applied, first frame of animations.
+
+    ``draft_size`` lets JPEG decode at a reduced scale that still covers that many pixels per side.
+    Raises DecodeError with a human-readable reason for anything that is not a usable image.
+    """
+    if not data:
+        raise DecodeError("empty file (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise DecodeError("not an image Pillow can identify") from None
+        except Image.DecompressionBombError as exc:
+            raise DecodeError(f"too many pixels: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types on bad headers
+            raise DecodeError(f"unreadable image header: {type(exc).__name__}: {exc}") from None
+        w, h = img.size
+        if w * h > max_pixels:
+            raise DecodeError(f"{w}x{h} = {w * h / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit")
+        try:
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            if draft_size and img.format == "JPEG":
+                img.draft("RGB", (draft_size, draft_size))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+        except Exception as exc:  # noqa: BLE001 - truncated/corrupt data surfaces as many types
+            raise DecodeError(f"corrupt or truncated image data: {type(exc).__name__}: {exc}") from None
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """Read a file, turning filesystem problems into DecodeError reasons."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise DecodeError("is a directory, not a file")
+        return p.read_bytes()
+    except DecodeError:
+        raise
+    except FileNotFoundError:
+        raise DecodeError("file not found (broken symlink or removed during the run)") from None
+    except OSError as exc:
+        raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
+
+
+def resize(img: Image.Image, size: int, policy: str = "squash", interpolation: str = "bilinear") -> np.ndarray:
+    """Resize to ``size``×``size`` uint8 HWC: ``squash`` as Keras' load_img, or shorter side + centre crop."""
+    resample = _RESAMPLE[interpolation]
+    if policy == "squash":
+        out = img.resize((size, size), resample)
+    elif policy == "center_crop":
+        short = round(size * 256 / 224)  # torchvision's resize-256-crop-224 ratio
+        w, h = img.size
+        scale = short / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        img = img.resize((nw, nh), resample)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        out = img.crop((left, top, left + size, top + size))
+    else:
+        raise ValueError(f"unknown resize policy {policy!r}; expected squash or center_crop")
+    return np.asarray(out, dtype=np.uint8)
+
+
+def load_for_recipes(
+    path: str | Path, geometries: list[tuple[int, str, str]], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[bytes, list[np.ndarray]]:
+    """Read and decode one file once, and return its bytes and one uint8 array per geometry."""
+    data = read_bytes(path)
+    img = decode(data, draft_size=max(g[0] for g in geometries), max_pixels=max_pixels)
+    return data, [resize(img, *g) for g in geometries]

@@ -1,0 +1,48 @@
+"""Which images an experiment queries: a seeded sample of catalogued images, a folder, or listed paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..embed.scan import scan_folder
+from ..errors import ConfigError
+from .config import DEFAULT_QUERY_SAMPLE, Experiment
+
+
+def select_queries(exp: Experiment, catalogued: list[Path]) -> list[Path]:
+    """The query paths; a sample draws (seeded) from images the ingest catalogued, never unreadable ones."""
+    q = exp.queries
+    if q.sampled:
+        n = q.sample or min(DEFAULT_QUERY_SAMPLE, len(catalogued))
+        if n > len(catalogued):
+            raise ConfigError(f"queries.sample = {n} but the dataset has {len(catalogued)} readable images")
+        rng = np.random.default_rng(exp.seed)
+        ordered = sorted(catalogued)
+        picks = sorted(rng.choice(len(ordered), size=n, replace=False).tolist())
+        return [ordered[i] for i in picks]
+    if q.folder:
+        return scan_folder(q.folder, exp.dataset.extensions).files
+    return [p.expanduser().resolve() for p in q.paths or []]
+
+
+def query_rows(queries: list[Path], ok: set[str], catalogued_ids: set[int], exp: Experiment) -> list[dict]:
+    """One row per query that could be embedded: its id, label and whether it is excluded from its own hits."""
+    from ..ids import image_id
+
+    rows = []
+    for q in queries:
+        if str(q) not in ok:
+            continue
+        qid = image_id(q)
+        rows.append(
+            {
+                "query": str(q),
+                "id": qid,
+                "label": q.parent.name if exp.dataset.labels else "",
+                "in_dataset": qid in catalogued_ids,
+                "excluded": exp.queries.exclude_self and qid in catalogued_ids,
+            }
+        )
+    return rows

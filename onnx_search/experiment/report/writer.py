@@ -1,0 +1,57 @@
+"""Every file of a run folder: results.json, comparison.json, CSVs, summary.md, manifest.json and the figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from .grid import result_grid
+from .plots import sweep_plot
+from .summary import header_lines, summary_markdown
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        path.write_text("")
+        return
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _json(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True, default=str))
+    return path
+
+
+def write_report(
+    run_dir: Path, results: dict, comparison: dict, manifest: dict, grid_queries: int, skipped: dict | None = None
+) -> dict[str, Path]:
+    """Write every result file into ``run_dir``; returns name -> path."""
+    files = {"results": _json(run_dir / "results.json", results)}
+    files["comparison"] = _json(run_dir / "comparison.json", comparison)
+    write_csv(run_dir / "per_query.csv", comparison["per_query"])
+    write_csv(run_dir / "pairs.csv", comparison["pairs"])
+    sweep = manifest.get("sweep") or []
+    if sweep:
+        write_csv(run_dir / "sweep.csv", sweep)
+        files["sweep_plot"] = sweep_plot(sweep, run_dir / "sweep.png", f"{results['experiment']}: index sweep")
+    header = header_lines(results["experiment"], results["random_weights"])
+    md = summary_markdown(comparison, header, results.get("dataset_root"), sweep, skipped)
+    (run_dir / "summary.md").write_text(md)
+    files["summary"] = run_dir / "summary.md"
+    qs = [q["query"] for q in results["queries"]][:grid_queries]
+    if qs:
+        files["grid"] = result_grid(
+            results["hits"],
+            qs,
+            results["models"],
+            results["top_k"],
+            run_dir / "result_grid.png",
+            results.get("dataset_root"),
+        )
+    files["manifest"] = _json(run_dir / "manifest.json", manifest)
+    return files

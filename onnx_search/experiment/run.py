@@ -1,0 +1,178 @@
+"""``onnx-search run CONFIG``: check, open stores, convert, ingest, query, compare, sweep, publish — named phases."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..embed.scan import scan_folder
+from ..errors import ConfigError
+from ..ingest import IngestReport, ingest
+from ..models.session import ModelSession, SessionConfig, resolve_model_path
+from ..provenance import library_versions, machine
+from ..search import QueryVectors, query_vectors, search_embedded
+from ..store.stores import Stores, open_stores
+from .compare import compare
+from .config import Experiment, load_experiment, raw_config
+from .queries import query_rows, select_queries
+from .report.writer import write_report
+from .results import publish, redact
+from .sweep import sweep_stores
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    files: dict
+    summary_md: str
+    random_weights: list[str]
+
+
+def prepare_models(exp: Experiment) -> dict[str, ModelSession]:
+    """Convert registry models that are missing or stale, then open one session per model."""
+    out = {}
+    for entry in exp.models:
+        if not entry.name.endswith(".onnx"):
+            from ..models.convert_keras import convert_model
+
+            convert_model(entry.name, exp.models_dir, weights=entry.weights, seed=entry.seed)
+        path = resolve_model_path(entry.name, exp.models_dir)
+        out[entry.key] = ModelSession(path, SessionConfig(entry.providers, entry.strict, entry.threads))
+    return out
+
+
+@dataclass
+class ExperimentRun:
+    """One run of an experiment; each phase is a method, timed into ``timings``."""
+
+    exp: Experiment
+    config_path: Path
+    progress: bool = True
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def _timed(self, key: str, fn, *args):
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.timings[key] = round(time.perf_counter() - t, 3)
+
+    def check_before_work(self) -> int:
+        """Fail on a top_k that no collection could fill, before any store is opened; returns the file count."""
+        exp = self.exp
+        files = scan_folder(exp.dataset.root, exp.dataset.extensions).files
+        room = len(files) - (1 if exp.queries.exclude_self and exp.queries.sampled else 0)
+        if exp.top_k > room:
+            raise ConfigError(
+                f"top_k = {exp.top_k} but only {room} images can be returned per query "
+                f"({len(files)} files under {exp.dataset.root})"
+            )
+        return len(files)
+
+    def ingest(self, stores: Stores, models: dict[str, ModelSession]) -> IngestReport:
+        exp = self.exp
+        report = ingest(
+            exp.dataset.root,
+            models,
+            stores,
+            batch_size={e.key: e.batch_size for e in exp.models},
+            extensions=exp.dataset.extensions,
+            labels=exp.dataset.labels,
+            progress=self.progress,
+            report_dir=exp.stores_dir / "reports",
+        )
+        for name in models:
+            n = stores.count(name)
+            if exp.top_k > n:
+                raise ConfigError(f"top_k = {exp.top_k} is larger than collection {stores.collection(name)} ({n} rows)")
+        return report
+
+    def query(self, stores: Stores, models: dict[str, ModelSession], catalogued: list[Path]) -> tuple:
+        """Query vectors (stored ones reused) and every model's hits."""
+        queries = select_queries(self.exp, catalogued)
+        batch = {e.key: e.batch_size for e in self.exp.models}
+        qv = query_vectors(queries, models, stores, batch_size=batch, progress=self.progress)
+        hits = search_embedded(qv.paths, qv.vectors, stores, self.exp.top_k, self.exp.queries.exclude_self)
+        return queries, qv, [h.as_dict() for h in hits]
+
+    def execute(self) -> RunOutcome:
+        t_start = time.perf_counter()
+        exp = self.exp
+        files = self.check_before_work()
+        stores = open_stores(exp.store.settings(exp.stores_dir, exp.experiment))  # a store that is down fails here
+        try:
+            models = self._timed("convert_and_load_s", prepare_models, exp)
+            ing = self._timed("ingest_s", self.ingest, stores, models)
+            catalogue = stores.catalog.get_images(stores.catalog.ids())
+            root = str(exp.dataset.root.expanduser().resolve())
+            catalogued = [Path(r.path) for r in catalogue.values() if r.root == root]
+            queries, qv, hits = self._timed("search_s", self.query, stores, models, catalogued)
+            qrows = query_rows(queries, {str(p) for p in qv.paths}, set(catalogue), exp)
+            labels = Counter(r.label for r in catalogue.values() if r.label) if exp.dataset.labels else Counter()
+            comparison = compare(hits, qrows, list(models), exp.top_k, dict(labels) or None)
+            sweep = self._timed("sweep_s", sweep_stores, stores, list(models), qv.vectors, exp.sweep, exp.top_k)
+            random_models = [n for n, m in models.items() if str(m.meta.get("weights", "")).startswith("random")]
+            results = {
+                "experiment": exp.experiment,
+                "dataset_root": root,
+                "top_k": exp.top_k,
+                "metric": exp.store.metric,
+                "models": list(models),
+                "queries": qrows,
+                "hits": hits,
+                "skipped_queries": [{"path": p, "reason": r} for p, r in qv.failed],
+                "label_counts": dict(labels),
+                "random_weights": random_models,
+            }
+            self.timings["total_s"] = round(time.perf_counter() - t_start, 3)
+            manifest = self.manifest(stores, models, ing, qv, files, len(catalogue), sweep, random_models)
+        finally:
+            stores.close()
+        skipped = {"count": len(ing.skipped), "list": str(exp.stores_dir / "reports" / "skipped.json")}
+        files_written = publish(
+            exp.run_dir, lambda d: write_report(d, results, comparison, manifest, exp.grid_queries, skipped)
+        )
+        summary = (exp.run_dir / "summary.md").read_text()
+        return RunOutcome(exp.run_dir, files_written, summary, random_models)
+
+    def manifest(
+        self, stores: Stores, models, ing: IngestReport, qv: QueryVectors, files: int, catalogued: int, sweep, random
+    ) -> dict:
+        """Everything needed to know where the results came from (no secret, only references)."""
+        exp = self.exp
+        return {
+            "status": "complete",
+            "experiment": exp.experiment,
+            "config": redact(raw_config(self.config_path)),
+            "config_file": str(self.config_path.resolve()),
+            "versions": library_versions(),
+            "machine": machine(),
+            "models": {n: m.describe() for n, m in models.items()},
+            "random_weights": random,
+            "store": exp.store.settings(exp.stores_dir, exp.experiment).describe()
+            | {
+                "namespace": stores.catalog.ns,
+                "index": {n: stores.index_info(n) for n in models},
+                "search_params": stores.index.query_params(exp.top_k),
+            },
+            "dataset": {
+                "root": str(exp.dataset.root.resolve()),
+                "files": files,
+                "catalogued": catalogued,
+                "skipped": len(ing.skipped),
+            },
+            "ingest": ing.as_dict(),
+            "queries": {"run": len(qv.paths), "reused_stored_vectors": qv.fetched, "skipped": len(qv.failed)},
+            "timings": self.timings,
+            "sweep": sweep,
+        }
+
+
+def run_experiment(config_path: str | Path, progress: bool = True) -> RunOutcome:
+    """The whole job; results appear in ``<output>/<experiment>/`` only once complete."""
+    return ExperimentRun(load_experiment(config_path), Path(config_path), progress).execute()

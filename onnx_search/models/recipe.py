@@ -1,0 +1,131 @@
+"""The recipe: what pixels a model sees and how they are normalised, and how a .onnx file carries it.
+
+A converted file stores the recipe as JSON under ``metadata_props[METADATA_KEY]``, so it describes itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelFileError
+
+METADATA_KEY = "onnx_search.recipe"
+PREPROCESS_MODES = ("caffe", "torch", "tf", "raw")
+RESIZE_POLICIES = ("squash", "center_crop")
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TORCH_MEAN = (0.485, 0.456, 0.406)
+TORCH_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the pixels a model sees; models with equal geometries share decoding."""
+
+    input_size: int
+    preprocess: str = "caffe"
+    resize: str = "squash"
+    interpolation: str = "bilinear"
+
+    @property
+    def geometry(self) -> tuple[int, str, str]:
+        """The part of the recipe that decides the uint8 pixels (normalisation comes later)."""
+        return (self.input_size, self.resize, self.interpolation)
+
+
+def normalize(batch: np.ndarray, mode: str) -> np.ndarray:
+    """Keras ``preprocess_input`` for ``mode`` on an NHWC RGB batch, returning a new float32 array.
+
+    The arithmetic follows Keras step by step (same order, float32) so results match bit for bit;
+    the input is never modified.
+    """
+    x = np.array(batch, dtype=np.float32, copy=True)
+    if mode == "raw":
+        return x
+    if mode == "tf":
+        x /= 127.5
+        x -= 1.0
+        return x
+    if mode == "torch":
+        x /= 255.0
+        mean, std = TORCH_MEAN, TORCH_STD
+    elif mode == "caffe":
+        x = x[..., ::-1].copy()
+        mean, std = CAFFE_MEAN_BGR, None
+    else:
+        raise ValueError(f"unknown preprocessing mode {mode!r}; expected one of {', '.join(PREPROCESS_MODES)}")
+    for c in range(3):
+        x[..., c] -= mean[c]
+    if std is not None:
+        for c in range(3):
+            x[..., c] /= std[c]
+    return x
+
+
+def recipe_from_metadata(meta: dict, source: str | Path) -> Recipe:
+    """Build the Recipe from a metadata dict, naming the file when fields are missing."""
+    try:
+        return Recipe(
+            int(meta["input_size"]),
+            meta["preprocess"],
+            meta.get("resize", "squash"),
+            meta.get("interpolation", "bilinear"),
+        )
+    except KeyError as exc:
+        raise ModelFileError(f"{source}: onnx-search metadata lacks {exc.args[0]!r}; re-convert it") from None
+
+
+def parse_metadata(custom: dict[str, str], source: str | Path) -> dict:
+    """Decode our JSON entry from an ONNX custom metadata map, or explain how to get one."""
+    raw = custom.get(METADATA_KEY)
+    if raw is None:
+        raise ModelFileError(
+            f"{source} has no onnx-search metadata ({METADATA_KEY!r}); convert it with "
+            "`onnx-search convert`, or add the recipe with `onnx-search convert --annotate FILE --like MODEL`"
+        )
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{source}: onnx-search metadata is not valid JSON ({exc})") from None
+
+
+def write_metadata(path: Path, meta: dict) -> None:
+    """Store ``meta`` as JSON under METADATA_KEY in the ONNX file, replacing any earlier entry."""
+    import onnx
+
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta, sort_keys=True)
+    model.producer_name = "onnx-search"
+    tmp = path.with_suffix(".tmp.onnx")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, path)
+
+
+def read_metadata_file(path: Path) -> dict | None:
+    """Our metadata from an ONNX file on disk, or None when the file has none."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for p in model.metadata_props:
+        if p.key == METADATA_KEY:
+            return json.loads(p.value)
+    return None
+
+
+def up_to_date(path: Path, request: dict) -> dict | None:
+    """The existing file's metadata if it was made from the same request, else None."""
+    if not path.is_file():
+        return None
+    try:
+        meta = read_metadata_file(path)
+    except Exception:  # noqa: BLE001 - an unreadable file is simply not up to date
+        return None
+    return meta if meta and meta.get("request") == request else None

@@ -1,0 +1,134 @@
+"""Helpers every test may use: the CLI as a user runs it, folders of bad files, small foreign ONNX models."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def cli_command(*args) -> list[str]:
+    """``python -m onnx_search.cli ARGS`` as an argv list (arguments turned into strings)."""
+    return [sys.executable, "-m", "onnx_search.cli", *map(str, args)]
+
+
+def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would, capturing its text output."""
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout)
+
+
+def cuda_really_runs(model_path: Path) -> bool:
+    """Whether onnxruntime itself keeps CUDA for a session on this host (GPU-dependent tests follow this)."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    sess = ort.InferenceSession(str(model_path), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    return "CUDAExecutionProvider" in sess.get_providers()
+
+
+def stop_local_redis_servers(root: Path) -> list[Path]:
+    """Stop every project Redis server whose data lies under ``root``; returns the folders of those it stopped."""
+    from onnx_search.store.local_redis import LocalRedis
+
+    stopped = []
+    for state in Path(root).rglob("redis/state.json"):
+        server = LocalRedis(state.parent.parent)
+        if server.running():
+            server.stop()
+            stopped.append(state.parent)
+    return stopped
+
+
+def foreign_model(path: Path, size: int = 224) -> Path:
+    """A tiny ONNX model that no converter of ours made: the per-channel mean of an NHWC image (3-d output)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    inp = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", size, size, 3])
+    out = helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["n", 3])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])
+    node = helper.make_node("ReduceMean", ["pixels", "axes"], ["feat"], keepdims=0)
+    graph = helper.make_graph([node], "g", [inp], [out], initializer=[axes])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(path))
+    return path
+
+
+GOOD = (
+    "good_rgb.jpg",
+    "cmyk.jpg",
+    "gray16.png",
+    "palette_alpha.png",
+    "rgba.png",
+    "animated.gif",
+    "exif_rotated.jpg",
+    "huge_144mp.png",
+)
+BAD_REASONS = {
+    "corrupt.jpg": "not an image",
+    "truncated.jpg": "truncated",
+    "empty.jpg": "empty file",
+    "notes.png": "not an image",
+    "folder.jpg": "directory",
+    "broken_link.jpg": "broken symlink",
+}
+
+
+def photo(seed: int, size=(320, 240)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 255, size[0])[None, :, None] * np.ones((size[1], 1, 3))
+    return Image.fromarray(np.clip(base + rng.normal(0, 40, base.shape), 0, 255).astype(np.uint8))
+
+
+def make_bad_folder(root: Path, huge: bool = True) -> dict[str, Path]:
+    """Write the folder; returns name -> path for the interesting entries."""
+    root.mkdir(parents=True, exist_ok=True)
+    p = {}
+    photo(1).save(p.setdefault("good_rgb.jpg", root / "good_rgb.jpg"), quality=92)
+    photo(2).convert("CMYK").save(p.setdefault("cmyk.jpg", root / "cmyk.jpg"))
+    arr16 = (np.linspace(0, 65535, 200 * 150).reshape(150, 200)).astype(np.uint16)
+    Image.fromarray(arr16).save(p.setdefault("gray16.png", root / "gray16.png"))
+    pal = photo(3).convert("P", palette=Image.ADAPTIVE, colors=16)
+    pal.info["transparency"] = 0
+    pal.save(p.setdefault("palette_alpha.png", root / "palette_alpha.png"), transparency=0)
+    rgba = photo(4).convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(p.setdefault("rgba.png", root / "rgba.png"))
+    frames = [photo(5 + i).convert("P") for i in range(3)]
+    frames[0].save(p.setdefault("animated.gif", root / "animated.gif"), save_all=True, append_images=frames[1:])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° on display
+    photo(8, (300, 200)).save(p.setdefault("exif_rotated.jpg", root / "exif_rotated.jpg"), exif=exif)
+    if huge:
+        Image.new("RGB", (12000, 12000), (90, 120, 150)).save(
+            p.setdefault("huge_144mp.png", root / "huge_144mp.png"), compress_level=1
+        )
+    # bad ones
+    (root / "corrupt.jpg").write_bytes(os.urandom(2048))
+    data = (root / "good_rgb.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "notes.png").write_text("this is not a picture\n")
+    (root / "folder.jpg").mkdir(exist_ok=True)
+    if not (root / "broken_link.jpg").is_symlink():
+        os.symlink(root / "does_not_exist.jpg", root / "broken_link.jpg")
+    loop = root / "loop"
+    loop.mkdir(exist_ok=True)
+    if not (loop / "back").is_symlink():
+        os.symlink(root, loop / "back")  # a symlink loop: loop/back -> root
+    # awkward paths that hold good images
+    uni = root / "фото_照片_é"
+    uni.mkdir(exist_ok=True)
+    photo(9).save(p.setdefault("unicode", uni / "café_ñ_日本.jpg"))
+    deep = root
+    for i in range(4):
+        deep = deep / (f"very_long_folder_name_{i}_" + "x" * 60)
+    deep.mkdir(parents=True, exist_ok=True)
+    long_file = deep / ("long_name_" + "y" * 100 + ".jpg")
+    photo(10).save(long_file)
+    p["long"] = long_file
+    return p
