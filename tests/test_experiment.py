@@ -216,3 +216,111 @@ def test_a_redis_that_is_down_fails_before_any_work(run, tmp_path, monkeypatch):
         run_experiment(cfg, progress=False)
     assert time.monotonic() - t0 < 15
     assert not (tmp_path / "nomodels").exists()  # nothing was converted
+
+
+def _variant(run, tmp_path, name: str, replace: dict[str, str]) -> Path:
+    """A copy of the run's config with its own output, data folder and namespace, plus the given edits."""
+    text = run["cfg"].read_text()
+    text = text.replace(f"output: {run['base'] / 'runs'}", f"output: {tmp_path / 'runs'}")
+    text = text.replace(f"data_dir: {run['base'] / 'data'}", f"data_dir: {tmp_path / 'data'}")
+    text = text.replace("namespace: exp-test", f"namespace: exp-{name}")
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    cfg = tmp_path / f"{name}.yaml"
+    cfg.write_text(text)
+    return cfg
+
+
+def test_summary_shows_the_sweep_table_and_the_run_a_recall_qps_plot(run):
+    d = run["out"].run_dir
+    md = (d / "summary.md").read_text()
+    assert "## Index sweep" in md and "| resnet50 | HNSW | {'M': 8, 'efConstruction': 200} | {'ef': 16} |" in md
+    assert "| vgg16 | HNSW |" in md
+    assert (d / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (d / "sweep.csv").is_file()
+
+
+def test_most_disagreed_query_is_named_relative_to_the_dataset_root(run, labelled_set):
+    comparison = json.loads((run["out"].run_dir / "comparison.json").read_text())
+    worst = comparison["summary"]["pairs"]["resnet50|vgg16"]["most_disagreed"][0]["query"]
+    rel = str(Path(worst).relative_to(labelled_set.resolve()))
+    assert "/" in rel and f"| {rel} (RBO" in (run["out"].run_dir / "summary.md").read_text()
+
+
+def test_queries_from_the_collection_reuse_stored_vectors(run):
+    m = json.loads((run["out"].run_dir / "manifest.json").read_text())
+    assert m["queries"] == {"run": 5, "reused_stored_vectors": 5, "skipped": 0}
+
+
+def test_unreadable_files_are_not_sampled_and_the_summary_counts_them(run, labelled_set, tmp_path):
+    import shutil
+
+    root = tmp_path / "mixed"
+    shutil.copytree(labelled_set, root)
+    (root / "circles" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    (root / "stripes" / "empty.png").write_bytes(b"")
+    (root / "checkers" / "notes.jpg").write_text("text")
+    cfg = _variant(run, tmp_path, "mixed", {f"root: {labelled_set}": f"root: {root}", "sample: 5": "sample: 12"})
+    out = run_experiment(cfg, progress=False)
+    r = json.loads((out.run_dir / "results.json").read_text())
+    assert len(r["queries"]) == 12 and not r["skipped_queries"]  # every readable image, none of the broken ones
+    assert "Ingest skipped 3 files (listed with reasons in" in out.summary_md
+
+
+def test_an_interrupted_run_leaves_the_last_complete_results(run, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cfg = _variant(run, tmp_path, "killed", {})
+    done = run_cli("run", cfg, "--quiet")  # its own process: Milvus Lite frees a folder only when its process ends
+    assert done.returncode == 0, done.stderr
+    run_dir = tmp_path / "runs" / "twomodels"
+    before = (run_dir / "results.json").read_bytes()
+    script = (
+        "import sys, time\n"
+        "import onnx_search.experiment.run as run_mod\n"
+        "real = run_mod.write_report\n"
+        "def slow(d, *a, **k):\n"
+        "    files = real(d, *a, **k)\n"
+        "    print('written', flush=True)\n"
+        "    time.sleep(120)\n"
+        "    return files\n"
+        "run_mod.write_report = slow\n"
+        "run_mod.run_experiment(sys.argv[1], progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(cfg)], stdout=subprocess.PIPE, text=True, env=os.environ)
+    try:
+        assert proc.stdout.readline().strip() == "written"  # every file is written, not yet published
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    partial = run_dir.with_name(f".{run_dir.name}.partial")
+    assert (partial / "results.json").is_file()
+    with pytest.raises(ConfigError, match="no complete run"):
+        load_results(partial)  # an unpublished folder is refused even though every file is in it
+    assert (run_dir / "results.json").read_bytes() == before
+    assert load_results(run_dir)["experiment"] == "twomodels"
+
+
+def test_query_folder_and_unlabelled_dataset(run, labelled_set, tmp_path):
+    import shutil
+
+    qdir = tmp_path / "queries"
+    qdir.mkdir()
+    for p in sorted((labelled_set / "stripes").glob("*.jpg"))[:2]:
+        shutil.copy(p, qdir / p.name)
+    cfg = _variant(
+        run,
+        tmp_path,
+        "folder",
+        {"  sample: 5\n": f"  folder: {qdir}\n", f"root: {labelled_set}": f"root: {labelled_set}\n  labels: false"},
+    )
+    out = run_experiment(cfg, progress=False)
+    r = json.loads((out.run_dir / "results.json").read_text())
+    assert [Path(q["query"]).name for q in r["queries"]] == ["stripes_000.jpg", "stripes_001.jpg"]
+    assert all(q["label"] == "" and not q["in_dataset"] for q in r["queries"])
+    assert all(h["label"] == "" for h in r["hits"]) and r["label_counts"] == {}
+    c = json.loads((out.run_dir / "comparison.json").read_text())
+    assert "p_at_k" not in c["summary"]["models"]["vgg16"] and "P@k" not in out.summary_md

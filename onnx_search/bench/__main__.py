@@ -21,15 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="resnet50,vgg16")
     ap.add_argument("--only", choices=["embed", "store"], default=None)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--store-images", type=int, default=1500)
+    ap.add_argument("--store-images", type=int, default=1500, help="vectors in the store benchmark")
+    ap.add_argument("--store-queries", type=int, default=50)
+    ap.add_argument("--photos", type=int, default=96, help="640x480 JPEGs for the end-to-end embedding figure")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.out / "work"
     if args.only in (None, "embed"):
-        res = bench_embed(args.models_dir, args.models.split(","), reps=args.reps, work=work)
+        res = bench_embed(args.models_dir, args.models.split(","), reps=args.reps, photos=args.photos, work=work)
         (args.out / "embed.json").write_text(json.dumps(res, indent=1))
     if args.only in (None, "store"):
-        res = bench_store(args.models_dir, n_images=args.store_images, work=work)
+        res = bench_store(args.models_dir, n_images=args.store_images, n_queries=args.store_queries, work=work)
         (args.out / "store.json").write_text(json.dumps(res, indent=1))
     return 0
 

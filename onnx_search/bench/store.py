@@ -21,6 +21,26 @@ from ..store.milvus import VectorStore, connect_milvus
 from ..synth import generate_labelled_set
 from .embed import rate
 
+INDEX_VARIANTS = (
+    [IndexSpec(type="FLAT")]
+    + [IndexSpec(type="IVF_FLAT", search={"nprobe": p}) for p in (1, 4, 16, 64)]
+    + [IndexSpec(type="HNSW", params={"M": 16, "efConstruction": 200}, search={"ef": e}) for e in (10, 20, 40, 80, 160)]
+)
+
+
+def _insert_rates(store: VectorStore, catalog: Catalog, model: str, ids, base: np.ndarray, records, reps: int = 3):
+    """Rows/s of a Milvus upsert + flush and of the Redis catalogue writes, interleaved over ``reps`` passes."""
+    milvus_rates, redis_rates = [], []
+    marks = {r.id: r.sha for r in records}
+    for rep in range(reps):
+        coll = f"bench_insert_{rep}"
+        store.drop(coll)
+        store.ensure(coll, base.shape[1], IndexSpec(), len(ids))
+        milvus_rates.append(rate(lambda c=coll: (store.upsert(c, ids, base), store.flush(c)), len(ids)))
+        redis_rates.append(rate(lambda: (catalog.put_images(records), catalog.mark_done(model, marks)), len(ids)))
+        store.drop(coll)
+    return milvus_rates, redis_rates
+
 
 def bench_store(
     models_dir: Path,
@@ -32,48 +52,34 @@ def bench_store(
 ) -> dict:
     """Insert throughput (Milvus, Redis) vs embedding throughput; recall@k and latency per index setting."""
     work = work or Path(tempfile.mkdtemp())
-    per_class = -(-(n_images + n_queries) // 6)
-    files = generate_labelled_set(work / "images", per_class=per_class, size=96, seed=1)
+    files = generate_labelled_set(work / "images", per_class=-(-(n_images + n_queries) // 6), size=96, seed=1)
     model = ModelSession(models_dir / f"{name}.onnx", SessionConfig(["cpu"]))
     t = time.perf_counter()
     got = embed_paths(Pipeline({name: model}, batch_size=32, progress=False), files)
     paths, allv = got.paths, got.vectors(name)
     embed_rate = len(paths) / (time.perf_counter() - t)
-    rng = np.random.default_rng(0)
-    qidx = rng.choice(len(paths), size=n_queries, replace=False)
+    qidx = np.random.default_rng(0).choice(len(paths), size=n_queries, replace=False)
     mask = np.ones(len(paths), bool)
     mask[qidx] = False
     base, queries = allv[mask], allv[qidx]
-    ids = [image_id(p) for p, keep in zip(paths, mask, strict=True) if keep]
+    kept = [p for p, keep in zip(paths, mask, strict=True) if keep]
+    ids = [image_id(p) for p in kept]
+    records = [ImageRecord(i, str(p), "0" * 32, 1, 1, p.parent.name, str(work)) for i, p in zip(ids, kept, strict=True)]
     server = LocalRedis(work / "data")
-    catalog = Catalog(server.start(), "bench")
-    store = VectorStore(connect_milvus(None, work / "data"))
-    records = [
-        ImageRecord(i, str(p), "0" * 32, 1, 1, p.parent.name, str(work))
-        for i, p in zip(ids, [p for p, k in zip(paths, mask, strict=True) if k], strict=True)
-    ]
-    milvus_rates, redis_rates = [], []
-    for rep in range(3):  # interleaved passes
-        coll = f"bench_insert_{rep}"
-        store.drop(coll)
-        store.ensure(coll, allv.shape[1], IndexSpec(), len(ids))
-        milvus_rates.append(rate(lambda c=coll: (store.upsert(c, ids, base), store.flush(c)), len(ids)))
-        redis_rates.append(
-            rate(
-                lambda: (catalog.put_images(records), catalog.mark_done(name, {r.id: r.sha for r in records})), len(ids)
-            )
-        )
-        store.drop(coll)
-    variants = [IndexSpec(type="FLAT")]
-    variants += [IndexSpec(type="IVF_FLAT", search={"nprobe": p}) for p in (1, 4, 16, 64)]
-    variants += [
-        IndexSpec(type="HNSW", params={"M": 16, "efConstruction": 200}, search={"ef": e}) for e in (10, 20, 40, 80, 160)
-    ]
-    rows = evaluate_variants(store, ids, base, queries, variants, top_k, "bench_index")
-    front = [{k: r[k] for k in ("index", "search", "recall_at_k", "p50_ms")} for r in frontier(rows)]
-    server.stop()
+    try:
+        store = VectorStore(connect_milvus(None, work / "data"))
+        milvus_rates, redis_rates = _insert_rates(store, Catalog(server.start(), "bench"), name, ids, base, records)
+        rows = evaluate_variants(store, ids, base, queries, INDEX_VARIANTS, top_k, "bench_index")
+    finally:
+        server.stop()
     m_rate, r_rate = float(np.median(milvus_rates)), float(np.median(redis_rates))
-    out = {
+    print(
+        f"store: Milvus {m_rate:.0f} rows/s ({m_rate / embed_rate:.1f}x embedding), Redis {r_rate:.0f} rows/s "
+        f"({r_rate / embed_rate:.1f}x); index recall/p50: "
+        + ", ".join(f"{r['index']}{r['search']} {r['recall_at_k']:.3f}/{r['p50_ms']:.1f}ms" for r in rows),
+        flush=True,
+    )
+    return {
         "machine": machine(),
         "versions": library_versions(),
         "model": name,
@@ -92,12 +98,5 @@ def bench_store(
             "redis_rows_per_s": [round(v, 1) for v in redis_rates],
         },
         "index": rows,
-        "frontier": front,
+        "frontier": [{k: r[k] for k in ("index", "search", "recall_at_k", "p50_ms")} for r in frontier(rows)],
     }
-    print(
-        f"store: Milvus {m_rate:.0f} rows/s ({m_rate / embed_rate:.1f}x embedding), Redis {r_rate:.0f} rows/s "
-        f"({r_rate / embed_rate:.1f}x); index recall/p50: "
-        + ", ".join(f"{r['index']}{r['search']} {r['recall_at_k']:.3f}/{r['p50_ms']:.1f}ms" for r in rows),
-        flush=True,
-    )
-    return out

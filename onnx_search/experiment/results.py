@@ -48,7 +48,11 @@ def load_results(run_dir: str | Path) -> dict:
     if d.is_file():
         d = d.parent
     manifest = d / "manifest.json"
-    if not manifest.is_file() or json.loads(manifest.read_text()).get("status") != "complete":
+    if (
+        d.name.endswith((".partial", ".old"))
+        or not manifest.is_file()
+        or json.loads(manifest.read_text()).get("status") != "complete"
+    ):
         raise ConfigError(f"{d} holds no complete run (no manifest with status 'complete'); run it again")
     return json.loads((d / "results.json").read_text())
 
