@@ -7,7 +7,7 @@ MODELS ?= resnet50 vgg16
 WEIGHTS ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: setup redis convert test test-server lint format bench demo clean
+.PHONY: setup redis convert test test-server lint format bench demo keras-vs-torch clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -54,6 +54,10 @@ bench: setup convert
 
 demo: setup
 	$(CLI) demo
+
+# Keras vs torchvision ResNet50/VGG16 on the demo images (or on $$PHOTOS when set)
+keras-vs-torch: setup
+	$(CLI) demo --config configs/keras_vs_torch.yaml
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache data runs demo

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from onnx_search.models.frameworks import torch_before_tensorflow
+from tests.helpers import FIXTURE_MODELS
+
+torch_before_tensorflow()  # tests import Keras directly too: load torchvision first, or the process crashes
+
 REPO = Path(__file__).resolve().parents[1]
 # Converted test models are cached across runs (conversion is slow and needs ~7 GB); the converter's own
 # up-to-date check decides whether a cached file can be reused: its key holds the spec, the weights, the
@@ -17,9 +22,9 @@ TEST_SEED = 0
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    from onnx_search.models.convert_keras import convert_model
+    from onnx_search.models.convert import convert_model
 
-    for name in ("resnet50", "vgg16"):
+    for name in FIXTURE_MODELS:
         convert_model(name, MODEL_CACHE, weights="random", seed=TEST_SEED)
     return MODEL_CACHE
 

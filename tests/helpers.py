@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+# converted once per test session (random weights, seed 0) by the models_dir fixture
+FIXTURE_MODELS = ("resnet50", "vgg16", "torchvision/resnet50", "torchvision/vgg16")
+
 
 def cli_command(*args) -> list[str]:
     """``python -m onnx_search.cli ARGS`` as an argv list (arguments turned into strings)."""

@@ -6,13 +6,13 @@ import onnxruntime as ort
 import pytest
 
 from onnx_search.errors import ParityError, WeightsUnavailableError
-from onnx_search.models import convert_keras as convert
+from onnx_search.models import convert, convert_keras
 from onnx_search.models.parity import PARITY_TOLERANCE, parity_images
 from onnx_search.models.recipe import METADATA_KEY, normalize, read_metadata_file
 from onnx_search.models.weights import WeightsChoice, resolve_weights
 from onnx_search.models.zoo import REGISTRY, get_spec
 from onnx_search.vectors import l2_normalize
-from tests.helpers import run_cli
+from tests.helpers import FIXTURE_MODELS, run_cli
 
 
 @pytest.mark.parametrize("name", ["resnet50", "vgg16"])
@@ -38,8 +38,8 @@ def test_onnx_equals_keras_on_new_images(models_dir):
     from onnx_search.models.session import ModelSession, SessionConfig
 
     spec = get_spec("vgg16")
-    model = convert.build_keras_model(spec, resolve_weights(spec, "random", 0))
-    forward = convert.keras_forward(model)
+    model = convert_keras.build_keras_model(spec, resolve_weights(spec, "random", 0))
+    forward = convert_keras.keras_forward(model)
     x = normalize(parity_images(spec, n=3, seed=99), "caffe")
     keras_vecs = l2_normalize(forward(x).numpy())
     onnx_vecs = ModelSession(models_dir / "vgg16.onnx", SessionConfig(["cpu"])).embed(x)
@@ -53,14 +53,14 @@ def test_second_conversion_is_skipped(models_dir):
 
 def test_parity_gate_refuses_a_genuinely_wrong_graph_and_keeps_no_file(tmp_path, monkeypatch):
     """Export a graph with other weights than the Keras model the gate compares with: refused, no file left."""
-    real_export = convert._export
+    real_export = convert_keras.export
     spec = get_spec("vgg16")
 
-    def export_other_weights(forward, spec_, path):
-        other = convert.keras_forward(convert.build_keras_model(spec, WeightsChoice.random(7)))
-        real_export(other, spec_, path)
+    def export_other_weights(model, spec_, path, opset):
+        other = convert_keras.keras_forward(convert_keras.build_keras_model(spec, WeightsChoice.random(7)))
+        real_export(other, spec_, path, opset)
 
-    monkeypatch.setattr(convert, "_export", export_other_weights)
+    monkeypatch.setattr(convert_keras, "export", export_other_weights)
     with pytest.raises(ParityError, match="disagree"):
         convert.convert_model("vgg16", tmp_path, weights="random", seed=0)
     assert list(tmp_path.iterdir()) == []  # neither the .onnx nor its .partial
@@ -68,7 +68,7 @@ def test_parity_gate_refuses_a_genuinely_wrong_graph_and_keeps_no_file(tmp_path,
 
 def test_a_changed_converter_makes_earlier_files_out_of_date(models_dir):
     meta = read_metadata_file(models_dir / "vgg16.onnx")
-    assert meta["request"]["converter"] == convert.converter_fingerprint()
+    assert meta["request"]["converter"] == convert.converter_fingerprint(convert_keras)
     changed = meta["request"] | {"converter": "0" * 12}
     from onnx_search.models.recipe import up_to_date
 
@@ -77,9 +77,9 @@ def test_a_changed_converter_makes_earlier_files_out_of_date(models_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(REGISTRY) - {"resnet50", "vgg16"}))
+@pytest.mark.parametrize("name", sorted(set(REGISTRY) - set(FIXTURE_MODELS)))
 def test_every_registry_model_converts_with_parity(name, tmp_path):
-    """resnet50 and vgg16 are converted by the session fixture; every other listed model converts here."""
+    """The session fixture converts FIXTURE_MODELS (checked above); every other listed model converts here."""
     r = convert.convert_model(name, tmp_path, weights="random", seed=0)
     assert r.path.is_file() and r.metadata["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
     sess = ort.InferenceSession(str(r.path), providers=["CPUExecutionProvider"])
@@ -104,7 +104,7 @@ def test_cached_imagenet_file_is_used_without_network(tmp_path, monkeypatch):
     spec = get_spec("vgg16")
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / spec.weights_file).write_bytes(b"x")
-    assert resolve_weights(spec, "imagenet").keras_arg == "imagenet"
+    assert resolve_weights(spec, "imagenet").pretrained == "imagenet"
 
 
 def test_missing_h5_path_is_explained(tmp_path):

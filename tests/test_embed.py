@@ -93,7 +93,7 @@ def test_an_unexpected_error_on_one_file_does_not_stop_the_run(embedders, labell
 
 def test_models_with_different_recipes_share_one_decode(embedders, labelled_set, tmp_path, monkeypatch):
     """A 299-px 'tf' model beside a 224-px 'caffe' one: two geometries, one read and decode per file."""
-    from onnx_search.models.convert_keras import annotate
+    from onnx_search.models.convert import annotate
     from onnx_search.models.session import ModelSession, SessionConfig
 
     path = tmp_path / "mean299.onnx"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from onnx_search.errors import ModelFileError, ProviderError
-from onnx_search.models.convert_keras import annotate
+from onnx_search.models.convert import annotate
 from onnx_search.models.parity import parity_images
 from onnx_search.models.providers import expand_providers
 from onnx_search.models.recipe import normalize

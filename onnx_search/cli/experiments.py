@@ -14,7 +14,7 @@ def cmd_run(args) -> int:
     if out.random_weights:
         print(
             f"WARNING: {', '.join(out.random_weights)} ran with RANDOM weights: results show the pipeline, "
-            "not what the models learned. Put ImageNet weights in ~/.keras/models to compare real models."
+            "not what the models learned. Put ImageNet weights in place to compare real models (README, Models)."
         )
     print(f"results in {out.run_dir}: " + ", ".join(sorted(p.name for p in out.files.values())))
     return 0

@@ -9,7 +9,7 @@ from .common import add_session_args, load_sessions, print_skipped
 
 
 def cmd_convert(args) -> int:
-    from ..models.convert_keras import annotate, convert_model
+    from ..models.convert import annotate, convert_model
 
     if args.annotate:
         like = args.like or "resnet50"

@@ -92,21 +92,34 @@ def read_bytes(path: str | Path) -> bytes:
 
 
 def resize(img: Image.Image, size: int, policy: str = "squash", interpolation: str = "bilinear") -> np.ndarray:
-    """Resize to ``size``×``size`` uint8 HWC: ``squash`` as Keras' load_img, or shorter side + centre crop."""
+    """Resize to ``size``×``size`` uint8 HWC: ``squash`` as Keras' load_img, or ``center_crop`` as torchvision.
+
+    ``center_crop`` is torchvision's ``Resize(round(size·256/224))`` + ``CenterCrop(size)`` on a PIL image,
+    step for step: the shorter side to 256, the longer ``int(256·long/short)``, Pillow's antialiased resampler,
+    then the crop offset ``int(round((side - size) / 2))`` (Python's round, as torchvision uses).
+    """
     resample = _RESAMPLE[interpolation]
     if policy == "squash":
         out = img.resize((size, size), resample)
     elif policy == "center_crop":
-        short = round(size * 256 / 224)  # torchvision's resize-256-crop-224 ratio
+        short = round(size * 256 / 224)
         w, h = img.size
-        scale = short / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        if w <= h:
+            nw, nh = short, int(short * h / w)
+        else:
+            nw, nh = int(short * w / h), short
         img = img.resize((nw, nh), resample)
-        left, top = (nw - size) // 2, (nh - size) // 2
+        top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
         out = img.crop((left, top, left + size, top + size))
     else:
         raise ValueError(f"unknown resize policy {policy!r}; expected squash or center_crop")
     return np.asarray(out, dtype=np.uint8)
+
+
+def needed_side(geometry: tuple[int, str, str]) -> int:
+    """The fewest pixels per side a geometry needs before resizing (JPEG draft decoding never goes below it)."""
+    size, policy, _ = geometry
+    return round(size * 256 / 224) if policy == "center_crop" else size
 
 
 def load_for_recipes(
@@ -114,5 +127,5 @@ def load_for_recipes(
 ) -> tuple[bytes, list[np.ndarray]]:
     """Read and decode one file once, and return its bytes and one uint8 array per geometry."""
     data = read_bytes(path)
-    img = decode(data, draft_size=max(g[0] for g in geometries), max_pixels=max_pixels)
+    img = decode(data, draft_size=max(needed_side(g) for g in geometries), max_pixels=max_pixels)
     return data, [resize(img, *g) for g in geometries]

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..errors import DecodeError
 from ..ids import content_hash
-from ..models.recipe import normalize
+from ..models.recipe import prepare_batch
 from ..models.session import ModelSession
 from .decode import DEFAULT_MAX_PIXELS, load_for_recipes
 
@@ -150,7 +150,7 @@ class Pipeline:
             for start in range(0, len(rows), step):  # each model infers in batches of its own size
                 t0 = time.perf_counter()
                 part = rows[start : start + step]
-                x = normalize(np.stack([items[i].arrays[g] for i in part]), model.recipe.preprocess)
+                x = prepare_batch(np.stack([items[i].arrays[g] for i in part]), model.recipe)
                 t1 = time.perf_counter()
                 chunks.append(model.embed(x))
                 self.times.normalize += t1 - t0

@@ -234,7 +234,8 @@ def load_experiment(path: str | Path, base: Path | None = None) -> Experiment:
 def _check_files(exp: Experiment, path: Path) -> Experiment:
     problems = []
     if not exp.dataset.root.is_dir():
-        problems.append(f"dataset.root: folder {exp.dataset.root} does not exist")
+        hint = " (make it with `onnx-search demo`, or set PHOTOS)" if exp.dataset.root == Path("demo/images") else ""
+        problems.append(f"dataset.root: folder {exp.dataset.root} does not exist{hint}")
     if exp.queries.folder and not exp.queries.folder.is_dir():
         problems.append(f"queries.folder: folder {exp.queries.folder} does not exist")
     for p in exp.queries.paths or []:

@@ -38,7 +38,7 @@ def prepare_models(exp: Experiment) -> dict[str, ModelSession]:
     out = {}
     for entry in exp.models:
         if not entry.name.endswith(".onnx"):
-            from ..models.convert_keras import convert_model
+            from ..models.convert import convert_model
 
             convert_model(entry.name, exp.models_dir, weights=entry.weights, seed=entry.seed)
         path = resolve_model_path(entry.name, exp.models_dir)

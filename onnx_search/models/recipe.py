@@ -16,7 +16,8 @@ from ..errors import ModelFileError
 
 METADATA_KEY = "onnx_search.recipe"
 PREPROCESS_MODES = ("caffe", "torch", "tf", "raw")
-RESIZE_POLICIES = ("squash", "center_crop")
+RESIZE_POLICIES = ("squash", "center_crop")  # Keras' load_img; torchvision's Resize(256) + CenterCrop(224)
+LAYOUTS = ("NHWC", "NCHW")
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)
@@ -30,6 +31,7 @@ class Recipe:
     preprocess: str = "caffe"
     resize: str = "squash"
     interpolation: str = "bilinear"
+    layout: str = "NHWC"  # the model's input layout: NHWC (Keras) or NCHW (PyTorch)
 
     @property
     def geometry(self) -> tuple[int, str, str]:
@@ -66,6 +68,16 @@ def normalize(batch: np.ndarray, mode: str) -> np.ndarray:
     return x
 
 
+def prepare_batch(pixels: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """A uint8 NHWC RGB batch -> the float32 model input: normalised by the recipe, in the model's layout."""
+    x = normalize(pixels, recipe.preprocess)
+    if recipe.layout == "NCHW":
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if recipe.layout != "NHWC":
+        raise ValueError(f"unknown layout {recipe.layout!r}; expected one of {', '.join(LAYOUTS)}")
+    return x
+
+
 def recipe_from_metadata(meta: dict, source: str | Path) -> Recipe:
     """Build the Recipe from a metadata dict, naming the file when fields are missing."""
     try:
@@ -74,6 +86,7 @@ def recipe_from_metadata(meta: dict, source: str | Path) -> Recipe:
             meta["preprocess"],
             meta.get("resize", "squash"),
             meta.get("interpolation", "bilinear"),
+            meta.get("layout", "NHWC"),
         )
     except KeyError as exc:
         raise ModelFileError(f"{source}: onnx-search metadata lacks {exc.args[0]!r}; re-convert it") from None

@@ -39,7 +39,7 @@ def resolve_model_path(name_or_path: str | Path, models_dir: str | Path = "model
             raise ModelFileError(f"model file {p} does not exist")
         return p
     spec = get_spec(s)
-    p = Path(models_dir) / f"{spec.name}.onnx"
+    p = spec.onnx_path(models_dir)
     if not p.is_file():
         raise ModelFileError(
             f"{p} does not exist: convert it first with `onnx-search convert --model {spec.name}` (or `make convert`)"
@@ -102,7 +102,7 @@ class ModelSession:
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.input_name, self.output_name = inp.name, out.name
         self.dim = int(out.shape[-1]) if isinstance(out.shape[-1], int) else int(self.meta["dim"])
-        hw = inp.shape[1:3]
+        hw = inp.shape[2:4] if self.recipe.layout == "NCHW" else inp.shape[1:3]
         if all(isinstance(v, int) for v in hw) and tuple(hw) != (self.recipe.input_size,) * 2:
             raise ModelFileError(f"{self.path}: input is {hw} but its recipe says {self.recipe.input_size}")
         self._sha256: str | None = None

@@ -1,4 +1,4 @@
-"""Resolve the weights a conversion asks for: ImageNet through Keras' cache, a local .h5, or seeded random."""
+"""Resolve the weights a conversion asks for: ImageNet via the framework's own cache, a local file, or a seed."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ from .zoo import ModelSpec
 
 log = logging.getLogger(__name__)
 
-KERAS_WEIGHTS_HOST = "storage.googleapis.com"
+# where each source downloads ImageNet weights from, and the local files it loads
+WEIGHTS_HOSTS = {"keras": "storage.googleapis.com", "torchvision": "download.pytorch.org"}
+LOCAL_SUFFIXES = {"keras": (".h5", ".keras"), "torchvision": (".pth", ".pt")}
 
 
 @dataclass(frozen=True)
 class WeightsChoice:
     """What to pass to the model constructor, plus the label the ONNX metadata records."""
 
-    keras_arg: str | None  # "imagenet", a file path, or None for random init
+    pretrained: str | None  # "imagenet", a file path, or None for random init
     label: str  # "imagenet", "file:<path>", "random:<seed>"
     seed: int | None = None
 
@@ -44,13 +46,23 @@ class WeightsChoice:
 
     @property
     def is_random(self) -> bool:
-        return self.keras_arg is None
+        return self.pretrained is None
 
 
 def keras_cache_dir() -> Path:
     """Where Keras caches downloaded weights (``$KERAS_HOME/models`` or ``~/.keras/models``)."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return Path(home) / "models"
+
+
+def torch_cache_dir() -> Path:
+    """Where torchvision caches downloaded weights (``$TORCH_HOME/hub/checkpoints``, default ~/.cache/torch)."""
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "torch")
+    return Path(os.environ.get("TORCH_HOME") or default) / "hub" / "checkpoints"
+
+
+def weights_cache_dir(spec: ModelSpec) -> Path:
+    return torch_cache_dir() if spec.source == "torchvision" else keras_cache_dir()
 
 
 def _host_reachable(host: str, timeout: float) -> bool:
@@ -84,13 +96,15 @@ def resolve_weights(spec: ModelSpec, weights: str, seed: int = 0, probe_timeout:
     if weights == "random":
         return WeightsChoice.random(seed)
     if weights == "imagenet":
-        cached = keras_cache_dir() / spec.weights_file
+        cached = weights_cache_dir(spec) / spec.weights_file
         if cached.is_file():
             return WeightsChoice("imagenet", "imagenet")
-        if not _host_reachable(KERAS_WEIGHTS_HOST, probe_timeout):
+        host = WEIGHTS_HOSTS[spec.source]
+        if not _host_reachable(host, probe_timeout):
+            framework = "torchvision" if spec.source == "torchvision" else "Keras"
             raise WeightsUnavailableError(
                 f"ImageNet weights for {spec.name} are not cached and cannot be downloaded "
-                f"({KERAS_WEIGHTS_HOST} is unreachable). Keras looked for {cached}. Either copy "
+                f"({host} is unreachable). {framework} looked for {cached}. Either copy "
                 f"{spec.weights_file} into {cached.parent}, or convert with weights 'random' "
                 f"(`--weights random`; vectors are then meaningless for real search)."
             )
@@ -98,6 +112,7 @@ def resolve_weights(spec: ModelSpec, weights: str, seed: int = 0, probe_timeout:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise WeightsUnavailableError(
-            f"weights {weights!r} for {spec.name}: no such file; use 'imagenet', 'random' or a path to a .h5 file"
+            f"weights {weights!r} for {spec.name}: no such file; use 'imagenet', 'random' or a path to a "
+            f"{' or '.join(LOCAL_SUFFIXES[spec.source])} file"
         )
     return WeightsChoice.from_file(path.resolve())

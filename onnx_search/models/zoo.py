@@ -1,41 +1,52 @@
-"""Registry of known models: one entry per model, everything a recipe needs."""
+"""Registry of known models: one line per model, everything a converter and a recipe need."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from ..errors import UnknownModelError
 from .recipe import Recipe
 
-POOLINGS = ("max", "avg")
+SOURCES = ("keras", "torchvision")
+POOLINGS = ("max", "avg", "avgpool", "fc7")  # keras: global pooling; torchvision: the layer the vector is taken at
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build one Keras application and feed it images."""
+    """How to build one model and feed it images."""
 
-    name: str
-    builder: str  # dotted path of the keras.applications constructor
+    name: str  # registry name; torchvision models are named torchvision/<model>
+    source: str  # one of SOURCES
+    builder: str  # dotted path of the constructor
     input_size: int  # square input side in pixels
-    preprocess: str  # one of PREPROCESS_MODES, as keras' preprocess_input does it
-    pooling: str  # global pooling over the last feature map
+    preprocess: str  # one of PREPROCESS_MODES
+    pooling: str  # one of POOLINGS
     dim: int  # output vector dimension
-    weights_file: str  # file name Keras caches ImageNet no-top weights under
+    weights_file: str  # file name the framework caches its ImageNet weights under
     resize: str = "squash"  # one of RESIZE_POLICIES
     interpolation: str = "bilinear"
+    layout: str = "NHWC"  # NHWC (Keras) or NCHW (PyTorch)
+    torch_weights: str | None = None  # torchvision's weights enum name (IMAGENET1K_V1, ...)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @property
     def recipe(self) -> Recipe:
-        return Recipe(self.input_size, self.preprocess, self.resize, self.interpolation)
+        return Recipe(self.input_size, self.preprocess, self.resize, self.interpolation, self.layout)
+
+    def onnx_path(self, models_dir: str | Path, variant: str | None = None) -> Path:
+        """``models_dir/<name>.onnx`` (a variant: ``<name>.<variant>.onnx``); torchvision/x lands in a subfolder."""
+        suffix = f".{variant}.onnx" if variant and variant != "fp32" else ".onnx"
+        return Path(models_dir) / f"{self.name}{suffix}"
 
     def recipe_metadata(self, name: str, source: str, weights: str) -> dict:
         """The recipe part of a .onnx file's metadata: what the session needs to feed the model correctly."""
         return {
             "name": name,
             "source": source,
+            "builder": self.builder,
             "weights": weights,
             "input_size": self.input_size,
             "preprocess": self.preprocess,
@@ -43,53 +54,41 @@ class ModelSpec:
             "interpolation": self.interpolation,
             "pooling": self.pooling,
             "dim": self.dim,
-            "layout": "NHWC",
+            "layout": self.layout,
             "normalized_output": False,
         }
 
 
-def _spec(name: str, builder: str, size: int, mode: str, pooling: str, dim: int, weights_file: str) -> ModelSpec:
-    return ModelSpec(name, f"keras.applications.{builder}", size, mode, pooling, dim, weights_file)
+def _keras(name: str, builder: str, size: int, mode: str, pooling: str, dim: int, weights_file: str) -> ModelSpec:
+    return ModelSpec(name, "keras", f"keras.applications.{builder}", size, mode, pooling, dim, weights_file)
 
 
-# Adding a model is one line: name, constructor, input side, preprocessing, pooling, dim, cached weights file.
+def _torchvision(name: str, head: str, dim: int, weights: str, weights_file: str) -> ModelSpec:
+    """torchvision's ImageNet recipe: shorter side 256 (bilinear, antialiased), centre crop 224, mean/std, NCHW."""
+    builder = f"torchvision.models.{name}"
+    return ModelSpec(
+        f"torchvision/{name}", "torchvision", builder, 224, "torch", head, dim, weights_file, "center_crop",
+        "bilinear", "NCHW", weights,
+    )  # fmt: skip
+
+
+# Adding a model is one line.
+# Keras: name, constructor, input side, preprocessing, pooling, dim, cached weights file.
+# torchvision: name, the layer taken (avgpool: classifier replaced by identity; fc7: VGG's penultimate 4096-d
+# layer), dim, torchvision weights enum, cached weights file.
 REGISTRY: dict[str, ModelSpec] = {
     s.name: s
     for s in (
-        _spec(
-            "resnet50", "ResNet50", 224, "caffe", "max", 2048, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-        ),
-        _spec("vgg16", "VGG16", 224, "caffe", "max", 512, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-        _spec(
-            "mobilenetv2",
-            "MobileNetV2",
-            224,
-            "tf",
-            "avg",
-            1280,
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-        ),
-        _spec("efficientnetb0", "EfficientNetB0", 224, "raw", "avg", 1280, "efficientnetb0_notop.h5"),
-        _spec(
-            "densenet121",
-            "DenseNet121",
-            224,
-            "torch",
-            "avg",
-            1024,
-            "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        ),
-        _spec(
-            "inceptionv3",
-            "InceptionV3",
-            299,
-            "tf",
-            "avg",
-            2048,
-            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        ),
+        _keras("resnet50", "ResNet50", 224, "caffe", "max", 2048, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        _keras("vgg16", "VGG16", 224, "caffe", "max", 512, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        _keras("mobilenetv2", "MobileNetV2", 224, "tf", "avg", 1280, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
+        _keras("efficientnetb0", "EfficientNetB0", 224, "raw", "avg", 1280, "efficientnetb0_notop.h5"),
+        _keras("densenet121", "DenseNet121", 224, "torch", "avg", 1024, "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        _keras("inceptionv3", "InceptionV3", 299, "tf", "avg", 2048, "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        _torchvision("resnet50", "avgpool", 2048, "IMAGENET1K_V2", "resnet50-11ad3fa6.pth"),
+        _torchvision("vgg16", "fc7", 4096, "IMAGENET1K_V1", "vgg16-397923af.pth"),
     )
-}
+}  # fmt: skip
 
 DEFAULT_MODELS = ("resnet50", "vgg16")
 

@@ -15,6 +15,11 @@ THUMB = 112
 TITLE_H = 26
 
 
+def short_name(model: str) -> str:
+    """A model name that fits a thumbnail's title and stays distinct (torchvision/vgg16 -> tv/vgg16)."""
+    return model.replace("torchvision/", "tv/")[:14]
+
+
 def _thumb(path: str) -> Image.Image:
     try:
         img = decode(read_bytes(path), draft_size=THUMB)
@@ -47,7 +52,7 @@ def result_grid(
             for k, hit in enumerate(ranked.get(q, {}).get(m, [])[:top_k]):
                 x = (1 + mi * top_k + k) * THUMB + (mi + 1) * gap
                 grid.paste(_thumb(hit["path"]), (x, y + TITLE_H))
-                draw.text((x + 2, y + 1), f"{m[:10]} #{hit['rank']}", fill="navy", font=font)
+                draw.text((x + 2, y + 1), f"{short_name(m)} #{hit['rank']}", fill="navy", font=font)
                 draw.text((x + 2, y + 13), f"cos {hit['cosine']:.3f} {hit['label'][:8]}", fill="black", font=font)
     grid.save(out)
     return out
