@@ -36,6 +36,7 @@ store:
   namespace: exp-test
 queries:
   sample: 5
+cost: {{images: 4, repeats: 1}}
 {extra}"""
 
 
@@ -72,12 +73,15 @@ STABLE_FILES = ("results.json", "comparison.json", "per_query.csv", "pairs.csv",
 
 
 def _stable(path: Path) -> str:
-    """A result file as text, less what is measured rather than computed: the sweep's timing columns, and the
-    data folder named in the summary's line about skipped files."""
+    """A result file as text, less what is measured rather than computed: the cost figures, the sweep's timing
+    columns, and the data folder named in the summary's line about skipped files."""
     text = path.read_text()
+    if path.name == "comparison.json":
+        return json.dumps({k: v for k, v in json.loads(text).items() if k != "cost"}, sort_keys=True)
     if path.name != "summary.md":
         return text
     head, _, sweep = text.partition("## Index sweep")
+    head = head.partition("## Cost")[0]
     head = "\n".join(line.split(" (listed with reasons in")[0] for line in head.splitlines())
     rows = ["|".join(line.split("|")[:6]) for line in sweep.splitlines()]  # model, index, params, search, recall
     return head + "\n".join(rows)
@@ -140,6 +144,7 @@ def test_a_fresh_ingest_gives_the_same_results_and_csvs(run):
 
 def test_compare_recomputes_from_saved_results(run):
     saved = json.loads((run["out"].run_dir / "comparison.json").read_text())
+    saved.pop("cost")  # measured during the run, not recomputed from hits
     assert json.loads(json.dumps(recompare(run["out"].run_dir), sort_keys=True)) == saved
     r = run_cli("compare", run["out"].run_dir)
     assert r.returncode == 0 and "resnet50 vs vgg16" in r.stdout
@@ -324,3 +329,36 @@ def test_query_folder_and_unlabelled_dataset(run, labelled_set, tmp_path):
     assert all(h["label"] == "" for h in r["hits"]) and r["label_counts"] == {}
     c = json.loads((out.run_dir / "comparison.json").read_text())
     assert "p_at_k" not in c["summary"]["models"]["vgg16"] and "P@k" not in out.summary_md
+
+
+def test_cost_figures_are_present_positive_and_in_the_summary(run):
+    d = run["out"].run_dir
+    cost = json.loads((d / "cost.json").read_text())
+    assert cost == json.loads((d / "comparison.json").read_text())["cost"]
+    assert cost["images"] == 4 and cost["peak_rss_mb"] > 100
+    for name in ("resnet50", "vgg16"):
+        c = cost["models"][name]
+        for key in ("file_mb", "startup_s", "img_per_s_end_to_end", "img_per_s_model_only"):
+            assert c[key] > 0, (name, key)
+        assert 0 < c["query_embed"]["p50_ms"] <= c["query_embed"]["p99_ms"]
+        assert 0 < c["search"]["p50_ms"] <= c["search"]["p99_ms"]
+        assert c["providers"][-1] == "CPUExecutionProvider"
+    md = (d / "summary.md").read_text()
+    assert "## Cost (measured on 4 images" in md and "| resnet50 | " in md.split("## Cost")[1] and "✓" in md
+    assert (d / "quality_speed.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_variants_are_models_of_their_own_compared_with_their_parent(run, tmp_path):
+    cfg = _variant(run, tmp_path, "variants", {"  - name: vgg16\n": "  - name: vgg16\n    variants: [fp32, int8]\n"})
+    text = cfg.read_text().replace(f"models_dir: {run['base']}", "models_dir: ")
+    out = run_experiment(cfg, progress=False)
+    r = json.loads((out.run_dir / "results.json").read_text())
+    assert r["models"] == ["resnet50", "vgg16", "vgg16.int8"] and text
+    v = r["variants"]["vgg16.int8"]
+    assert v["parent"] == "vgg16" and v["variant"] == "int8" and v["mean_parent_cosine"] > 0.99 and v["images"] == 12
+    assert 0 <= v["overlap_at_k"] <= 1
+    md = out.summary_md
+    assert "## Variants against their parents" in md and "| vgg16.int8 | vgg16 |" in md
+    assert "| vgg16.int8 |" in md.split("## Cost")[1]
+    m = json.loads((out.run_dir / "manifest.json").read_text())
+    assert m["models"]["vgg16.int8"]["parent"]["name"] == "vgg16"

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from .embed import bench_embed
+from .matrix import bench_matrix, matrix_plot
 from .store import bench_store
 
 
@@ -19,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models-dir", default="models", type=Path)
     ap.add_argument("--out", default="bench", type=Path)
     ap.add_argument("--models", default="resnet50,vgg16")
-    ap.add_argument("--only", choices=["embed", "store"], default=None)
+    ap.add_argument("--only", choices=["embed", "store", "matrix"], default=None)
+    ap.add_argument("--variants", default="fp32,int8,fp16,optimized", help="variants in the speed matrix")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--store-images", type=int, default=1500, help="vectors in the store benchmark")
     ap.add_argument("--store-queries", type=int, default=50)
@@ -30,6 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "embed"):
         res = bench_embed(args.models_dir, args.models.split(","), reps=args.reps, photos=args.photos, work=work)
         (args.out / "embed.json").write_text(json.dumps(res, indent=1))
+    if args.only in (None, "matrix"):
+        res = bench_matrix(args.models_dir, args.models.split(","), args.variants.split(","), work, reps=args.reps)
+        (args.out / "matrix.json").write_text(json.dumps(res, indent=1))
+        matrix_plot(res, args.out / "matrix.png")
+        print(
+            "speed-up over fp32 at batch 32:",
+            {m: {v: res[m][v]["speedup_over_fp32"] for v in res[m]} for m in args.models.split(",")},
+            flush=True,
+        )
     if args.only in (None, "store"):
         res = bench_store(args.models_dir, n_images=args.store_images, n_queries=args.store_queries, work=work)
         (args.out / "store.json").write_text(json.dumps(res, indent=1))

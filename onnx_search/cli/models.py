@@ -18,18 +18,39 @@ def cmd_convert(args) -> int:
         return 0
     for name in args.model or list(DEFAULT_MODELS):
         r = convert_model(name, args.models_dir, weights=args.weights, seed=args.seed, force=args.force)
-        if r.skipped:
-            print(f"{r.name}: {r.path} is up to date ({r.metadata['weights']}); --force converts again")
-        else:
-            p = r.metadata["parity"]
-            print(
-                f"{r.name}: wrote {r.path} in {r.seconds:.1f}s, weights {r.metadata['weights']}, "
-                f"parity max|diff| {p['max_abs_diff']:.2e} (tolerance {p['tolerance']:g}), "
-                f"min cosine {p['min_cosine']:.7f}"
-            )
-        if r.metadata["weights"].startswith("random"):
-            print(f"  NOTE: {r.name} has RANDOM weights (seed {args.seed}); its vectors carry no learned meaning.")
+        _report_conversion(r, args)
+        for variant in args.variant or []:
+            _report_variant(name, variant, args)
     return 0
+
+
+def _report_variant(name: str, variant: str, args) -> None:
+    from ..models.variants import calibration_files, make_variant
+
+    files = calibration_files(args.calibrate) if variant == "int8" and args.calibrate else None
+    r = make_variant(name, variant, args.models_dir, calibration=files, seed=args.seed, force=args.force)
+    if r.skipped:
+        print(f"{r.name}: {r.path} is up to date (parent {r.metadata['parent']['sha256'][:12]})")
+        return
+    a = r.metadata["parent_agreement"]
+    print(
+        f"{r.name}: wrote {r.path} in {r.seconds:.1f}s ({r.path.stat().st_size / 1e6:.1f} MB), cosine to its parent "
+        f"min {a['min_cosine']:.5f} mean {a['mean_cosine']:.5f}"
+    )
+
+
+def _report_conversion(r, args) -> None:
+    if r.skipped:
+        print(f"{r.name}: {r.path} is up to date ({r.metadata['weights']}); --force converts again")
+    else:
+        p = r.metadata["parity"]
+        print(
+            f"{r.name}: wrote {r.path} in {r.seconds:.1f}s, weights {r.metadata['weights']}, "
+            f"parity max|diff| {p['max_abs_diff']:.2e} (tolerance {p['tolerance']:g}), "
+            f"min cosine {p['min_cosine']:.7f}"
+        )
+    if r.metadata["weights"].startswith("random"):
+        print(f"  NOTE: {r.name} has RANDOM weights (seed {args.seed}); its vectors carry no learned meaning.")
 
 
 def cmd_embed(args) -> int:
@@ -57,6 +78,13 @@ def register(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed for --weights random")
     p.add_argument("--force", action="store_true", help="convert even when the file is up to date")
+    p.add_argument(
+        "--variant",
+        action="append",
+        choices=["int8", "fp16", "optimized"],
+        help="also write models/<name>.<variant>.onnx",
+    )
+    p.add_argument("--calibrate", metavar="DIR", help="images to calibrate int8 on (a seeded sample of up to 64)")
     p.add_argument(
         "--annotate", metavar="FILE", help="add the recipe of --like MODEL (default resnet50) to a foreign .onnx"
     )

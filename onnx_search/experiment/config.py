@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..embed.scan import DEFAULT_EXTENSIONS
 from ..errors import ConfigError, UnknownModelError
-from ..models.zoo import REGISTRY, get_spec
+from ..models.zoo import REGISTRY, get_spec, variant_name
 from ..store.index import IndexParams, Metric
 from ..store.stores import StoreSettings
 
@@ -32,6 +32,7 @@ class ModelEntry(_Strict):
     strict: bool = False
     batch_size: int = Field(32, ge=1, le=4096)
     threads: int = Field(0, ge=0)
+    variants: list[Literal["fp32", "fp16", "int8", "optimized"]] = Field(default_factory=lambda: ["fp32"], min_length=1)
 
     @field_validator("name")
     @classmethod
@@ -43,9 +44,22 @@ class ModelEntry(_Strict):
                 raise ValueError(str(exc)) from None
         return v.lower() if v.lower() in REGISTRY else v
 
+    @model_validator(mode="after")
+    def _variants_of_registry_models(self):
+        if self.name.endswith(".onnx") and self.variants != ["fp32"]:
+            raise ValueError("variants are made from registry models; convert a variant of a file yourself")
+        if len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"a variant is listed twice: {self.variants}")
+        return self
+
     @property
     def key(self) -> str:
         return Path(self.name).stem if self.name.endswith(".onnx") else self.name
+
+    @property
+    def keys(self) -> list[str]:
+        """One model per variant: ``resnet50`` (fp32), ``resnet50.int8``, ..."""
+        return [variant_name(self.key, v) for v in self.variants]
 
 
 class Dataset(_Strict):
@@ -106,6 +120,13 @@ class Queries(_Strict):
         return not (self.folder or self.paths)
 
 
+class CostSection(_Strict):
+    """How the cost phase measures speed: on a sample of the dataset, interleaved over models, median of repeats."""
+
+    images: int = Field(16, ge=1, le=4096)
+    repeats: int = Field(2, ge=1, le=20)
+
+
 class Experiment(_Strict):
     experiment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     output: Path = Path("runs")
@@ -119,10 +140,11 @@ class Experiment(_Strict):
     queries: Queries = Field(default_factory=Queries)
     sweep: list[IndexParams] = Field(default_factory=list)  # extra index variants to compare with exact search
     grid_queries: int = Field(8, ge=0)  # queries shown in the result grid
+    cost: CostSection | None = Field(default_factory=CostSection)  # null: no speed measurements
 
     @model_validator(mode="after")
     def _unique_models(self):
-        keys = [m.key for m in self.models]
+        keys = [k for m in self.models for k in m.keys]
         if len(set(keys)) != len(keys):
             raise ValueError(f"models are listed twice: {keys}")
         return self

@@ -8,8 +8,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..embed.scan import scan_folder
 from ..errors import ConfigError
+from ..ids import image_id
 from ..ingest import IngestReport, ingest
 from ..models.session import ModelSession, SessionConfig, resolve_model_path
 from ..provenance import library_versions, machine
@@ -17,6 +20,8 @@ from ..search import QueryVectors, query_vectors, search_embedded
 from ..store.stores import Stores, open_stores
 from .compare import compare
 from .config import Experiment, load_experiment, raw_config
+from .cost import measure_costs
+from .lineage import variant_agreement
 from .queries import query_rows, select_queries
 from .report.writer import write_report
 from .results import publish, redact
@@ -33,16 +38,24 @@ class RunOutcome:
     random_weights: list[str]
 
 
-def prepare_models(exp: Experiment) -> dict[str, ModelSession]:
-    """Convert registry models that are missing or stale, then open one session per model."""
+def prepare_models(exp: Experiment, dataset_files: list[Path]) -> dict[str, ModelSession]:
+    """Convert registry models and their variants that are missing or stale, then open one session each.
+
+    INT8 variants are calibrated on a seeded sample of the experiment's own images.
+    """
     out = {}
     for entry in exp.models:
         if not entry.name.endswith(".onnx"):
             from ..models.convert import convert_model
+            from ..models.variants import make_variant
 
             convert_model(entry.name, exp.models_dir, weights=entry.weights, seed=entry.seed)
-        path = resolve_model_path(entry.name, exp.models_dir)
-        out[entry.key] = ModelSession(path, SessionConfig(entry.providers, entry.strict, entry.threads))
+            for variant in entry.variants:
+                if variant != "fp32":
+                    make_variant(entry.name, variant, exp.models_dir, calibration=dataset_files, seed=exp.seed)
+        for key in entry.keys:
+            path = resolve_model_path(key, exp.models_dir)
+            out[key] = ModelSession(path, SessionConfig(entry.providers, entry.strict, entry.threads))
     return out
 
 
@@ -62,8 +75,12 @@ class ExperimentRun:
         finally:
             self.timings[key] = round(time.perf_counter() - t, 3)
 
-    def check_before_work(self) -> int:
-        """Fail on a top_k that no collection could fill, before any store is opened; returns the file count."""
+    @property
+    def batch_sizes(self) -> dict[str, int]:
+        return {key: e.batch_size for e in self.exp.models for key in e.keys}
+
+    def check_before_work(self) -> list[Path]:
+        """Fail on a top_k that no collection could fill, before any store is opened; returns the files."""
         exp = self.exp
         files = scan_folder(exp.dataset.root, exp.dataset.extensions).files
         room = len(files) - (1 if exp.queries.exclude_self and exp.queries.sampled else 0)
@@ -72,7 +89,7 @@ class ExperimentRun:
                 f"top_k = {exp.top_k} but only {room} images can be returned per query "
                 f"({len(files)} files under {exp.dataset.root})"
             )
-        return len(files)
+        return files
 
     def ingest(self, stores: Stores, models: dict[str, ModelSession]) -> IngestReport:
         exp = self.exp
@@ -80,7 +97,7 @@ class ExperimentRun:
             exp.dataset.root,
             models,
             stores,
-            batch_size={e.key: e.batch_size for e in exp.models},
+            batch_size=self.batch_sizes,
             extensions=exp.dataset.extensions,
             labels=exp.dataset.labels,
             progress=self.progress,
@@ -95,8 +112,7 @@ class ExperimentRun:
     def query(self, stores: Stores, models: dict[str, ModelSession], catalogued: list[Path]) -> tuple:
         """Query vectors (stored ones reused) and every model's hits."""
         queries = select_queries(self.exp, catalogued)
-        batch = {e.key: e.batch_size for e in self.exp.models}
-        qv = query_vectors(queries, models, stores, batch_size=batch, progress=self.progress)
+        qv = query_vectors(queries, models, stores, batch_size=self.batch_sizes, progress=self.progress)
         hits = search_embedded(qv.paths, qv.vectors, stores, self.exp.top_k, self.exp.queries.exclude_self)
         return queries, qv, [h.as_dict() for h in hits]
 
@@ -106,7 +122,7 @@ class ExperimentRun:
         files = self.check_before_work()
         stores = open_stores(exp.store.settings(exp.stores_dir, exp.experiment))  # a store that is down fails here
         try:
-            models = self._timed("convert_and_load_s", prepare_models, exp)
+            models = self._timed("convert_and_load_s", prepare_models, exp, files)
             ing = self._timed("ingest_s", self.ingest, stores, models)
             catalogue = stores.catalog.get_images(stores.catalog.ids())
             root = str(exp.dataset.root.expanduser().resolve())
@@ -116,6 +132,8 @@ class ExperimentRun:
             labels = Counter(r.label for r in catalogue.values() if r.label) if exp.dataset.labels else Counter()
             comparison = compare(hits, qrows, list(models), exp.top_k, dict(labels) or None)
             sweep = self._timed("sweep_s", sweep_stores, stores, list(models), qv.vectors, exp.sweep, exp.top_k)
+            variants = variant_agreement(stores, models, comparison, [image_id(p) for p in catalogued])
+            cost = self._timed("cost_s", self.cost, stores, models, catalogued, qv)
             random_models = [n for n, m in models.items() if str(m.meta.get("weights", "")).startswith("random")]
             results = {
                 "experiment": exp.experiment,
@@ -128,9 +146,12 @@ class ExperimentRun:
                 "skipped_queries": [{"path": p, "reason": r} for p, r in qv.failed],
                 "label_counts": dict(labels),
                 "random_weights": random_models,
+                "variants": variants,
             }
+            if cost:
+                comparison["cost"] = cost
             self.timings["total_s"] = round(time.perf_counter() - t_start, 3)
-            manifest = self.manifest(stores, models, ing, qv, files, len(catalogue), sweep, random_models)
+            manifest = self.manifest(stores, models, ing, qv, len(files), len(catalogue), sweep, random_models)
         finally:
             stores.close()
         skipped = {"count": len(ing.skipped), "list": str(exp.stores_dir / "reports" / "skipped.json")}
@@ -139,6 +160,17 @@ class ExperimentRun:
         )
         summary = (exp.run_dir / "summary.md").read_text()
         return RunOutcome(exp.run_dir, files_written, summary, random_models)
+
+    def cost(self, stores: Stores, models, catalogued: list[Path], qv: QueryVectors) -> dict | None:
+        """The cost phase on a seeded sample of readable dataset images (None when the config turns it off)."""
+        if not self.exp.cost or not catalogued:
+            return None
+        rng = np.random.default_rng(self.exp.seed)
+        ordered = sorted(catalogued)
+        sample = [ordered[i] for i in sorted(rng.choice(len(ordered), min(self.exp.cost.images, len(ordered)), False))]
+        return measure_costs(
+            models, stores, sample, qv.vectors, self.batch_sizes, self.exp.top_k, self.exp.cost.repeats
+        )
 
     def manifest(
         self, stores: Stores, models, ing: IngestReport, qv: QueryVectors, files: int, catalogued: int, sweep, random

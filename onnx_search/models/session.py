@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ..ids import file_sha256
 from ..vectors import l2_normalize
 from .providers import expand_providers, provider_loadable, with_provider_options
 from .recipe import parse_metadata, recipe_from_metadata
-from .zoo import get_spec
+from .zoo import get_spec, split_variant
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,13 @@ def resolve_model_path(name_or_path: str | Path, models_dir: str | Path = "model
         if not p.is_file():
             raise ModelFileError(f"model file {p} does not exist")
         return p
-    spec = get_spec(s)
-    p = spec.onnx_path(models_dir)
+    base, variant = split_variant(s)
+    spec = get_spec(base)
+    p = spec.onnx_path(models_dir, variant)
     if not p.is_file():
+        how = f"--model {spec.name}" + (f" --variant {variant}" if variant != "fp32" else "")
         raise ModelFileError(
-            f"{p} does not exist: convert it first with `onnx-search convert --model {spec.name}` (or `make convert`)"
+            f"{p} does not exist: convert it first with `onnx-search convert {how}` (or `make convert`)"
         )
     return p
 
@@ -81,6 +84,7 @@ class ModelSession:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
         ort.set_default_logger_severity(4)  # a provider that fails to load is reported by us, below
+        t0 = time.perf_counter()
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=so, providers=[with_provider_options(p, self._trt_cache()) for p in chosen]
@@ -89,6 +93,7 @@ class ModelSession:
             raise ModelFileError(f"{self.path}: onnxruntime cannot load this model: {exc}") from None
         finally:
             ort.set_default_logger_severity(3)
+        self.startup_s = time.perf_counter() - t0  # session creation: graph load, optimisation, provider set-up
         self.providers_active = self.session.get_providers()
         missing = [p for p in self.providers_requested if p not in self.providers_active]
         if missing:
@@ -123,7 +128,7 @@ class ModelSession:
         return self.providers_active[0]
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        """Preprocessed float32 NHWC batch -> float32 L2-normalised vectors, one row per image."""
+        """Preprocessed float32 batch (the recipe's layout) -> float32 L2-normalised vectors, one row per image."""
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
@@ -141,4 +146,8 @@ class ModelSession:
             "providers_skipped": self.providers_skipped,
             "weights": self.meta.get("weights"),
             "parity": self.meta.get("parity"),
+            "variant": self.meta.get("variant", "fp32"),
+            "parent": self.meta.get("parent"),
+            "file_bytes": self.path.stat().st_size,
+            "startup_s": round(self.startup_s, 3),
         }

@@ -91,6 +91,18 @@ REGISTRY: dict[str, ModelSpec] = {
 }  # fmt: skip
 
 DEFAULT_MODELS = ("resnet50", "vgg16")
+VARIANTS = ("fp32", "fp16", "int8", "optimized")  # deployment variants; fp32 is the converted model itself
+
+
+def split_variant(name: str) -> tuple[str, str]:
+    """``resnet50.int8`` -> (``resnet50``, ``int8``); a plain name is its own fp32 variant."""
+    base, _, suffix = name.rpartition(".")
+    return (base, suffix) if base and suffix in VARIANTS else (name, "fp32")
+
+
+def variant_name(parent: str, variant: str) -> str:
+    """The model name of a variant: ``resnet50`` for fp32, ``resnet50.int8`` for the others."""
+    return parent if variant == "fp32" else f"{parent}.{variant}"
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ...embed.decode import decode, read_bytes
 from ...errors import DecodeError
 from ..compare import rankings
-from .summary import relative
+from .format import relative
 
 THUMB = 112
 TITLE_H = 26

@@ -40,3 +40,34 @@ def sweep_plot(sweep: list[dict], out: Path, title: str) -> Path:
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def quality_speed_plot(comparison: dict, out: Path, title: str) -> Path | None:
+    """Quality (P@k or RBO with the reference model) against model-only img/s, the Pareto frontier as a line."""
+    from ..cost import pareto
+    from .costs import speed_quality_points
+
+    label, points = speed_quality_points(comparison)
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    front = pareto(points)
+    for i, (name, (x, y)) in enumerate(points.items()):
+        ax.scatter(x, y, s=50, color="C3" if name in front else "C0", zorder=3)
+        ax.annotate(name, (x, y), fontsize=7, xytext=(4, 4 - 10 * (i % 3)), textcoords="offset points")
+    line = sorted(points[n] for n in front)
+    ax.plot([p[0] for p in line], [p[1] for p in line], color="C3", label="Pareto frontier", zorder=2)
+    ax.set_xlabel("img/s, model only (higher is cheaper)")
+    ax.set_ylabel(label)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

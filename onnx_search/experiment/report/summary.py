@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-
-def fmt(v, digits: int = 3) -> str:
-    return "–" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def relative(path: str, root: str | None) -> str:
-    """``path`` relative to the dataset root when inside it (file names alone are ambiguous), else as is."""
-    if root:
-        try:
-            return str(Path(path).relative_to(root))
-        except ValueError:
-            pass
-    return path
+from .costs import cost_table, variants_table
+from .format import fmt, relative
 
 
 def header_lines(experiment: str, random_models: list[str]) -> list[str]:
@@ -85,13 +72,16 @@ def summary_markdown(
     root: str | None = None,
     sweep: list[dict] | None = None,
     skipped: dict | None = None,
+    variants: dict | None = None,
 ) -> str:
-    """Header, models table, agreement table, sweep table and the files the ingest skipped."""
+    """Header, the skipped files, then the computed tables (models, agreement, variants), then the measured ones
+    (cost, index sweep)."""
     s = comparison["summary"]
     lines = [*header, "", f"top_k = {s['top_k']}, queries = {s['queries']}"]
     if skipped is not None:
         lines += ["", f"Ingest skipped {skipped['count']} files (listed with reasons in {skipped['list']})."]
-    for section in (_models_table(s), _pairs_table(s, root), _sweep_table(sweep or [])):
+    tables = (_models_table(s), _pairs_table(s, root), variants_table(variants or {}), cost_table(comparison))
+    for section in (*tables, _sweep_table(sweep or [])):
         if section:
             lines += ["", *section]
     return "\n".join(lines) + "\n"

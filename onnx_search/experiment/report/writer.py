@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from .grid import result_grid
-from .plots import sweep_plot
+from .plots import quality_speed_plot, sweep_plot
 from .summary import header_lines, summary_markdown
 
 
@@ -40,9 +40,16 @@ def write_report(
         write_csv(run_dir / "sweep.csv", sweep)
         files["sweep_plot"] = sweep_plot(sweep, run_dir / "sweep.png", f"{results['experiment']}: index sweep")
     header = header_lines(results["experiment"], results["random_weights"])
-    md = summary_markdown(comparison, header, results.get("dataset_root"), sweep, skipped)
+    md = summary_markdown(comparison, header, results.get("dataset_root"), sweep, skipped, results.get("variants"))
     (run_dir / "summary.md").write_text(md)
     files["summary"] = run_dir / "summary.md"
+    if comparison.get("cost"):
+        files["cost"] = _json(run_dir / "cost.json", comparison["cost"])
+        plot = quality_speed_plot(
+            comparison, run_dir / "quality_speed.png", f"{results['experiment']}: quality vs speed"
+        )
+        if plot:
+            files["quality_speed"] = plot
     qs = [q["query"] for q in results["queries"]][:grid_queries]
     if qs:
         files["grid"] = result_grid(

@@ -1,0 +1,115 @@
+"""Speed matrix: model x variant x batch size x provider, interleaved in one process (bench/matrix.json + PNG).
+
+Each pass runs every (model, variant, provider, batch) cell once, in turn, so the machine's slow swings hit
+every cell alike; a cell's figure is the median over passes. Ratios to FP32 compare cells of the same pass.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..models.parity import parity_images
+from ..models.providers import provider_loadable
+from ..models.recipe import prepare_batch
+from ..models.session import ModelSession, SessionConfig
+from ..models.variants import calibration_files, make_variant
+from ..models.zoo import get_spec, variant_name
+from ..provenance import library_versions, machine
+from .embed import photo_folder
+
+BATCHES = (1, 8, 32)
+
+
+def _providers() -> list[str]:
+    import onnxruntime as ort
+
+    gpu = [p for p in ("CUDAExecutionProvider",) if p in ort.get_available_providers() and provider_loadable(p)[0]]
+    return ["CPUExecutionProvider", *gpu]
+
+
+def _img_per_s(session: ModelSession, x: np.ndarray, images: int = 32) -> float:
+    runs = max(1, images // len(x))
+    t = time.perf_counter()
+    for _ in range(runs):
+        session.embed(x)
+    return runs * len(x) / (time.perf_counter() - t)
+
+
+def bench_matrix(models_dir: Path, names: list[str], variants: list[str], work: Path, reps: int = 3) -> dict:
+    """img/s per cell (median of ``reps`` interleaved passes) and each variant's speed-up over FP32 at batch 32."""
+    calib = calibration_files(photo_folder(work / "photos", 96))
+    t = {}
+    for name in names:
+        for v in variants:
+            if v != "fp32":
+                t0 = time.perf_counter()
+                make_variant(name, v, models_dir, calibration=calib)
+                t[variant_name(name, v)] = round(time.perf_counter() - t0, 1)
+    cells, raw = {}, {}
+    for name in names:
+        spec = get_spec(name)
+        x = prepare_batch(parity_images(spec, n=max(BATCHES), seed=3), spec.recipe)
+        for v in variants:
+            for prov in _providers():
+                s = ModelSession(spec.onnx_path(models_dir, v), SessionConfig([prov], strict=True))
+                for b in BATCHES:
+                    s.embed(x[:b])  # warm-up
+                    cells[(name, v, prov, b)] = (s, x[:b])
+                    raw[(name, v, prov, b)] = []
+    for _ in range(reps):
+        for key, (s, xb) in cells.items():
+            raw[key].append(_img_per_s(s, xb))
+    return _tabulate(names, variants, raw, t, reps)
+
+
+def _tabulate(names, variants, raw: dict, make_s: dict, reps: int) -> dict:
+    out: dict = {"machine": machine(), "versions": library_versions(), "batch_sizes": list(BATCHES), "reps": reps,
+                 "method": "img/s of session.run on preprocessed batches; median of interleaved passes"}  # fmt: skip
+    for name in names:
+        out[name] = {}
+        for v in variants:
+            cell = {}
+            for (n, vv, prov, b), vals in raw.items():
+                if n == name and vv == v:
+                    cell.setdefault(prov, {})[str(b)] = round(float(np.median(vals)), 2)
+            out[name][v] = {"img_per_s": cell}
+            if variant_name(name, v) in make_s:
+                out[name][v]["make_s"] = make_s[variant_name(name, v)]
+        for v in variants:
+            mine, fp32 = raw[(name, v, "CPUExecutionProvider", 32)], raw[(name, "fp32", "CPUExecutionProvider", 32)]
+            per_pass = [a / b for a, b in zip(mine, fp32, strict=True)]  # ratios within a pass
+            out[name][v]["speedup_over_fp32"] = round(float(np.median(per_pass)), 3)
+    return out
+
+
+def matrix_plot(matrix: dict, out: Path) -> Path:
+    """img/s at each batch size, one group per model/variant, CPU provider; the speed-up over FP32 labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(m, v) for m in matrix if isinstance(matrix[m], dict) and "fp32" in matrix[m] for v in matrix[m]]
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 1.1), 4.5), dpi=110)
+    width = 0.8 / len(BATCHES)
+    for bi, b in enumerate(BATCHES):
+        vals = [matrix[m][v]["img_per_s"]["CPUExecutionProvider"][str(b)] for m, v in rows]
+        ax.bar([i + bi * width for i in range(len(rows))], vals, width, label=f"batch {b}")
+    for i, (m, v) in enumerate(rows):
+        top = max(matrix[m][v]["img_per_s"]["CPUExecutionProvider"].values())
+        ax.text(i + width, top * 1.02, f"×{matrix[m][v]['speedup_over_fp32']:.2f}", ha="center", fontsize=8)
+    ax.set_xticks([i + width for i in range(len(rows))], [f"{m}\n{v}" for m, v in rows], fontsize=8)
+    ax.set_ylabel("img/s (CPU, model only)")
+    cpus = matrix["machine"]["cpus"]
+    ax.set_title(
+        f"variants vs FP32 (×: speed-up at batch 32), {cpus} CPUs, onnxruntime {matrix['versions']['onnxruntime']}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

@@ -1,0 +1,189 @@
+"""Deployment variants of a converted model, each a self-describing model of its own.
+
+``int8``: ONNX Runtime static quantisation, QDQ format, activations u8 / weights s8, per channel, calibrated on
+images (dynamic QInt8 was about 7x *slower* than FP32 for these convolutions here, so it is not offered).
+``fp16``: float16 weights and activations, float32 inputs and outputs kept. ``optimized``: ORT's offline graph
+optimisation saved to a file. Each file records its parent's hash, so a changed parent makes it stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DecodeError, ModelFileError
+from ..ids import file_sha256
+from .convert import ConvertResult
+from .parity import parity_images
+from .recipe import Recipe, prepare_batch, read_metadata_file, up_to_date, write_metadata
+from .zoo import VARIANTS, get_spec, variant_name
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_IMAGES = 64
+
+
+def calibration_batches(paths: list[Path], recipe: Recipe, n: int = CALIBRATION_IMAGES, seed: int = 0, batch: int = 8):
+    """Model inputs for calibration: a seeded sample of ``paths`` that decode, in batches; unreadable ones skipped."""
+    from ..embed.decode import load_for_recipes
+
+    rng = np.random.default_rng(seed)
+    order = [paths[i] for i in rng.permutation(len(paths))]
+    pixels, skipped = [], 0
+    for p in order:
+        if len(pixels) >= n:
+            break
+        try:
+            pixels.append(load_for_recipes(p, [recipe.geometry])[1][0])
+        except (DecodeError, OSError):
+            skipped += 1
+    if not pixels:
+        raise ConfigError(
+            f"no readable calibration image among {len(paths)} files ({skipped} could not be decoded): "
+            "give a folder of real photos with --calibrate DIR"
+        )
+    return [prepare_batch(np.stack(pixels[i : i + batch]), recipe) for i in range(0, len(pixels), batch)]
+
+
+def calibration_files(folder: str | Path) -> list[Path]:
+    """Image files under a calibration folder, or a clear error when there are none."""
+    from ..embed.scan import scan_folder
+
+    files = scan_folder(folder).files
+    if not files:
+        raise ConfigError(f"calibration folder {folder} holds no image files (jpg, png, ...)")
+    return files
+
+
+def _int8(parent: Path, out: Path, batches: list[np.ndarray]) -> dict:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, name: str) -> None:
+            self.items = iter([{name: b} for b in batches])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    import onnxruntime as ort
+
+    input_name = ort.InferenceSession(str(parent), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    prepared = out.with_name(out.name + ".pre.onnx")
+    try:
+        quant_pre_process(str(parent), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(out),
+            Reader(input_name),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
+    images = sum(len(b) for b in batches)
+    return {"method": "onnxruntime quantize_static", "format": "QDQ", "activations": "uint8", "weights": "int8",
+            "per_channel": True, "calibration_images": images}  # fmt: skip
+
+
+def _fp16(parent: Path, out: Path) -> dict:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(parent)), keep_io_types=True)
+    onnx.save(model, str(out))
+    return {"method": "onnxruntime.transformers.float16", "keep_io_types": True}
+
+
+def _optimized(parent: Path, out: Path) -> dict:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # portable: no CPU-specific layouts
+    so.optimized_model_filepath = str(out)
+    ort.InferenceSession(str(parent), sess_options=so, providers=["CPUExecutionProvider"])
+    return {"method": "onnxruntime offline graph optimisation", "level": "ORT_ENABLE_EXTENDED"}
+
+
+def _agreement(parent: Path, variant: Path, recipe: Recipe, spec) -> dict:
+    """Cosine between the variant's and the parent's vectors on the fixed parity batch."""
+    from .session import ModelSession, SessionConfig
+
+    x = prepare_batch(parity_images(spec, n=8, seed=77), recipe)
+    a = ModelSession(parent, SessionConfig(["cpu"])).embed(x)
+    b = ModelSession(variant, SessionConfig(["cpu"])).embed(x)
+    cos = (a * b).sum(axis=1)
+    return {"min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()), "images": len(x)}
+
+
+def make_variant(
+    name: str,
+    variant: str,
+    models_dir: str | Path = "models",
+    calibration: list[Path] | None = None,
+    seed: int = 0,
+    force: bool = False,
+) -> ConvertResult:
+    """Write ``models_dir/<name>.<variant>.onnx`` from the converted parent, unless an identical one exists."""
+    if variant not in VARIANTS or variant == "fp32":
+        raise ConfigError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS[1:])}")
+    spec = get_spec(name)
+    parent, out = spec.onnx_path(models_dir), spec.onnx_path(models_dir, variant)
+    if not parent.is_file():
+        raise ModelFileError(
+            f"{parent} does not exist: convert {spec.name} first (`onnx-search convert --model {spec.name}`)"
+        )
+    parent_meta = read_metadata_file(parent) or {}
+    request = {"parent_sha256": file_sha256(parent), "variant": variant, "code": _fingerprint()}
+    if variant == "int8":
+        if not calibration:
+            raise ConfigError("int8 needs calibration images: give --calibrate DIR (or run it from an experiment)")
+        request["calibration"] = {"files": _files_digest(calibration), "seed": seed, "images": CALIBRATION_IMAGES}
+    if not force and (meta := up_to_date(out, request)):
+        return ConvertResult(out.stem, out, True, meta, 0.0)
+    t0 = time.perf_counter()
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        if variant == "int8":
+            how = _int8(parent, tmp, calibration_batches(calibration, spec.recipe, seed=seed))
+        elif variant == "fp16":
+            how = _fp16(parent, tmp)
+        else:
+            how = _optimized(parent, tmp)
+        agreement = _agreement(parent, tmp, spec.recipe, spec)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - t0
+    meta = {k: v for k, v in parent_meta.items() if k not in ("request", "converted_at")} | {
+        "name": variant_name(spec.name, variant),
+        "variant": variant,
+        "parent": {"name": spec.name, "sha256": request["parent_sha256"], "file": parent.name},
+        "made_by": how | {"seconds": round(seconds, 2)},
+        "parent_agreement": agreement,
+        "request": request,
+        "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_metadata(tmp, meta)
+    os.replace(tmp, out)
+    log.info("%s: %s in %.1fs, min cosine to parent %.5f", out, variant, seconds, agreement["min_cosine"])
+    return ConvertResult(meta["name"], out, False, meta, seconds)
+
+
+def _files_digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(map(str, paths)):
+        h.update(p.encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _fingerprint() -> str:
+    return hashlib.sha256(inspect.getsource(inspect.getmodule(_fingerprint)).encode()).hexdigest()[:12]

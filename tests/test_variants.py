@@ -1,0 +1,126 @@
+"""Deployment variants: self-describing files that name their parent, rebuilt when it changes."""
+
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from onnx_search.errors import ConfigError
+from onnx_search.ids import file_sha256
+from onnx_search.models.convert import convert_model
+from onnx_search.models.parity import parity_images
+from onnx_search.models.recipe import prepare_batch, read_metadata_file
+from onnx_search.models.session import ModelSession, SessionConfig, resolve_model_path
+from onnx_search.models.variants import calibration_batches, calibration_files, make_variant
+from onnx_search.models.zoo import get_spec, split_variant
+from tests.helpers import photo, run_cli
+
+
+@pytest.fixture
+def own_models(models_dir, tmp_path):
+    """A private copy of the converted fixture models: these tests change parents."""
+    d = tmp_path / "models"
+    d.mkdir()
+    for name in ("vgg16", "resnet50"):
+        shutil.copy(models_dir / f"{name}.onnx", d / f"{name}.onnx")
+    return d
+
+
+def test_a_variant_names_its_parent_and_keeps_the_recipe(own_models):
+    r = make_variant("vgg16", "fp16", own_models)
+    meta = read_metadata_file(r.path)
+    parent = read_metadata_file(own_models / "vgg16.onnx")
+    assert r.path == own_models / "vgg16.fp16.onnx" and meta["name"] == "vgg16.fp16" and meta["variant"] == "fp16"
+    assert meta["parent"] == {"name": "vgg16", "sha256": file_sha256(own_models / "vgg16.onnx"), "file": "vgg16.onnx"}
+    for key in ("input_size", "preprocess", "resize", "layout", "dim", "weights"):
+        assert meta[key] == parent[key], key
+    assert meta["made_by"]["keep_io_types"] and meta["parent_agreement"]["min_cosine"] > 0.9999
+    s = ModelSession(resolve_model_path("vgg16.fp16", own_models), SessionConfig(["cpu"]))
+    assert s.name == "vgg16.fp16" and s.describe()["parent"]["name"] == "vgg16"
+    assert split_variant("vgg16.fp16") == ("vgg16", "fp16") and split_variant("torchvision/vgg16") == (
+        "torchvision/vgg16",
+        "fp32",
+    )
+
+
+def test_a_variant_of_a_changed_parent_is_rebuilt(own_models):
+    first = make_variant("vgg16", "optimized", own_models)
+    assert not first.skipped and make_variant("vgg16", "optimized", own_models).skipped
+    convert_model("vgg16", own_models, weights="random", seed=1)  # the parent changes: other weights
+    again = make_variant("vgg16", "optimized", own_models)
+    assert not again.skipped
+    assert (
+        again.metadata["parent"]["sha256"]
+        == file_sha256(own_models / "vgg16.onnx")
+        != first.metadata["parent"]["sha256"]
+    )
+    assert again.metadata["weights"] == "random:1"
+
+
+def test_int8_is_quantised_static_qdq_per_channel_and_close_to_its_parent(own_models, labelled_set):
+    r = make_variant("resnet50", "int8", own_models, calibration=calibration_files(labelled_set))
+    ops = {n.op_type for n in onnx.load(str(r.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert r.metadata["made_by"]["calibration_images"] == 12 and r.metadata["made_by"]["per_channel"]
+    assert r.path.stat().st_size < 0.4 * (own_models / "resnet50.onnx").stat().st_size
+    spec = get_spec("resnet50")
+    x = prepare_batch(parity_images(spec, n=4, seed=8), spec.recipe)
+    a = ModelSession(own_models / "resnet50.onnx", SessionConfig(["cpu"])).embed(x)
+    b = ModelSession(r.path, SessionConfig(["cpu"])).embed(x)
+    assert (a * b).sum(axis=1).min() > 0.99
+
+
+def test_int8_calibration_from_an_empty_or_unreadable_folder_fails_clearly(own_models, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="holds no image files"):
+        calibration_files(empty)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (bad / "b.png").write_text("text")
+    with pytest.raises(ConfigError, match="no readable calibration image among 2 files"):
+        calibration_batches(calibration_files(bad), get_spec("resnet50").recipe)
+    with pytest.raises(ConfigError, match="int8 needs calibration images"):
+        make_variant("resnet50", "int8", own_models)
+    r = run_cli(
+        "convert",
+        "--model",
+        "resnet50",
+        "--models-dir",
+        own_models,
+        "--weights",
+        "random",
+        "--variant",
+        "int8",
+        "--calibrate",
+        empty,
+    )
+    assert r.returncode == 2 and "holds no image files" in r.stderr and "Traceback" not in r.stderr
+    assert not (own_models / "resnet50.int8.onnx").exists()
+
+
+def test_cli_writes_variants(own_models, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        photo(i).save(photos / f"p{i}.jpg")
+    r = run_cli(
+        "convert",
+        "--model",
+        "vgg16",
+        "--models-dir",
+        own_models,
+        "--weights",
+        "random",
+        "--variant",
+        "fp16",
+        "--variant",
+        "int8",
+        "--calibrate",
+        photos,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "vgg16.fp16: wrote" in r.stdout and "vgg16.int8: wrote" in r.stdout and "cosine to its parent" in r.stdout
+    assert np.isclose(read_metadata_file(own_models / "vgg16.int8.onnx")["made_by"]["calibration_images"], 4)
