@@ -18,10 +18,12 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) redis
 
 # System packages from Debian, installed when missing: a real Redis server (the embedded default and the
-# tests) and iproute2 (`ip`, to bring up loopback in the Milvus server tests' network namespace).
+# tests), iproute2 (`ip`, to bring up loopback in the Milvus server tests' network namespace) and Chromium
+# (the report.html test renders the page in a real headless browser).
 redis:
 	@missing=""; command -v redis-server >/dev/null 2>&1 || missing="redis-server"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

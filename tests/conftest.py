@@ -57,6 +57,12 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_url_module(redis_server) -> str:
+    kw = redis_server.connection_pool.connection_kwargs
+    return f"redis://:{kw['password']}@127.0.0.1:{kw['port']}/0"
+
+
 @pytest.fixture
 def redis_url(redis_server) -> str:
     kw = redis_server.connection_pool.connection_kwargs

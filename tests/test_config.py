@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from onnx_search.errors import ConfigError
-from onnx_search.experiment.config import load_experiment
+from onnx_search.experiment.loader import load_experiment
 from onnx_search.synth import generate_labelled_set
 
 REPO = Path(__file__).resolve().parents[1]

@@ -362,3 +362,24 @@ def test_variants_are_models_of_their_own_compared_with_their_parent(run, tmp_pa
     assert "| vgg16.int8 |" in md.split("## Cost")[1]
     m = json.loads((out.run_dir / "manifest.json").read_text())
     assert m["models"]["vgg16.int8"]["parent"]["name"] == "vgg16"
+
+
+def test_identity_copies_are_all_found_first_and_results_are_reproducible(run, tmp_path):
+    aug = "queries:\n  augment: {sample: 6, seed: 1, transforms: [identity, hflip, blur]}\n  sample: 5\n"
+    cfg = _variant(run, tmp_path, "augment", {"queries:\n  sample: 5\n": aug})
+    out = run_experiment(cfg, progress=False)
+    first = (out.run_dir / "results.json").read_bytes()
+    r = json.loads(first)["robustness"]
+    for m in ("resnet50", "vgg16"):
+        assert r["per_model"][m]["transforms"]["identity"]["recall_at_1"] == 1.0
+        assert r["per_model"][m]["transforms"]["identity"]["n"] == 6
+    assert len(r["copies"]) == 18 and r["copies"][1]["transform"] == "hflip"
+    assert set(r["baselines"]) == {"resnet50", "vgg16"} and r["margin_z"]["vgg16"] > 0
+    hits = json.loads(first)["hits"]
+    assert all(0 <= h["percentile"] <= 1 and "z" in h for h in hits)
+    md = out.summary_md
+    assert "## Robustness: recall@1 of the original (6 originals x 3 transforms, seed 1)" in md
+    assert "| resnet50 | 1.00 |" in md and "## Distances in comparable units" in md
+    assert (out.run_dir / "robustness.png").is_file()
+    again = run_experiment(cfg, progress=False)
+    assert (again.run_dir / "results.json").read_bytes() == first

@@ -9,7 +9,7 @@ from pathlib import Path
 def cmd_run(args) -> int:
     from ..experiment.run import run_experiment
 
-    out = run_experiment(args.config, progress=not args.quiet)
+    out = run_experiment(args.config, progress=not args.quiet, augment=getattr(args, "augment", None))
     print(out.summary_md)
     if out.random_weights:
         print(
@@ -31,6 +31,19 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from ..experiment.report.html import write_html_report
+    from ..experiment.results import load_results
+
+    dirs = [Path(d) for d in args.runs]
+    for d in dirs:
+        load_results(d)  # refuses a folder that holds no complete run, with a clear message
+    out = Path(args.output) if args.output else (dirs[0] / "report.html" if len(dirs) == 1 else Path("report.html"))
+    write_html_report(dirs, out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {len(dirs)} run{'s' if len(dirs) > 1 else ''})")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from ..synth import generate_labelled_set
 
@@ -42,6 +55,7 @@ def cmd_demo(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a YAML experiment end to end")
     p.add_argument("config")
+    p.add_argument("--augment", type=int, metavar="N", help="also query with perturbed copies of N sampled images")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_run)
 
@@ -49,6 +63,11 @@ def register(sub) -> None:
     p.add_argument("results", help="a run folder (or its results.json)")
     p.add_argument("--output", help="also write the comparison JSON here")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="(re)build the single-file report.html of one run, or of several side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--output", help="where to write it (default: RUN_DIR/report.html, or ./report.html for several)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="generate a labelled image set and run configs/demo.yaml on it")
     p.add_argument("--config", default="configs/demo.yaml")

@@ -120,6 +120,10 @@ def _model_summary(rows: list[dict], ranked: dict, m: str, top_k: int) -> dict:
     if rows and "p_at_k" in rows[0]:
         for key in ("p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k"):
             ms[key] = float(np.mean([r[key] for r in rows]))
+    top1 = [h for h in hits if h["rank"] == 1 and "percentile" in h]
+    if top1:  # calibrated against the model's own baseline (experiment/calibration.py)
+        ms["top1_percentile"] = float(np.median([h["percentile"] for h in top1]))
+        ms["top1_z"] = float(np.median([h["z"] for h in top1]))
     return ms
 
 

@@ -18,10 +18,13 @@ from ..models.session import ModelSession, SessionConfig, resolve_model_path
 from ..provenance import library_versions, machine
 from ..search import QueryVectors, query_vectors, search_embedded
 from ..store.stores import Stores, open_stores
+from .augmented import baselines, calibrate_hits, run_augmented
+from .calibration import describe
 from .compare import compare
-from .config import Experiment, load_experiment, raw_config
+from .config import Augment, Experiment
 from .cost import measure_costs
 from .lineage import variant_agreement
+from .loader import load_experiment, raw_config
 from .queries import query_rows, select_queries
 from .report.writer import write_report
 from .results import publish, redact
@@ -129,10 +132,14 @@ class ExperimentRun:
             catalogued = [Path(r.path) for r in catalogue.values() if r.root == root]
             queries, qv, hits = self._timed("search_s", self.query, stores, models, catalogued)
             qrows = query_rows(queries, {str(p) for p in qv.paths}, set(catalogue), exp)
+            cat_ids = [image_id(p) for p in catalogued]
+            bases = baselines(stores, models, qv.paths, qv.vectors, cat_ids, exp.seed)
+            calibrate_hits(hits, bases)
             labels = Counter(r.label for r in catalogue.values() if r.label) if exp.dataset.labels else Counter()
             comparison = compare(hits, qrows, list(models), exp.top_k, dict(labels) or None)
             sweep = self._timed("sweep_s", sweep_stores, stores, list(models), qv.vectors, exp.sweep, exp.top_k)
-            variants = variant_agreement(stores, models, comparison, [image_id(p) for p in catalogued])
+            variants = variant_agreement(stores, models, comparison, cat_ids)
+            robust, copies = self._timed("augmented_s", self.augmented, stores, models, catalogued, bases)
             cost = self._timed("cost_s", self.cost, stores, models, catalogued, qv)
             random_models = [n for n, m in models.items() if str(m.meta.get("weights", "")).startswith("random")]
             results = {
@@ -147,6 +154,8 @@ class ExperimentRun:
                 "label_counts": dict(labels),
                 "random_weights": random_models,
                 "variants": variants,
+                "calibration": {m: describe(b) for m, b in bases.items()},
+                "robustness": robust,
             }
             if cost:
                 comparison["cost"] = cost
@@ -156,10 +165,17 @@ class ExperimentRun:
             stores.close()
         skipped = {"count": len(ing.skipped), "list": str(exp.stores_dir / "reports" / "skipped.json")}
         files_written = publish(
-            exp.run_dir, lambda d: write_report(d, results, comparison, manifest, exp.grid_queries, skipped)
+            exp.run_dir, lambda d: write_report(d, results, comparison, manifest, exp.grid_queries, skipped, copies)
         )
         summary = (exp.run_dir / "summary.md").read_text()
         return RunOutcome(exp.run_dir, files_written, summary, random_models)
+
+    def augmented(self, stores: Stores, models, catalogued: list[Path], bases: dict) -> tuple[dict | None, list]:
+        """Perturbed copies as queries (None when the config asks for none)."""
+        aug = self.exp.queries.augment
+        if not aug or not catalogued:
+            return None, []
+        return run_augmented(aug, stores, models, catalogued, bases, self.exp.top_k, min(self.batch_sizes.values()))
 
     def cost(self, stores: Stores, models, catalogued: list[Path], qv: QueryVectors) -> dict | None:
         """The cost phase on a seeded sample of readable dataset images (None when the config turns it off)."""
@@ -179,6 +195,7 @@ class ExperimentRun:
         exp = self.exp
         return {
             "status": "complete",
+            "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "experiment": exp.experiment,
             "config": redact(raw_config(self.config_path)),
             "config_file": str(self.config_path.resolve()),
@@ -205,6 +222,13 @@ class ExperimentRun:
         }
 
 
-def run_experiment(config_path: str | Path, progress: bool = True) -> RunOutcome:
-    """The whole job; results appear in ``<output>/<experiment>/`` only once complete."""
-    return ExperimentRun(load_experiment(config_path), Path(config_path), progress).execute()
+def run_experiment(config_path: str | Path, progress: bool = True, augment: int | None = None) -> RunOutcome:
+    """The whole job; results appear in ``<output>/<experiment>/`` only once complete.
+
+    ``augment``: query with perturbed copies of that many sampled images (overrides ``queries.augment.sample``).
+    """
+    exp = load_experiment(config_path)
+    if augment:
+        base = exp.queries.augment.model_dump() if exp.queries.augment else {}
+        exp.queries.augment = Augment(**(base | {"sample": augment}))
+    return ExperimentRun(exp, Path(config_path), progress).execute()

@@ -63,15 +63,19 @@ class VectorStore:
         """Release the client (a Milvus Lite folder can then be opened by another process)."""
         self._client.close()
 
+    def fetch_present(self, name: str, ids: list[int]) -> dict[int, np.ndarray]:
+        """Stored vectors of those ``ids`` that are stored (an id that is not is simply absent)."""
+        self.load(name)
+        found: dict[int, np.ndarray] = {}
+        for s in range(0, len(ids), UPSERT_CHUNK):
+            chunk = [int(i) for i in ids[s : s + UPSERT_CHUNK]]
+            for row in self._client.get(name, ids=chunk, output_fields=["vector"]):
+                found[int(row["id"])] = np.asarray(row["vector"], np.float32)
+        return found
+
     def fetch(self, name: str, ids: list[int]) -> np.ndarray:
         """Stored vectors of ``ids`` in the order given; an id that is not stored is a CollectionMismatchError."""
-        self.load(name)
-        found: dict[int, list[float]] = {}
-        for s in range(0, len(ids), UPSERT_CHUNK):
-            for row in self._client.get(
-                name, ids=[int(i) for i in ids[s : s + UPSERT_CHUNK]], output_fields=["vector"]
-            ):
-                found[int(row["id"])] = row["vector"]
+        found = self.fetch_present(name, ids)
         missing = [i for i in ids if i not in found]
         if missing:
             raise CollectionMismatchError(f"collection {name} lacks {len(missing)} of the ids asked for: {missing[:5]}")

@@ -60,6 +60,10 @@ class Stores:
         """Stored vectors of ``ids`` for one model, in the order given."""
         return self.vectors.fetch(self.collection(model), ids)
 
+    def fetch_present(self, model: str, ids: list[int]) -> dict[int, np.ndarray]:
+        """Stored vectors of those ``ids`` that one model's collection holds."""
+        return self.vectors.fetch_present(self.collection(model), ids)
+
     def search(
         self, model: str, queries: np.ndarray, top_k: int, exclude: list[int | None] | None = None
     ) -> list[list[tuple[int, float]]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .costs import cost_table, variants_table
 from .format import fmt, relative
+from .robust import calibration_table, robustness_tables
 
 
 def header_lines(experiment: str, random_models: list[str]) -> list[str]:
@@ -72,7 +73,7 @@ def summary_markdown(
     root: str | None = None,
     sweep: list[dict] | None = None,
     skipped: dict | None = None,
-    variants: dict | None = None,
+    results: dict | None = None,
 ) -> str:
     """Header, the skipped files, then the computed tables (models, agreement, variants), then the measured ones
     (cost, index sweep)."""
@@ -80,7 +81,15 @@ def summary_markdown(
     lines = [*header, "", f"top_k = {s['top_k']}, queries = {s['queries']}"]
     if skipped is not None:
         lines += ["", f"Ingest skipped {skipped['count']} files (listed with reasons in {skipped['list']})."]
-    tables = (_models_table(s), _pairs_table(s, root), variants_table(variants or {}), cost_table(comparison))
+    results = results or {}
+    tables = (
+        _models_table(s),
+        _pairs_table(s, root),
+        calibration_table(results.get("calibration"), comparison),
+        robustness_tables(results.get("robustness")),
+        variants_table(results.get("variants") or {}),
+        cost_table(comparison),
+    )
     for section in (*tables, _sweep_table(sweep or [])):
         if section:
             lines += ["", *section]

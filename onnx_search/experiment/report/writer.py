@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 from .grid import result_grid
+from .html import write_html_report
 from .plots import quality_speed_plot, sweep_plot
+from .robust import robustness_plot, split_decisions_grid
 from .summary import header_lines, summary_markdown
 
 
@@ -28,7 +30,13 @@ def _json(path: Path, data: dict) -> Path:
 
 
 def write_report(
-    run_dir: Path, results: dict, comparison: dict, manifest: dict, grid_queries: int, skipped: dict | None = None
+    run_dir: Path,
+    results: dict,
+    comparison: dict,
+    manifest: dict,
+    grid_queries: int,
+    skipped: dict | None = None,
+    copies: list | None = None,
 ) -> dict[str, Path]:
     """Write every result file into ``run_dir``; returns name -> path."""
     files = {"results": _json(run_dir / "results.json", results)}
@@ -40,9 +48,16 @@ def write_report(
         write_csv(run_dir / "sweep.csv", sweep)
         files["sweep_plot"] = sweep_plot(sweep, run_dir / "sweep.png", f"{results['experiment']}: index sweep")
     header = header_lines(results["experiment"], results["random_weights"])
-    md = summary_markdown(comparison, header, results.get("dataset_root"), sweep, skipped, results.get("variants"))
+    md = summary_markdown(comparison, header, results.get("dataset_root"), sweep, skipped, results)
     (run_dir / "summary.md").write_text(md)
     files["summary"] = run_dir / "summary.md"
+    robust = results.get("robustness")
+    if robust:
+        files["robustness"] = robustness_plot(
+            robust, run_dir / "robustness.png", f"{results['experiment']}: recall@1 per transform"
+        )
+        if copies and (grid := split_decisions_grid(robust, copies, run_dir / "robustness_grid.png")):
+            files["robustness_grid"] = grid
     if comparison.get("cost"):
         files["cost"] = _json(run_dir / "cost.json", comparison["cost"])
         plot = quality_speed_plot(
@@ -61,4 +76,5 @@ def write_report(
             results.get("dataset_root"),
         )
     files["manifest"] = _json(run_dir / "manifest.json", manifest)
+    files["report"] = write_html_report([run_dir], run_dir / "report.html")  # reads the files written above
     return files

@@ -1,0 +1,222 @@
+"""report.html: one self-contained page per run (or several runs side by side) that opens from disk.
+
+Everything is inline (CSS, a small script, thumbnails, SVG plots): no network at view time. The tables and the
+query cards are plain HTML, so the page reads without JavaScript; the script only sorts and filters the cards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from ..compare import rankings
+from .format import fmt, relative
+from .html_parts import esc, heatmap, svg_histograms, thumbnail_css
+
+RAW_FILES = (
+    "results.json",
+    "comparison.json",
+    "per_query.csv",
+    "pairs.csv",
+    "cost.json",
+    "manifest.json",
+    "summary.md",
+)
+
+STYLE = """
+body{font:14px system-ui,sans-serif;margin:0 24px 40px;color:#222}h1{margin:18px 0 4px}h2{margin-top:28px}
+.banner{background:#b00020;color:#fff;padding:10px 14px;font-weight:bold;border-radius:4px;margin:10px 0}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th:first-child,td:first-child{text-align:left}.heat td{min-width:60px;text-align:center}.heats{display:flex;gap:30px}
+.card{border:1px solid #ddd;border-radius:6px;padding:8px;margin:10px 0}.card h3{margin:0 0 6px;font-size:13px}
+.row{display:flex;align-items:flex-start;gap:4px;margin:4px 0}.mname{width:150px;font-size:12px;font-weight:bold}
+.hit{width:76px;font-size:10px;text-align:center}.th{display:block;width:72px;height:72px;background-size:contain;
+background-repeat:no-repeat;background-position:center;background-color:#eee;margin:auto}.q .th{width:96px;height:96px}
+.shared{outline:3px solid #2a9d2a}.missing{outline:2px dashed #b00020}.controls{position:sticky;top:0;background:#fff;
+padding:6px 0;border-bottom:1px solid #ddd}.controls label{margin-right:14px}.hidden{display:none}.meta{color:#555}
+"""
+
+SCRIPT = """
+document.querySelectorAll('section.run').forEach(function(run){
+  var box=run.querySelector('.cards'); if(!box)return;
+  var cards=Array.prototype.slice.call(box.querySelectorAll('.card'));
+  function apply(){
+    var by=run.querySelector('.sort').value, label=run.querySelector('.flabel').value;
+    var shown={}; run.querySelectorAll('.fmodel').forEach(function(c){shown[c.value]=c.checked;});
+    var sorted=cards.slice().sort(function(a,b){
+      if(by==='order')return a.dataset.order-b.dataset.order;
+      var x=parseFloat(a.dataset[by]),y=parseFloat(b.dataset[by]);
+      if(isNaN(x))x=9;if(isNaN(y))y=9;return x-y||a.dataset.order-b.dataset.order;});
+    sorted.forEach(function(c){box.appendChild(c);
+      c.classList.toggle('hidden',label!=='*'&&c.dataset.label!==label);
+      c.querySelectorAll('.row[data-model]').forEach(function(r){r.classList.toggle('hidden',!shown[r.dataset.model]);});});
+  }
+  run.querySelectorAll('select,input').forEach(function(e){e.addEventListener('change',apply);});
+});
+"""
+
+
+def _load(run_dir: Path) -> dict:
+    def read(name):
+        p = run_dir / name
+        return json.loads(p.read_text()) if p.is_file() else {}
+
+    return {
+        "dir": run_dir,
+        "results": read("results.json"),
+        "comparison": read("comparison.json"),
+        "manifest": read("manifest.json"),
+    }
+
+
+def _index_text(info: dict) -> str:
+    """``HNSW COSINE {'M': 16, ...}`` from Milvus' index description."""
+    params = {k: v for k, v in info.items() if k not in ("field_name", "index_name", "index_type", "metric_type")}
+    return " ".join(str(x) for x in (info.get("index_type", "?"), info.get("metric_type", ""), params or "") if x)
+
+
+def _header(run: dict) -> str:
+    r, m = run["results"], run["manifest"]
+    out = [
+        f"<h1>{esc(r['experiment'])}</h1>",
+        f"<p class='meta'>finished {esc(m.get('finished_at', '?'))}, top_k {r['top_k']}, metric {esc(r['metric'])}, "
+        f"{len(r['queries'])} queries, dataset {esc(r.get('dataset_root', ''))}</p>",
+    ]
+    if r.get("random_weights"):
+        out.append(f"<div class='banner'>RANDOM WEIGHTS: {esc(', '.join(r['random_weights']))}. Distances and rankings "
+                   "show the pipeline working, not what these models learned.</div>")  # fmt: skip
+    rows = "".join(
+        f"<tr><td>{esc(n)}</td><td>{esc(d.get('weights'))}</td><td>{esc(', '.join(d.get('providers_active', [])))}</td>"
+        f"<td>{esc(_index_text(m.get('store', {}).get('index', {}).get(n, {})))}</td></tr>"
+        for n, d in m.get("models", {}).items()
+    )
+    versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v)
+    out.append(f"<table><tr><th>model</th><th>weights</th><th>providers that ran</th><th>index</th></tr>{rows}</table>")
+    out.append(f"<p class='meta'>{esc(versions)}</p>")
+    return "".join(out)
+
+
+def _metrics(run: dict) -> str:
+    s, cost = run["comparison"].get("summary", {}), run["comparison"].get("cost", {}).get("models", {})
+    keys = [("p_at_k", "P@k"), ("ap_at_k", "mAP@k"), ("ndcg_at_k", "nDCG@k"), ("top1_z", "top-1 z")]
+    keys = [(k, t) for k, t in keys if any(k in v for v in s.get("models", {}).values())]
+    head = "<tr><th>model</th><th>top-1 cos</th>" + "".join(f"<th>{t}</th>" for _, t in keys)
+    head += "<th>img/s (model)</th><th>query p50 ms</th><th>MB</th>" if cost else ""
+    rows = []
+    for m, ms in s.get("models", {}).items():
+        cells = [esc(m), fmt(ms["top1_cosine"].get("median"), 4)] + [fmt(ms.get(k)) for k, _ in keys]
+        if cost and m in cost:
+            c = cost[m]
+            cells += [fmt(c["img_per_s_model_only"], 1), fmt(c["query_embed"]["p50_ms"], 1), fmt(c["file_mb"], 1)]
+        rows.append("<tr>" + "".join(f"<td>{v}</td>" for v in cells) + "</tr>")
+    return f"<h2>Models</h2><table>{head}</tr>{''.join(rows)}</table>"
+
+
+def _agreement_and_distances(run: dict) -> str:
+    r, s = run["results"], run["comparison"].get("summary", {})
+    models, pairs = r["models"], s.get("pairs", {})
+    out = ["<h2>Agreement</h2><div class='heats'>", heatmap(models, pairs, "overlap_at_k", f"overlap@{r['top_k']}"),
+           heatmap(models, pairs, "rbo", "rank-biased overlap"), "</div><h2>Distances</h2>"]  # fmt: skip
+    ranked = rankings(r["hits"])
+    out.append(
+        svg_histograms(
+            {m: [h["cosine"] for q in ranked.values() for h in q.get(m, [])] for m in models}, "top-k cosine per model"
+        )
+    )
+    if all("z" in h for h in r["hits"]) and r["hits"]:
+        out.append(
+            svg_histograms(
+                {m: [h["z"] for q in ranked.values() for h in q.get(m, [])] for m in models},
+                "top-k z against each model's baseline",
+            )
+        )
+    return "".join(out)
+
+
+def _cards(run: dict, missing: set[int]) -> str:
+    r, comp = run["results"], run["comparison"]
+    models, root = r["models"], r.get("dataset_root")
+    ranked = rankings(r["hits"])
+    rbo = defaultdict(list)
+    for p in comp.get("pairs", []):
+        rbo[p["query"]].append(p["rbo"])
+    pk = defaultdict(list)
+    for row in comp.get("per_query", []):
+        if "p_at_k" in row:
+            pk[row["query"]].append(row["p_at_k"])
+    labels = sorted({q["label"] for q in r["queries"] if q["label"]})
+    ctrl = ["<div class='controls'><label>sort <select class='sort'><option value='order'>query order</option>"
+            "<option value='rbo'>disagreement (lowest RBO first)</option>"
+            "<option value='pk'>label metric (lowest P@k first)</option>"
+            "</select></label><label>label <select class='flabel'><option value='*'>all</option>"]  # fmt: skip
+    ctrl += [f"<option value='{esc(lb)}'>{esc(lb)}</option>" for lb in labels] + ["</select></label> models:"]
+    ctrl += [f"<label><input type='checkbox' class='fmodel' value='{esc(m)}' checked> {esc(m)}</label>" for m in models]
+    cards = []
+    for order, q in enumerate(r["queries"]):
+        per = ranked.get(q["query"], {})
+        mean_rbo = sum(rbo[q["query"]]) / len(rbo[q["query"]]) if rbo[q["query"]] else ""
+        mean_pk = sum(pk[q["query"]]) / len(pk[q["query"]]) if pk[q["query"]] else ""
+        qcls = " missing" if q["id"] in missing else ""
+        card = [
+            f"<div class='card' data-order='{order}' data-rbo='{mean_rbo}' data-pk='{mean_pk}' "
+            f"data-label='{esc(q['label'])}'><h3>{esc(relative(q['query'], root))} "
+            f"<span class='meta'>[{esc(q['label'])}] RBO {fmt(mean_rbo or None)}</span></h3>",
+            f"<div class='row'><div class='hit q'><span class='th i{q['id']}{qcls}'></span>query</div></div>",
+        ]
+        for m in models:
+            others = {h["id"] for o in models if o != m for h in per.get(o, [])}
+            hits = []
+            for h in per.get(m, []):
+                cls = (" shared" if h["id"] in others else "") + (" missing" if h["id"] in missing else "")
+                hits.append(f"<div class='hit' title='{esc(h['path'])}'><span class='th i{h['id']}{cls}'></span>"
+                            f"{esc(h['label'])} {h['cosine']:.3f}</div>")  # fmt: skip
+            card.append(
+                f"<div class='row' data-model='{esc(m)}'><div class='mname'>{esc(m)}</div>{''.join(hits)}</div>"
+            )
+        cards.append("".join(card) + "</div>")
+    note = (
+        "<p class='meta'>A green frame marks a hit another model also found; "
+        "a dashed red one an image whose file is gone.</p>"
+    )
+    return "<h2>Queries</h2>" + "".join(ctrl) + "</div>" + note + "<div class='cards'>" + "".join(cards) + "</div>"
+
+
+def _raw_links(run: dict, out: Path) -> str:
+    links = [
+        f"<a href='{esc(os.path.relpath(run['dir'] / n, out.parent))}'>{n}</a>"
+        for n in RAW_FILES
+        if (run["dir"] / n).is_file()
+    ]
+    return "<h2>Raw data</h2><p>" + " · ".join(links) + "</p>"
+
+
+def build_report(run_dirs: list[Path], out: Path) -> str:
+    """The page for one or more run folders (each needs results.json and comparison.json)."""
+    runs = [_load(Path(d)) for d in run_dirs]
+    paths: dict[int, str] = {}
+    for run in runs:
+        r = run["results"]
+        paths |= {q["id"]: q["query"] for q in r["queries"]} | {h["id"]: h["path"] for h in r["hits"]}
+    css, missing = thumbnail_css(paths)
+    toc = (
+        "".join(f"<a href='#run{i}'>{esc(run['results']['experiment'])}</a> " for i, run in enumerate(runs))
+        if len(runs) > 1
+        else ""
+    )
+    sections = []
+    for i, run in enumerate(runs):
+        body = (
+            _header(run) + _metrics(run) + _agreement_and_distances(run) + _cards(run, missing) + _raw_links(run, out)
+        )
+        sections.append(f"<section class='run' id='run{i}'>{body}</section>")
+    title = " vs ".join(run["results"]["experiment"] for run in runs)
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)} — onnx-search</title>"
+            f"<style>{STYLE}\n{css}</style></head><body>{toc}{''.join(sections)}"
+            f"<script>{SCRIPT}</script></body></html>")  # fmt: skip
+
+
+def write_html_report(run_dirs: list[Path], out: Path) -> Path:
+    out.write_text(build_report(run_dirs, out), encoding="utf-8")
+    return out

@@ -1,0 +1,129 @@
+"""Robustness and calibrated distances in the report: tables, a small-multiples plot, a grid of split decisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .format import fmt
+from .grid import THUMB, _thumb, short_name
+
+
+def robustness_tables(robust: dict | None) -> list[str]:
+    if not robust:
+        return []
+    transforms, per_model = robust["transforms"], robust["per_model"]
+    lines = [
+        f"## Robustness: recall@1 of the original ({robust['originals']} originals x {len(transforms)} transforms, "
+        f"seed {robust['seed']})",
+        "",
+        "| model | " + " | ".join(transforms) + " | mean | MRR@k (mean) | margin z (median) |",
+        "|---|" + "---|" * (len(transforms) + 3),
+    ]
+    for m, pm in per_model.items():
+        cells = [fmt(pm["transforms"][t]["recall_at_1"], 2) for t in transforms]
+        lines.append(
+            f"| {m} | " + " | ".join(cells) + f" | {fmt(pm['mean']['recall_at_1'])} | {fmt(pm['mean']['mrr_at_k'])} | "
+            f"{fmt(robust['margin_z'].get(m), 2)} |"
+        )
+    wins = {m: [t for t, ws in robust["winners"].items() if m in ws] for m in per_model}
+    lines += [
+        "",
+        "Transforms each model wins (ties shared): "
+        + "; ".join(f"{m}: {', '.join(w) or '–'}" for m, w in wins.items()),
+    ]
+    for m, paths in robust.get("missing_originals", {}).items():
+        lines.append(f"- {m}: {len(paths)} originals are not in its collection (left out of its figures): {paths[:3]}")
+    for s in robust.get("skipped_originals", []):
+        lines.append(f"- skipped original {s['path']}: {s['reason']}")
+    return lines
+
+
+def calibration_table(calibration: dict | None, comparison: dict) -> list[str]:
+    if not calibration:
+        return []
+    lines = [
+        "## Distances in comparable units (each model's baseline: queries x a seeded sample of its collection)",
+        "",
+        "| model | baseline mean cos | baseline std | baseline p99 | top-1 cos (median) | top-1 percentile (median) | "
+        "top-1 z (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m, b in calibration.items():
+        t1 = comparison["summary"]["models"].get(m, {})
+        lines.append(
+            f"| {m} | {fmt(b['mean'], 4)} | {fmt(b['std'], 4)} | {fmt(b['p99'], 4)} | "
+            f"{fmt(t1.get('top1_cosine', {}).get('median'), 4)} | {fmt(t1.get('top1_percentile'), 4)} | "
+            f"{fmt(t1.get('top1_z'), 2)} |"
+        )
+    return lines
+
+
+def robustness_plot(robust: dict, out: Path, title: str) -> Path:
+    """Small multiples: one panel per transform, recall@1 per model, so a model's weak spots stand out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    transforms, models = robust["transforms"], list(robust["per_model"])
+    cols = min(5, len(transforms))
+    rows = -(-len(transforms) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.2 * rows), dpi=110, sharey=True, squeeze=False)
+    for ax, t in zip(axes.flat, transforms, strict=False):
+        vals = [robust["per_model"][m]["transforms"][t]["recall_at_1"] or 0.0 for m in models]
+        ax.bar(range(len(models)), vals, color=[f"C{i}" for i in range(len(models))])
+        ax.set_title(t, fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_xticks(range(len(models)), [short_name(m) for m in models], fontsize=6, rotation=30)
+    for ax in list(axes.flat)[len(transforms) :]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("recall@1")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def split_decisions_grid(robust: dict, copies: list, out: Path, limit: int = 8) -> Path | None:
+    """Copies whose original one model found at rank 1 and another missed: copy, original, then each model's top-1."""
+    models = list(robust["per_model"])
+    by_copy: dict[int, dict[str, dict]] = {}
+    for r in robust["rows"]:
+        by_copy.setdefault(r["copy"], {})[r["model"]] = r
+    split = [i for i, per in sorted(by_copy.items()) if len({per.get(m, {}).get("rank") == 1 for m in models}) > 1]
+    if not split:
+        return None
+    split = split[:limit]
+    title_h = 26
+    grid = Image.new("RGB", ((2 + len(models)) * THUMB, len(split) * (THUMB + title_h)), "white")
+    draw, font = ImageDraw.Draw(grid), ImageFont.load_default()
+    for row, i in enumerate(split):
+        y = row * (THUMB + title_h)
+        c = copies[i]
+        thumb = c.image.copy()
+        thumb.thumbnail((THUMB, THUMB))
+        grid.paste(thumb, (0, y + title_h))
+        draw.text((2, y + 2), f"copy: {c.transform}"[:20], fill="black", font=font)
+        grid.paste(_thumb(str(c.original)), (THUMB, y + title_h))
+        draw.text((THUMB + 2, y + 2), "original", fill="black", font=font)
+        for mi, m in enumerate(models):
+            r = by_copy[i].get(m, {})
+            ok = r.get("rank") == 1
+            x = (2 + mi) * THUMB
+            draw.text((x + 2, y + 2), f"{short_name(m)}", fill="navy", font=font)
+            draw.text(
+                (x + 2, y + 13),
+                "found" if ok else f"missed (rank {r.get('rank') or '>k'})",
+                fill="darkgreen" if ok else "red",
+                font=font,
+            )
+            if r.get("top1_path"):
+                grid.paste(_thumb(r["top1_path"]), (x, y + title_h))
+            draw.rectangle(
+                (x, y + title_h, x + THUMB - 1, y + title_h + THUMB - 1), outline="green" if ok else "red", width=3
+            )
+    grid.save(out)
+    return out

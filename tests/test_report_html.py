@@ -1,0 +1,111 @@
+"""report.html in a real headless Chromium: no console errors, one card per query, sorting works."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from onnx_search.experiment.report.html import write_html_report
+from onnx_search.experiment.run import run_experiment
+from tests.helpers import photo, run_cli
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+
+
+def render(html_path: Path, screenshot: Path) -> dict:
+    """Open the page from disk; return console errors, card counts and the first card before/after sorting."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors, requests = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+        page.goto(html_path.as_uri())
+        out = {"cards": page.locator(".card").count(), "first": page.locator(".card h3").first.inner_text()}
+        page.select_option(".sort", "rbo")
+        out["first_by_rbo"] = page.locator(".card h3").first.inner_text()
+        out["missing"] = page.locator(".th.missing").count()
+        page.uncheck(".fmodel >> nth=1")
+        out["rows_hidden"] = page.locator(".row.hidden").count()
+        page.screenshot(path=str(screenshot), full_page=False)
+        browser.close()
+    return out | {"errors": errors, "requests": requests}
+
+
+@pytest.fixture(scope="module")
+def html_run(models_dir, labelled_set, tmp_path_factory, redis_url_module):
+    base = tmp_path_factory.mktemp("html")
+    images = base / "images"
+    shutil.copytree(labelled_set, images)
+    cfg = base / "r.yaml"
+    cfg.write_text(
+        f"experiment: htmlcheck\noutput: {base / 'runs'}\ndata_dir: {base / 'data'}\nmodels_dir: {models_dir}\n"
+        f"top_k: 4\ndataset: {{root: {images}}}\nmodels:\n  - {{name: resnet50, weights: random, providers: [cpu]}}\n"
+        f"  - {{name: vgg16, weights: random, providers: [cpu]}}\n"
+        f"store: {{redis_url: '{redis_url_module}', namespace: html}}\n"
+        "queries: {sample: 8}\ncost: {images: 4, repeats: 1}\n"
+    )
+    return run_experiment(cfg, progress=False), images
+
+
+def test_every_run_writes_a_self_contained_report_that_renders(html_run, tmp_path):
+    out, _ = html_run
+    page = out.run_dir / "report.html"
+    text = page.read_text()
+    assert "<script src" not in text and "<link" not in text and "http://" not in text and "https://" not in text
+    assert "RANDOM WEIGHTS" in text and "<table" in text  # tables readable without JavaScript
+    shot = out.run_dir.parent / "report.png"
+    seen = render(page, shot)
+    assert seen["errors"] == [] and seen["requests"] == []
+    assert seen["cards"] == 8 == len(json.loads((out.run_dir / "results.json").read_text())["queries"])
+    assert seen["first_by_rbo"] != seen["first"]
+    assert seen["rows_hidden"] == 8  # one model unticked: its row hidden in every card
+    assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_deleted_image_renders_as_a_placeholder(html_run, tmp_path):
+    out, images = html_run
+    results = json.loads((out.run_dir / "results.json").read_text())
+    victim = Path(results["hits"][0]["path"])
+    victim.unlink()
+    r = run_cli("report", out.run_dir, "--output", tmp_path / "again.html")
+    assert r.returncode == 0, r.stderr
+    seen = render(tmp_path / "again.html", tmp_path / "again.png")
+    assert seen["errors"] == [] and seen["missing"] >= 1 and seen["cards"] == 8
+
+
+def test_several_runs_side_by_side_and_the_size_budget(tmp_path):
+    """300 queries x 4 models x top-10 over 1,500 images stays under 10 MB (thumbnails shared, one per image)."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    paths = []
+    for i in range(1500):
+        paths.append(imgs / f"{i}.png")
+        photo(i, (48, 40)).save(paths[-1])
+    models = ["a", "b", "c", "d"]
+    queries = [
+        {"query": str(paths[i]), "id": i, "label": f"l{i % 5}", "in_dataset": True, "excluded": True}
+        for i in range(300)
+    ]
+    hits = [{"query": q["query"], "model": m, "rank": k + 1, "id": (q["id"] * 7 + k * 13 + j) % 1500,
+             "path": str(paths[(q["id"] * 7 + k * 13 + j) % 1500]), "label": "l0", "distance": 0.9, "cosine": 0.9}
+            for q in queries for j, m in enumerate(models) for k in range(10)]  # fmt: skip
+    from onnx_search.experiment.compare import compare
+
+    for name in ("one", "two"):
+        d = tmp_path / name
+        d.mkdir()
+        results = {"experiment": name, "top_k": 10, "metric": "COSINE", "models": models, "queries": queries,
+                   "hits": hits, "random_weights": [], "dataset_root": str(imgs)}  # fmt: skip
+        (d / "results.json").write_text(json.dumps(results))
+        (d / "comparison.json").write_text(json.dumps(compare(hits, queries, models, 10)))
+    out = write_html_report([tmp_path / "one", tmp_path / "two"], tmp_path / "both.html")
+    assert out.stat().st_size < 10_000_000
+    text = out.read_text()
+    assert text.count("<section class='run'") == 2 and text.count(".i7{") == 1  # one thumbnail rule per image
