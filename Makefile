@@ -7,7 +7,7 @@ MODELS ?= resnet50 vgg16
 WEIGHTS ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: setup redis convert test test-server lint format bench demo keras-vs-torch clean
+.PHONY: setup redis convert test test-server test-ray lint format bench demo keras-vs-torch clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -43,16 +43,22 @@ format: setup
 
 test: setup
 	$(PY) -m ruff check onnx_search tests
-	@if unshare -n true 2>/dev/null; then $(MAKE) --no-print-directory test-server PYTEST_ARGS=; else \
-	  echo "NOTE: Milvus server tests not run: 'unshare -n' is not permitted here (needs root); run make test-server as root"; fi
+	@if unshare -n true 2>/dev/null; then $(MAKE) --no-print-directory test-server test-ray PYTEST_ARGS=; else \
+	  echo "NOTE: Milvus server and Ray tests not run: 'unshare -n' is not permitted here (needs root); run make test-server test-ray as root"; fi
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # A real standalone Milvus server inside a loopback-only network namespace (it listens on every interface).
 test-server: setup
 	unshare -n bash tests/run_server_tests.sh $(PY) $(PYTEST_ARGS)
 
+# A real local Ray cluster (2 worker processes) inside a loopback-only network namespace.
+test-ray: setup
+	unshare -n bash tests/run_ray_tests.sh $(PY) $(PYTEST_ARGS)
+
 bench: setup convert
 	$(PY) -m onnx_search.bench --models-dir models --out bench
+	# Ray vs local engine: a Ray cluster opens ports, so it runs in a loopback-only namespace
+	unshare -n bash -c "ip link set lo up && RAY_USAGE_STATS_ENABLED=0 $(PY) -m onnx_search.bench.ray_speed models"
 
 demo: setup
 	$(CLI) demo

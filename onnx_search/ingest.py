@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .embed.pipeline import Batch, Pipeline
+from .embed.ray_engine import RayPipeline, RaySettings
 from .embed.scan import DEFAULT_EXTENSIONS, scan_folder
 from .errors import ModelChangedError
 from .ids import image_id
@@ -154,6 +155,7 @@ def ingest(
     rebuild: bool = False,
     progress: bool = True,
     report_dir: str | Path | None = None,
+    engine: RaySettings | None = None,
 ) -> IngestReport:
     """Embed what is new or changed under ``folder`` with every model and store it; see the module doc."""
     t0 = time.perf_counter()
@@ -164,7 +166,10 @@ def ingest(
     report.embedded = {n: 0 for n in models}
     prepare_collections(stores, models, len(scan.files), rebuild)
     tasks, report.unchanged = plan(scan.files, list(models), stores.catalog)
-    pipeline = Pipeline(models, batch_size=batch_size, workers=workers, progress=progress)
+    if engine is None:
+        pipeline = Pipeline(models, batch_size=batch_size, workers=workers, progress=progress)
+    else:  # the same batches from Ray Data; written below exactly as the local engine's
+        pipeline = RayPipeline(models, batch_size=batch_size, settings=engine, progress=progress)
     sink = StoreSink(stores, root, labels, report)
     try:
         for batch in pipeline.run(tasks):
@@ -172,6 +177,8 @@ def ingest(
     finally:
         sink.close()
     report.skipped += pipeline.failures
+    if engine is not None:
+        report.providers = {n: sorted(p) for n, p in pipeline.providers_active.items()}  # what the actors ran
     if prune:
         report.pruned = prune_missing(stores, root, {image_id(p) for p in scan.files})
     pipeline.times.write = sink.seconds

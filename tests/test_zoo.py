@@ -2,7 +2,7 @@ import pytest
 
 from onnx_search.errors import UnknownModelError
 from onnx_search.models.recipe import PREPROCESS_MODES, RESIZE_POLICIES
-from onnx_search.models.zoo import POOLINGS, REGISTRY, get_spec
+from onnx_search.models.zoo import POOLINGS, REGISTRY, SOURCES, get_spec
 
 
 def test_registry_has_the_tutorial_models_and_more():
@@ -16,9 +16,14 @@ def test_registry_has_the_tutorial_models_and_more():
 def test_every_entry_is_consistent(spec):
     assert spec.preprocess in PREPROCESS_MODES
     assert spec.pooling in POOLINGS
-    assert spec.resize in RESIZE_POLICIES
-    assert spec.builder.startswith("keras.applications.")
-    assert spec.weights_file.endswith(".h5")
+    assert spec.resize in RESIZE_POLICIES and spec.source in SOURCES
+    if spec.source == "keras":
+        assert spec.builder.startswith("keras.applications.") and spec.weights_file.endswith(".h5")
+        assert spec.layout == "NHWC" and spec.pooling in ("max", "avg")
+    else:
+        assert spec.name == f"torchvision/{spec.builder.rsplit('.', 1)[1]}" and spec.weights_file.endswith(".pth")
+        assert spec.layout == "NCHW" and spec.pooling in ("avgpool", "fc7") and spec.torch_weights
+        assert (spec.resize, spec.preprocess) == ("center_crop", "torch")
 
 
 def test_unknown_model_lists_known_names():

@@ -20,11 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models-dir", default="models", type=Path)
     ap.add_argument("--out", default="bench", type=Path)
     ap.add_argument("--models", default="resnet50,vgg16")
-    ap.add_argument("--only", choices=["embed", "store", "matrix"], default=None)
+    ap.add_argument("--only", choices=["embed", "store", "matrix", "scale"], default=None)
     ap.add_argument("--variants", default="fp32,int8,fp16,optimized", help="variants in the speed matrix")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--store-images", type=int, default=1500, help="vectors in the store benchmark")
     ap.add_argument("--store-queries", type=int, default=50)
+    ap.add_argument("--scale-sizes", default="1000,10000,100000", help="collection sizes for the scale figures")
+    ap.add_argument("--rss-sizes", default="1000,10000", help="two folder sizes whose ingest peak RSS is compared")
     ap.add_argument("--photos", type=int, default=96, help="640x480 JPEGs for the end-to-end embedding figure")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -33,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         res = bench_embed(args.models_dir, args.models.split(","), reps=args.reps, photos=args.photos, work=work)
         (args.out / "embed.json").write_text(json.dumps(res, indent=1))
     if args.only in (None, "matrix"):
-        res = bench_matrix(args.models_dir, args.models.split(","), args.variants.split(","), work, reps=args.reps)
+        res = bench_matrix(
+            args.models_dir, args.models.split(","), args.variants.split(","), work, reps=args.reps, photos=args.photos
+        )
         (args.out / "matrix.json").write_text(json.dumps(res, indent=1))
         matrix_plot(res, args.out / "matrix.png")
         print(
@@ -41,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
             {m: {v: res[m][v]["speedup_over_fp32"] for v in res[m]} for m in args.models.split(",")},
             flush=True,
         )
+    if args.only in (None, "scale"):
+        from .scale import bench_scale, scale_plot
+
+        sizes = [int(n) for n in args.scale_sizes.split(",")]
+        rss = [int(n) for n in args.rss_sizes.split(",")]
+        res = bench_scale(args.models_dir, work / "scale", sizes=sizes, rss_sizes=rss)
+        (args.out / "scale.json").write_text(json.dumps(res, indent=1))
+        scale_plot(res, args.out / "scale.png")
     if args.only in (None, "store"):
         res = bench_store(args.models_dir, n_images=args.store_images, n_queries=args.store_queries, work=work)
         (args.out / "store.json").write_text(json.dumps(res, indent=1))

@@ -38,9 +38,11 @@ def _img_per_s(session: ModelSession, x: np.ndarray, images: int = 32) -> float:
     return runs * len(x) / (time.perf_counter() - t)
 
 
-def bench_matrix(models_dir: Path, names: list[str], variants: list[str], work: Path, reps: int = 3) -> dict:
+def bench_matrix(
+    models_dir: Path, names: list[str], variants: list[str], work: Path, reps: int = 3, photos: int = 96
+) -> dict:
     """img/s per cell (median of ``reps`` interleaved passes) and each variant's speed-up over FP32 at batch 32."""
-    calib = calibration_files(photo_folder(work / "photos", 96))
+    calib = calibration_files(photo_folder(work / "photos", photos))
     t = {}
     for name in names:
         for v in variants:

@@ -27,6 +27,7 @@ def cmd_ingest(args) -> int:
         rebuild=args.rebuild,
         progress=not args.quiet,
         report_dir=report_dir,
+        engine=_engine(args),
     )
     print(
         f"scanned {r.scanned} files: {r.unchanged} unchanged, catalogued {r.catalogued}, "
@@ -41,6 +42,15 @@ def cmd_ingest(args) -> int:
         print(f"  {name}: providers {prov}, collection {stores.collection(name)}")
     print_skipped(r.skipped, report_dir / "skipped.json")
     return 0
+
+
+def _engine(args):
+    """RaySettings for --engine ray, else None (the local engine)."""
+    if args.engine != "ray":
+        return None
+    from ..embed.ray_engine import RaySettings
+
+    return RaySettings(args.ray_address, args.actors, args.gpus_per_actor)
 
 
 def cmd_search(args) -> int:
@@ -109,6 +119,10 @@ def register(sub) -> None:
     p.add_argument("--extensions", default=None, help="comma list, e.g. jpg,png (case-insensitive)")
     p.add_argument("--prune", action="store_true", help="remove images that vanished from the folder")
     p.add_argument("--rebuild", action="store_true", help="drop and re-embed these models' collections")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="where embedding runs (default: local)")
+    p.add_argument("--ray-address", default=None, help="auto, ray://host:10001 (default: a local cluster on 127.0.0.1)")
+    p.add_argument("--actors", type=int, default=1, help="Ray actors per model (default: 1)")
+    p.add_argument("--gpus-per-actor", type=float, default=0.0)
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("search", help="top-k hits per model for one or more query images")

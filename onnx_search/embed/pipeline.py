@@ -69,6 +69,28 @@ class StageTimes:
         }
 
 
+def load_file(path: Path, geometries: list, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """``(bytes, one uint8 array per geometry, stat)`` of one file, or the reason it cannot be used (a string).
+
+    Shared by every engine, so a bad file is reported with the same words whichever engine met it.
+    """
+    try:
+        st = path.stat()
+        data, arrays = load_for_recipes(path, geometries, max_pixels)
+        return data, arrays, st
+    except DecodeError as exc:
+        return str(exc)
+    except FileNotFoundError:
+        return "file not found (broken symlink or removed during the run)"
+    except OSError as exc:
+        return f"cannot read file: {exc.strerror or exc}"
+    except MemoryError:
+        return "out of memory while decoding"
+    except Exception as exc:  # noqa: BLE001 - one odd file must never stop the run
+        log.warning("unexpected error on %s", path, exc_info=True)
+        return f"unexpected error while decoding: {type(exc).__name__}: {exc}"
+
+
 def default_decode_workers() -> int:
     """Decoding threads: as many as cores, at most 8 (Pillow releases the GIL while decoding)."""
     return max(1, min(8, os.cpu_count() or 1))
@@ -102,21 +124,12 @@ class Pipeline:
 
     def _load(self, path: Path, needed: frozenset[str]) -> Item | tuple[str, str]:
         t0 = time.perf_counter()
-        try:
-            st = path.stat()
-            data, arrays = load_for_recipes(path, self.geometries, self.max_pixels)
+        loaded = load_file(path, self.geometries, self.max_pixels)
+        if isinstance(loaded, str):
+            item: Item | tuple[str, str] = (str(path), loaded)
+        else:
+            data, arrays, st = loaded
             item = Item(path, content_hash(data), st.st_size, st.st_mtime_ns, arrays, needed)
-        except DecodeError as exc:
-            item = (str(path), str(exc))
-        except FileNotFoundError:
-            item = (str(path), "file not found (broken symlink or removed during the run)")
-        except OSError as exc:
-            item = (str(path), f"cannot read file: {exc.strerror or exc}")
-        except MemoryError:
-            item = (str(path), "out of memory while decoding")
-        except Exception as exc:  # noqa: BLE001 - one odd file must never stop the run
-            log.warning("unexpected error on %s", path, exc_info=True)
-            item = (str(path), f"unexpected error while decoding: {type(exc).__name__}: {exc}")
         with self._times_lock:
             self.times.read_decode += time.perf_counter() - t0
         return item

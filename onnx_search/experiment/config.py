@@ -136,6 +136,20 @@ class Queries(_Strict):
         return not (self.folder or self.paths)
 
 
+class EngineSection(_Strict):
+    """Where embedding runs: ``local`` (threads + one session per model) or ``ray`` (Ray Data actor pools)."""
+
+    type: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: None starts a local cluster on 127.0.0.1; "auto"; "ray://host:10001"
+    actors: int = Field(1, ge=1)
+    gpus_per_actor: float = Field(0.0, ge=0)
+
+    def ray(self):
+        from ..embed.ray_engine import RaySettings
+
+        return RaySettings(self.address, self.actors, self.gpus_per_actor) if self.type == "ray" else None
+
+
 class CostSection(_Strict):
     """How the cost phase measures speed: on a sample of the dataset, interleaved over models, median of repeats."""
 
@@ -157,6 +171,7 @@ class Experiment(_Strict):
     sweep: list[IndexParams] = Field(default_factory=list)  # extra index variants to compare with exact search
     grid_queries: int = Field(8, ge=0)  # queries shown in the result grid
     cost: CostSection | None = Field(default_factory=CostSection)  # null: no speed measurements
+    engine: EngineSection = Field(default_factory=EngineSection)
 
     @model_validator(mode="after")
     def _unique_models(self):

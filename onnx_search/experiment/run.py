@@ -105,6 +105,7 @@ class ExperimentRun:
             labels=exp.dataset.labels,
             progress=self.progress,
             report_dir=exp.stores_dir / "reports",
+            engine=exp.engine.ray(),
         )
         for name in models:
             n = stores.count(name)
