@@ -49,16 +49,9 @@ def stop_local_redis_servers(root: Path) -> list[Path]:
 
 def foreign_model(path: Path, size: int = 224) -> Path:
     """A tiny ONNX model that no converter of ours made: the per-channel mean of an NHWC image (3-d output)."""
-    import onnx
-    from onnx import TensorProto, helper
+    from onnx_search.models.tiny import write_pixel_mean_model
 
-    inp = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", size, size, 3])
-    out = helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["n", 3])
-    axes = helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])
-    node = helper.make_node("ReduceMean", ["pixels", "axes"], ["feat"], keepdims=0)
-    graph = helper.make_graph([node], "g", [inp], [out], initializer=[axes])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(path))
-    return path
+    return write_pixel_mean_model(path, size)
 
 
 GOOD = (

@@ -67,6 +67,9 @@ def test_every_run_writes_a_self_contained_report_that_renders(html_run, tmp_pat
     assert seen["first_by_rbo"] != seen["first"]
     assert seen["rows_hidden"] == 8  # one model unticked: its row hidden in every card
     assert shot.read_bytes()[:4] == b"\x89PNG"
+    keep = Path(__file__).resolve().parents[1] / ".cache" / "report-screenshot.png"  # for a person to look at
+    keep.parent.mkdir(exist_ok=True)
+    shutil.copy(shot, keep)
 
 
 def test_a_deleted_image_renders_as_a_placeholder(html_run, tmp_path):
