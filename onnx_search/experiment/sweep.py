@@ -57,7 +57,7 @@ def evaluate_variants(
         store.flush(name)
         build_s = time.perf_counter() - t0
         for v in group:
-            store.search(name, queries[:1], top_k, v)  # warm-up
+            settle(store, name, queries[:1], top_k, v)
             lat, found = _timed_searches(store, name, queries, top_k, v, repeats)
             cos = [to_cosine(row, v.metric).tolist() for row in found]
             rows.append(
@@ -78,6 +78,23 @@ def evaluate_variants(
             )
         store.drop(name)
     return rows
+
+
+def settle(
+    store: VectorStore, name: str, query: np.ndarray, top_k: int, index: IndexSpec, limit_s: float = 60.0
+) -> int:
+    """Search until latency stops falling: Milvus Lite finishes index work lazily after a flush (seen here: 660 ms,
+    then 49, 42, 16, 12 ms on 10k rows, with the index already reported finished). Returns the searches made."""
+    best, calm, n, deadline = float("inf"), 0, 0, time.monotonic() + limit_s
+    while calm < 3 and time.monotonic() < deadline:
+        t = time.perf_counter()
+        store.search(name, query, top_k, index)
+        dt, n = time.perf_counter() - t, n + 1
+        calm = calm + 1 if dt >= 0.8 * best else 0  # no longer getting clearly faster
+        best = min(best, dt)
+        if calm == 0:
+            time.sleep(0.5)  # let background work run
+    return n
 
 
 def _timed_searches(
