@@ -70,13 +70,13 @@ def catalogue_bytes_per_image(client, n: int) -> float:
 
 def ingest_peak_rss_mb(folder: Path, models_dir: Path, data: Path, model: str) -> float:
     """Peak RSS of ``onnx-search ingest`` of ``folder`` in a fresh child process that reports its own, in MB."""
-    code = ("import resource, sys\nfrom onnx_search.cli import main\nrc = main(sys.argv[1:])\n"
-            "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)")  # fmt: skip
+    code = ("import sys\nfrom onnx_search.cli import main\nfrom onnx_search.experiment.cost import peak_rss_mb\n"
+            "rc = main(sys.argv[1:])\nprint('PEAK_MB', peak_rss_mb())\nsys.exit(rc)")  # fmt: skip
     args = ["ingest", str(folder), "--model", model, "--models-dir", str(models_dir), "--data-dir", str(data),
             "--providers", "cpu", "--quiet"]  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, timeout=3600)
     LocalRedis(data).stop()
-    return int(r.stdout.split("PEAK_KB")[1].split()[0]) / 1024
+    return float(r.stdout.split("PEAK_MB")[1].split()[0])
 
 
 def bench_scale(models_dir: Path, work: Path | None = None, sizes=(1_000, 10_000, 100_000), rss_sizes=(1_000, 10_000),
