@@ -4,11 +4,8 @@
 # namespace: `unshare -n bash tests/run_server_tests.sh PYTHON` (the Makefile's test-server does this).
 set -u
 PY=${1:-.venv/bin/python}
-if [ "$(ip -o link show | grep -vc ': lo:')" != 0 ]; then
-  echo "refusing to start Milvus: this namespace has interfaces other than lo (run it under unshare -n)" >&2
-  exit 2
-fi
-ip link set lo up
+. "$(dirname "$0")/loopback_only.sh"
+loopback_only Milvus
 data=$(mktemp -d /tmp/milvus-server-XXXXXX)
 "$(dirname "$PY")/milvus-server" --data "$data" >"$data/server.log" 2>&1 &
 pid=$!

@@ -5,6 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, out: Path) -> Path:
+    """Labels, grid, legend, then save and close: every figure of a run ends the same way."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def sweep_plot(sweep: list[dict], out: Path, title: str) -> Path:
     """Recall@k (y) vs QPS (x), one marker per index setting and model; each model's Pareto frontier as a line."""
     import matplotlib
@@ -31,15 +46,7 @@ def sweep_plot(sweep: list[dict], out: Path, title: str) -> Path:
             )
         front = sorted(frontier([r | {"p50_ms": -r["qps"]} for r in rows]), key=lambda r: r["qps"])
         ax.plot([r["qps"] for r in front], [r["recall_at_k"] for r in front], color=color, label=f"{model} frontier")
-    ax.set_xlabel("queries per second (one at a time)")
-    ax.set_ylabel("recall@k vs exact search")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _finish(fig, ax, "queries per second (one at a time)", "recall@k vs exact search", title, out)
 
 
 def quality_speed_plot(comparison: dict, out: Path, title: str) -> Path | None:
@@ -62,12 +69,4 @@ def quality_speed_plot(comparison: dict, out: Path, title: str) -> Path | None:
         ax.annotate(name, (x, y), fontsize=7, xytext=(4, 4 - 10 * (i % 3)), textcoords="offset points")
     line = sorted(points[n] for n in front)
     ax.plot([p[0] for p in line], [p[1] for p in line], color="C3", label="Pareto frontier", zorder=2)
-    ax.set_xlabel("img/s, model only (higher is cheaper)")
-    ax.set_ylabel(label)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _finish(fig, ax, "img/s, model only (higher is cheaper)", label, title, out)
