@@ -61,7 +61,7 @@ def prepare_collections(
         if info and info.get("sha256") != m.sha256 and not rebuild:
             raise ModelChangedError(
                 f"model {name} ({m.path}) changed since collection {coll} was built from it: re-embed with "
-                f"`--rebuild` (drops that model's vectors and embeds again) or use another namespace"
+                "`--rebuild` (ingest, run or demo: drops that model's vectors and embeds again) or another namespace"
             )
         if rebuild:
             stores.vectors.drop(coll)

@@ -9,7 +9,9 @@ from pathlib import Path
 def cmd_run(args) -> int:
     from ..experiment.run import run_experiment
 
-    out = run_experiment(args.config, progress=not args.quiet, augment=getattr(args, "augment", None))
+    out = run_experiment(
+        args.config, progress=not args.quiet, augment=getattr(args, "augment", None), rebuild=args.rebuild
+    )
     print(out.summary_md)
     if out.random_weights:
         print(
@@ -56,6 +58,7 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="run a YAML experiment end to end")
     p.add_argument("config")
     p.add_argument("--augment", type=int, metavar="N", help="also query with perturbed copies of N sampled images")
+    p.add_argument("--rebuild", action="store_true", help="re-embed the models whose file changed since ingest")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_run)
 
@@ -73,5 +76,6 @@ def register(sub) -> None:
     p.add_argument("--config", default="configs/demo.yaml")
     p.add_argument("--images", default="demo/images")
     p.add_argument("--per-class", type=int, default=8)
+    p.add_argument("--rebuild", action="store_true", help="re-embed the models whose file changed since ingest")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)

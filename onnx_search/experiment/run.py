@@ -69,6 +69,7 @@ class ExperimentRun:
     exp: Experiment
     config_path: Path
     progress: bool = True
+    rebuild: bool = False  # drop and re-embed the collections of models whose file changed
     timings: dict[str, float] = field(default_factory=dict)
 
     def _timed(self, key: str, fn, *args):
@@ -106,6 +107,7 @@ class ExperimentRun:
             progress=self.progress,
             report_dir=exp.stores_dir / "reports",
             engine=exp.engine.ray(),
+            rebuild=self.rebuild,
         )
         for name in models:
             n = stores.count(name)
@@ -223,7 +225,9 @@ class ExperimentRun:
         }
 
 
-def run_experiment(config_path: str | Path, progress: bool = True, augment: int | None = None) -> RunOutcome:
+def run_experiment(
+    config_path: str | Path, progress: bool = True, augment: int | None = None, rebuild: bool = False
+) -> RunOutcome:
     """The whole job; results appear in ``<output>/<experiment>/`` only once complete.
 
     ``augment``: query with perturbed copies of that many sampled images (overrides ``queries.augment.sample``).
@@ -232,4 +236,4 @@ def run_experiment(config_path: str | Path, progress: bool = True, augment: int 
     if augment:
         base = exp.queries.augment.model_dump() if exp.queries.augment else {}
         exp.queries.augment = Augment(**(base | {"sample": augment}))
-    return ExperimentRun(exp, Path(config_path), progress).execute()
+    return ExperimentRun(exp, Path(config_path), progress, rebuild).execute()
