@@ -145,7 +145,12 @@ def scale_plot(scale: dict, out: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     a.set_yscale("log")
-    fig.suptitle(f"Milvus Lite, dim {scale['dim']}; ingest peak RSS {scale['ingest_peak_rss_mb']} MB", fontsize=9)
+    kinds = ", ".join(f"{int(n):,}: {d['vectors']}" for n, d in scale["stores"].items())
+    fig.suptitle(
+        f"Milvus Lite, dim {scale['dim']} ({kinds}; random vectors have no neighbourhoods, the worst case for "
+        f"IVF/HNSW)\ningest peak RSS by folder size (MB): {scale['ingest_peak_rss_mb']}",
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
