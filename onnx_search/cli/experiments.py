@@ -9,9 +9,7 @@ from pathlib import Path
 def cmd_run(args) -> int:
     from ..experiment.run import run_experiment
 
-    out = run_experiment(
-        args.config, progress=not args.quiet, augment=getattr(args, "augment", None), rebuild=args.rebuild
-    )
+    out = run_experiment(args.config, progress=not args.quiet, augment=args.augment, rebuild=args.rebuild)
     print(out.summary_md)
     if out.random_weights:
         print(
@@ -57,9 +55,7 @@ def cmd_demo(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a YAML experiment end to end")
     p.add_argument("config")
-    p.add_argument("--augment", type=int, metavar="N", help="also query with perturbed copies of N sampled images")
-    p.add_argument("--rebuild", action="store_true", help="re-embed the models whose file changed since ingest")
-    p.add_argument("--quiet", action="store_true")
+    _add_run_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compare", help="recompute the comparison from a run's saved results")
@@ -76,6 +72,12 @@ def register(sub) -> None:
     p.add_argument("--config", default="configs/demo.yaml")
     p.add_argument("--images", default="demo/images")
     p.add_argument("--per-class", type=int, default=8)
+    _add_run_args(p)
+    p.set_defaults(func=cmd_demo)
+
+
+def _add_run_args(p) -> None:
+    """Flags of every command that runs an experiment (run, demo)."""
+    p.add_argument("--augment", type=int, metavar="N", help="also query with perturbed copies of N sampled images")
     p.add_argument("--rebuild", action="store_true", help="re-embed the models whose file changed since ingest")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_demo)

@@ -91,6 +91,14 @@ def load_file(path: Path, geometries: list, max_pixels: int = DEFAULT_MAX_PIXELS
         return f"unexpected error while decoding: {type(exc).__name__}: {exc}"
 
 
+def model_batch_sizes(models: dict, batch_size: int | dict[str, int]) -> dict[str, int]:
+    """One inference batch size per model, from one size for all or a size per model; each at least 1."""
+    sizes = batch_size if isinstance(batch_size, dict) else dict.fromkeys(models, batch_size)
+    if any(sizes.get(name, 0) < 1 for name in models):
+        raise ValueError(f"every model needs a batch size of at least 1 (got {sizes})")
+    return {name: int(sizes[name]) for name in models}
+
+
 def default_decode_workers() -> int:
     """Decoding threads: as many as cores, at most 8 (Pillow releases the GIL while decoding)."""
     return max(1, min(8, os.cpu_count() or 1))
@@ -107,11 +115,8 @@ class Pipeline:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         progress: bool = True,
     ) -> None:
-        sizes = batch_size if isinstance(batch_size, dict) else dict.fromkeys(models, batch_size)
-        if any(sizes.get(name, 0) < 1 for name in models):
-            raise ValueError(f"every model needs a batch size of at least 1 (got {sizes})")
         self.models = models
-        self.model_batch = {name: int(sizes[name]) for name in models}  # inference batch per model
+        self.model_batch = model_batch_sizes(models, batch_size)  # inference batch per model
         self.batch_size = max(self.model_batch.values(), default=1)  # images decoded per yielded batch
         self.workers = workers or default_decode_workers()
         self.max_pixels = max_pixels

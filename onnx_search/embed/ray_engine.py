@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import OnnxSearchError
 from ..models.session import ModelSession
-from .pipeline import Batch, Item, StageTimes
+from .pipeline import Batch, Item, StageTimes, model_batch_sizes
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,8 @@ class RayPipeline:
             import ray  # noqa: F401
         except ImportError:
             raise OnnxSearchError("the Ray engine needs Ray: pip install -e '.[ray]'") from None
-        sizes = batch_size if isinstance(batch_size, dict) else dict.fromkeys(models, batch_size)
-        self.models, self.model_batch = models, sizes
-        self.batch_size = max(sizes.values(), default=1)
+        self.models, self.model_batch = models, model_batch_sizes(models, batch_size)
+        self.batch_size = max(self.model_batch.values(), default=1)
         self.settings = settings or RaySettings()
         self.max_pixels = max_pixels
         self.geometries = sorted({m.recipe.geometry for m in models.values()})
