@@ -38,18 +38,20 @@ def test_ray_engine_ingests_like_the_local_engine_and_survives_a_killed_driver(
     ray_stores = ["--data-dir", ray_data, "--redis-url", redis_url, "--namespace", "ray:test"]
     cmd = cli_command("ingest", root, *model, *ray_stores, "--engine", "ray", "--actors", 2)
     env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    log = (tmp_path / "killed.log").open("w")  # a file, never a pipe: Ray's progress lines would fill an unread one
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     from onnx_search.store.local_redis import connect_redis
 
     redis = connect_redis(redis_url, tmp_path)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and redis.hlen("ray:test:done:vgg16") < 8:
         time.sleep(0.05)
-    assert proc.poll() is None, "the ray ingest ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
+    assert proc.poll() is None, "the ray ingest ended early: " + (tmp_path / "killed.log").read_text()[-2000:]
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the cluster it started
     proc.wait()
+    log.close()
     done_at_kill = redis.hlen("ray:test:done:vgg16")
-    assert 0 < done_at_kill < 36 + 9
+    assert 0 < done_at_kill < 36 + 9, (tmp_path / "killed.log").read_text()[-2000:]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"{done_at_kill} unchanged" in r.stdout

@@ -149,7 +149,8 @@ def test_killed_ingest_resumes_without_duplicates_or_loss(tmp_path, models_dir, 
     stores_args = ["--data-dir", data, "--redis-url", redis_url, "--namespace", "kill:test"]
     model_args = ["--model", "vgg16", "--models-dir", models_dir, "--providers", "cpu"]
     cmd = cli_command("ingest", root, *model_args, *stores_args, "--batch-size", 4, "--quiet")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = (tmp_path / "killed.log").open("w")  # a file, never a pipe nobody reads
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     catalog_client = connect_redis(redis_url, data)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -159,6 +160,7 @@ def test_killed_ingest_resumes_without_duplicates_or_loss(tmp_path, models_dir, 
     assert proc.poll() is None, "ingest finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    log.close()
     done_at_kill = catalog_client.hlen("kill:test:done:vgg16")
     assert 0 < done_at_kill < 60
     r = subprocess.run(cmd, capture_output=True, text=True)
