@@ -55,3 +55,11 @@ class ModelChangedError(CollectionMismatchError):
 
 class InputFolderError(OnnxSearchError, NotADirectoryError):
     """An image folder that does not exist or is not a directory."""
+
+
+class ChildFailedError(OnnxSearchError):
+    """A conversion child process that died (killed, out of memory, crashed) or failed unexpectedly."""
+
+
+class ClusterUnavailableError(OnnxSearchError):
+    """A Ray cluster that could not be started or reached."""

@@ -51,19 +51,29 @@ class IngestReport:
 
 
 def prepare_collections(
-    stores: Stores, models: dict[str, ModelSession], expected_rows: int, rebuild: bool = False
+    stores: Stores, models: dict[str, ModelSession], expected_rows: int, rebuild: bool = False, rebuild_changed=False
 ) -> None:
-    """Create or check each model's collection; a changed model file is an error unless ``rebuild``."""
+    """Create or check each model's collection.
+
+    A model whose identity (graph, weights, recipe) changed since its collection was built is an error, unless
+    ``rebuild`` (every model's collection is dropped and embedded again) or ``rebuild_changed`` (only the changed
+    ones, each said in a warning). Converting the same model again keeps its identity, so its collection stays.
+    """
     known = stores.catalog.models()
     for name, m in models.items():
         coll = stores.collection(name)
         info = known.get(name)
-        if info and info.get("sha256") != m.sha256 and not rebuild:
+        changed = info is not None and not same_model(info, m)
+        if changed and not (rebuild or rebuild_changed):
             raise ModelChangedError(
                 f"model {name} ({m.path}) changed since collection {coll} was built from it: re-embed with "
                 "`--rebuild` (ingest, run or demo: drops that model's vectors and embeds again) or another namespace"
             )
-        if rebuild:
+        if rebuild or changed:
+            if changed and not rebuild:
+                log.warning(
+                    "model %s (%s) changed since collection %s was built from it: rebuilding it", name, m.path, coll
+                )
             stores.vectors.drop(coll)
             stores.catalog.drop_model(name)
         stores.vectors.ensure(coll, m.dim, stores.index, expected_rows)
@@ -73,12 +83,20 @@ def prepare_collections(
                 "collection": coll,
                 "dim": m.dim,
                 "sha256": m.sha256,
+                "identity": m.identity,
                 "metric": stores.index.metric,
                 "index": stores.vectors.index_info(coll),
                 "weights": m.meta.get("weights"),
                 "path": str(m.path),
             },
         )
+
+
+def same_model(info: dict, m: ModelSession) -> bool:
+    """Whether a collection's recorded model is ``m``: by identity where recorded, else by the file's sha256."""
+    if info.get("identity"):
+        return info["identity"] == m.identity
+    return info.get("sha256") == m.sha256
 
 
 def plan(files: list[Path], models: list[str], catalog: Catalog) -> tuple[list[tuple[Path, frozenset[str]]], int]:
@@ -153,6 +171,7 @@ def ingest(
     labels: bool = True,
     prune: bool = False,
     rebuild: bool = False,
+    rebuild_changed: bool = False,
     progress: bool = True,
     report_dir: str | Path | None = None,
     engine: RaySettings | None = None,
@@ -164,7 +183,7 @@ def ingest(
     report = IngestReport(scanned=len(scan.files), skipped=list(scan.skipped))
     report.providers = {n: m.providers_active for n, m in models.items()}
     report.embedded = {n: 0 for n in models}
-    prepare_collections(stores, models, len(scan.files), rebuild)
+    prepare_collections(stores, models, len(scan.files), rebuild, rebuild_changed)
     tasks, report.unchanged = plan(scan.files, list(models), stores.catalog)
     if engine is None:
         pipeline = Pipeline(models, batch_size=batch_size, workers=workers, progress=progress)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.isolated import variant_isolated
 from ..models.parity import parity_images
 from ..models.providers import provider_loadable
 from ..models.recipe import prepare_batch
 from ..models.session import ModelSession, SessionConfig
-from ..models.variants import calibration_files, make_variant
+from ..models.variants import calibration_files
 from ..models.zoo import get_spec, variant_name
 from ..provenance import library_versions, machine
 from .embed import photo_folder
@@ -43,13 +44,13 @@ def bench_matrix(
 ) -> dict:
     """img/s per cell (median of ``reps`` interleaved passes) and each variant's speed-up over FP32 at batch 32."""
     calib = calibration_files(photo_folder(work / "photos", photos))
-    t = {}
+    t, peaks = {}, {}
     for name in names:
         for v in variants:
-            if v != "fp32":
-                t0 = time.perf_counter()
-                make_variant(name, v, models_dir, calibration=calib)
-                t[variant_name(name, v)] = round(time.perf_counter() - t0, 1)
+            if v != "fp32":  # a child process each: quantisation's memory never joins the sessions measured below
+                child = variant_isolated(name, v, models_dir, calibration=calib)
+                t[variant_name(name, v)] = round(child.seconds, 1)
+                peaks[variant_name(name, v)] = round(child.peak_rss_mb, 1)
     cells, raw = {}, {}
     for name in names:
         spec = get_spec(name)
@@ -64,7 +65,7 @@ def bench_matrix(
     for _ in range(reps):
         for key, (s, xb) in cells.items():
             raw[key].append(_img_per_s(s, xb))
-    return _tabulate(names, variants, raw, t, reps)
+    return _tabulate(names, variants, raw, t, reps) | {"make_peak_rss_mb": peaks}
 
 
 def _tabulate(names, variants, raw: dict, make_s: dict, reps: int) -> dict:

@@ -9,7 +9,13 @@ from pathlib import Path
 def cmd_run(args) -> int:
     from ..experiment.run import run_experiment
 
-    out = run_experiment(args.config, progress=not args.quiet, augment=args.augment, rebuild=args.rebuild)
+    out = run_experiment(
+        args.config,
+        progress=not args.quiet,
+        augment=args.augment,
+        rebuild=args.rebuild,
+        rebuild_changed=getattr(args, "rebuild_changed", False),
+    )
     print(out.summary_md)
     if out.random_weights:
         print(
@@ -49,6 +55,7 @@ def cmd_demo(args) -> int:
 
     generate_labelled_set(args.images, per_class=args.per_class, size=160, seed=0)
     print(f"demo images in {args.images} (generated locally, labelled by folder)")
+    args.rebuild_changed = True  # the demo's data is its own: a model that really changed is re-embedded, said so
     return cmd_run(args)
 
 

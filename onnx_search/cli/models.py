@@ -9,7 +9,8 @@ from .common import add_session_args, load_sessions, print_skipped
 
 
 def cmd_convert(args) -> int:
-    from ..models.convert import annotate, convert_model
+    from ..models.convert import annotate
+    from ..models.isolated import convert_isolated
 
     if args.annotate:
         like = args.like or "resnet50"
@@ -17,29 +18,31 @@ def cmd_convert(args) -> int:
         print(f"annotated {args.annotate} with the recipe of {like}: {json.dumps(meta)}")
         return 0
     for name in args.model or list(DEFAULT_MODELS):
-        r = convert_model(name, args.models_dir, weights=args.weights, seed=args.seed, force=args.force)
-        _report_conversion(r, args)
+        child = convert_isolated(name, args.models_dir, weights=args.weights, seed=args.seed, force=args.force)
+        _report_conversion(child.result, args, child.peak_rss_mb)
         for variant in args.variant or []:
             _report_variant(name, variant, args)
     return 0
 
 
 def _report_variant(name: str, variant: str, args) -> None:
-    from ..models.variants import calibration_files, make_variant
+    from ..models.isolated import variant_isolated
+    from ..models.variants import calibration_files
 
     files = calibration_files(args.calibrate) if variant == "int8" and args.calibrate else None
-    r = make_variant(name, variant, args.models_dir, calibration=files, seed=args.seed, force=args.force)
+    child = variant_isolated(name, variant, args.models_dir, calibration=files, seed=args.seed, force=args.force)
+    r = child.result
     if r.skipped:
         print(f"{r.name}: {r.path} is up to date (parent {r.metadata['parent']['sha256'][:12]})")
         return
     a = r.metadata["parent_agreement"]
     print(
         f"{r.name}: wrote {r.path} in {r.seconds:.1f}s ({r.path.stat().st_size / 1e6:.1f} MB), cosine to its parent "
-        f"min {a['min_cosine']:.5f} mean {a['mean_cosine']:.5f}"
+        f"min {a['min_cosine']:.5f} mean {a['mean_cosine']:.5f}; peak memory {child.peak_rss_mb:,.0f} MB"
     )
 
 
-def _report_conversion(r, args) -> None:
+def _report_conversion(r, args, peak_mb: float) -> None:
     if r.skipped:
         print(f"{r.name}: {r.path} is up to date ({r.metadata['weights']}); --force converts again")
     else:
@@ -47,7 +50,7 @@ def _report_conversion(r, args) -> None:
         print(
             f"{r.name}: wrote {r.path} in {r.seconds:.1f}s, weights {r.metadata['weights']}, "
             f"parity max|diff| {p['max_abs_diff']:.2e} (tolerance {p['tolerance']:g}), "
-            f"min cosine {p['min_cosine']:.7f}"
+            f"min cosine {p['min_cosine']:.7f}; peak memory {peak_mb:,.0f} MB (a child process)"
         )
     if r.metadata["weights"].startswith("random"):
         print(f"  NOTE: {r.name} has RANDOM weights (seed {args.seed}); its vectors carry no learned meaning.")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..filenames import model_file_stem
 from ..ids import image_id
 from ..models.session import ModelSession
 from .pipeline import Pipeline
@@ -33,19 +35,26 @@ def embed_folder(
     extensions=DEFAULT_EXTENSIONS,
     progress: bool = True,
 ) -> EmbedSummary:
-    """Embed every image under ``folder`` with every model; write ``<model>.npy``, index and skipped lists."""
+    """Embed every image under ``folder`` with every model; write ``<model>.npy``, index and skipped lists.
+
+    A model name with ``/`` (``torchvision/resnet50``) is written as one file, ``torchvision__resnet50.npy``;
+    index.json names each model's file.
+    """
+    files = {name: f"{model_file_stem(name)}.npy" for name in models}
+    if len(set(files.values())) < len(files):
+        raise ConfigError(f"two models would write the same vectors file: {files}; give them distinct names")
     scan = scan_folder(folder, extensions)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(models, batch_size=batch_size, workers=workers, progress=progress)
     got = embed_paths(pipeline, scan.files)
     for name in models:
-        np.save(out / f"{name}.npy", got.vectors(name))
+        np.save(out / files[name], got.vectors(name))
     skipped = scan.skipped + pipeline.failures
     index = {
         "folder": str(Path(folder).resolve()),
         "count": len(got.paths),
-        "models": {n: m.describe() for n, m in models.items()},
+        "models": {n: m.describe() | {"vectors_file": files[n]} for n, m in models.items()},
         "images": [
             {"row": i, "id": image_id(p), "path": str(p), "sha": s}
             for i, (p, s) in enumerate(zip(got.paths, got.shas, strict=True))

@@ -7,7 +7,6 @@ runs, which is why they live beside the results (cost.json, comparison.json) and
 
 from __future__ import annotations
 
-import resource
 import time
 from pathlib import Path
 
@@ -18,22 +17,8 @@ from ..embed.pipeline import Pipeline
 from ..embed.sinks import embed_paths
 from ..models.recipe import prepare_batch
 from ..models.session import ModelSession
+from ..provenance import peak_rss_mb
 from ..store.stores import Stores
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MB.
-
-    Linux: ``VmHWM`` of this address space. ``ru_maxrss`` would survive ``exec`` and report the parent's peak for a
-    child started from a big process (seen here: 9.1 GB for a small ingest started by the scale bench).
-    """
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _percentiles(seconds: list[float]) -> dict:

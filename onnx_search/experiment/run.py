@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..ids import image_id
 from ..ingest import IngestReport, ingest
 from ..models.session import ModelSession, SessionConfig, resolve_model_path
-from ..provenance import library_versions, machine
+from ..provenance import library_versions, machine, peak_rss_mb
 from ..search import QueryVectors, query_vectors, search_embedded
 from ..store.stores import Stores, open_stores
 from .augmented import baselines, calibrate_hits, run_augmented
@@ -41,25 +41,30 @@ class RunOutcome:
     random_weights: list[str]
 
 
-def prepare_models(exp: Experiment, dataset_files: list[Path]) -> dict[str, ModelSession]:
+def prepare_models(exp: Experiment, dataset_files: list[Path]) -> tuple[dict[str, ModelSession], list[dict]]:
     """Convert registry models and their variants that are missing or stale, then open one session each.
 
-    INT8 variants are calibrated on a seeded sample of the experiment's own images.
+    Each conversion and quantisation runs in a child process (TensorFlow and torch never load here); the second
+    value lists each child's figures (task, model, peak RSS). INT8 variants are calibrated on a seeded sample of
+    the experiment's own images.
     """
-    out = {}
+    out, children = {}, []
     for entry in exp.models:
         if not entry.name.endswith(".onnx"):
-            from ..models.convert import convert_model
-            from ..models.variants import make_variant
+            from ..models.isolated import convert_isolated, variant_isolated
 
-            convert_model(entry.name, exp.models_dir, weights=entry.weights, seed=entry.seed)
+            child = convert_isolated(entry.name, exp.models_dir, weights=entry.weights, seed=entry.seed)
+            children.append(child.as_dict())
             for variant in entry.variants:
                 if variant != "fp32":
-                    make_variant(entry.name, variant, exp.models_dir, calibration=dataset_files, seed=exp.seed)
+                    child = variant_isolated(
+                        entry.name, variant, exp.models_dir, calibration=dataset_files, seed=exp.seed
+                    )
+                    children.append(child.as_dict())
         for key in entry.keys:
             path = resolve_model_path(key, exp.models_dir)
             out[key] = ModelSession(path, SessionConfig(entry.providers, entry.strict, entry.threads))
-    return out
+    return out, children
 
 
 @dataclass
@@ -70,6 +75,7 @@ class ExperimentRun:
     config_path: Path
     progress: bool = True
     rebuild: bool = False  # drop and re-embed the collections of models whose file changed
+    rebuild_changed: bool = False  # re-embed only the models that really changed, with a warning (the demo)
     timings: dict[str, float] = field(default_factory=dict)
 
     def _timed(self, key: str, fn, *args):
@@ -108,6 +114,7 @@ class ExperimentRun:
             report_dir=exp.stores_dir / "reports",
             engine=exp.engine.ray(),
             rebuild=self.rebuild,
+            rebuild_changed=self.rebuild_changed,
         )
         for name in models:
             n = stores.count(name)
@@ -128,7 +135,7 @@ class ExperimentRun:
         files = self.check_before_work()
         stores = open_stores(exp.store.settings(exp.stores_dir, exp.experiment))  # a store that is down fails here
         try:
-            models = self._timed("convert_and_load_s", prepare_models, exp, files)
+            models, children = self._timed("convert_and_load_s", prepare_models, exp, files)
             ing = self._timed("ingest_s", self.ingest, stores, models)
             catalogue = stores.catalog.get_images(stores.catalog.ids())
             root = str(exp.dataset.root.expanduser().resolve())
@@ -161,9 +168,13 @@ class ExperimentRun:
                 "robustness": robust,
             }
             if cost:
+                cost["children"] = children
                 comparison["cost"] = cost
             self.timings["total_s"] = round(time.perf_counter() - t_start, 3)
             manifest = self.manifest(stores, models, ing, qv, len(files), len(catalogue), sweep, random_models)
+            manifest["children"] = children
+            if cost:  # the whole run's peak so far (VmHWM only grows), not only the cost phase's
+                cost["peak_rss_mb"] = round(peak_rss_mb(), 1)
         finally:
             stores.close()
         skipped = {"count": len(ing.skipped), "list": str(exp.stores_dir / "reports" / "skipped.json")}
@@ -226,7 +237,11 @@ class ExperimentRun:
 
 
 def run_experiment(
-    config_path: str | Path, progress: bool = True, augment: int | None = None, rebuild: bool = False
+    config_path: str | Path,
+    progress: bool = True,
+    augment: int | None = None,
+    rebuild: bool = False,
+    rebuild_changed: bool = False,
 ) -> RunOutcome:
     """The whole job; results appear in ``<output>/<experiment>/`` only once complete.
 
@@ -236,4 +251,4 @@ def run_experiment(
     if augment:
         base = exp.queries.augment.model_dump() if exp.queries.augment else {}
         exp.queries.augment = Augment(**(base | {"sample": augment}))
-    return ExperimentRun(exp, Path(config_path), progress, rebuild).execute()
+    return ExperimentRun(exp, Path(config_path), progress, rebuild, rebuild_changed).execute()

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import ModelFileError, ProviderError
 from ..ids import file_sha256
 from ..vectors import l2_normalize
+from .identity import model_identity
 from .providers import expand_providers, provider_loadable, with_provider_options
 from .recipe import parse_metadata, recipe_from_metadata
 from .zoo import get_spec, split_variant
@@ -111,6 +112,7 @@ class ModelSession:
         if all(isinstance(v, int) for v in hw) and tuple(hw) != (self.recipe.input_size,) * 2:
             raise ModelFileError(f"{self.path}: input is {hw} but its recipe says {self.recipe.input_size}")
         self._sha256: str | None = None
+        self._identity: str | None = None
 
     def _trt_cache(self) -> str:
         return self.options.trt_cache_dir or str(self.path.parent / ".trt_cache")
@@ -121,6 +123,13 @@ class ModelSession:
         if self._sha256 is None:
             self._sha256 = file_sha256(self.path)
         return self._sha256
+
+    @property
+    def identity(self) -> str:
+        """Hash of what decides this model's vectors (graph, weights, recipe; no timestamps), computed once."""
+        if self._identity is None:
+            self._identity = model_identity(self.path, self.recipe)
+        return self._identity
 
     @property
     def provider(self) -> str:
@@ -140,6 +149,7 @@ class ModelSession:
             "name": self.name,
             "path": str(self.path),
             "sha256": self.sha256,
+            "identity": self.identity,
             "dim": self.dim,
             "providers_requested": self.providers_requested,
             "providers_active": self.providers_active,

@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,9 @@ import numpy as np
 from ..errors import ConfigError, DecodeError, ModelFileError
 from ..ids import file_sha256
 from .convert import ConvertResult
+from .identity import model_identity
 from .parity import parity_images
-from .recipe import Recipe, prepare_batch, read_metadata_file, up_to_date, write_metadata
+from .recipe import Recipe, prepare_batch, read_metadata_file, recipe_from_metadata, up_to_date, write_metadata
 from .zoo import VARIANTS, get_spec, variant_name
 
 log = logging.getLogger(__name__)
@@ -142,7 +144,13 @@ def make_variant(
             f"{parent} does not exist: convert {spec.name} first (`onnx-search convert --model {spec.name}`)"
         )
     parent_meta = read_metadata_file(parent) or {}
-    request = {"parent_sha256": file_sha256(parent), "variant": variant, "code": _fingerprint()}
+    if parent_meta:  # the recipe the parent was converted with (a timm model's is read from timm at conversion)
+        recipe = recipe_from_metadata(parent_meta, parent)
+        spec = replace(spec, input_size=recipe.input_size)
+    else:
+        recipe = spec.recipe
+    # the parent's identity (graph, weights, recipe), not its file hash: converting it again unchanged keeps this
+    request = {"parent_identity": model_identity(parent, recipe), "variant": variant, "code": _fingerprint()}
     if variant == "int8":
         if not calibration:
             raise ConfigError("int8 needs calibration images: give --calibrate DIR (or run it from an experiment)")
@@ -153,12 +161,12 @@ def make_variant(
     tmp = out.with_name(f".{out.name}.partial")
     try:
         if variant == "int8":
-            how = _int8(parent, tmp, calibration_batches(calibration, spec.recipe, seed=seed))
+            how = _int8(parent, tmp, calibration_batches(calibration, recipe, seed=seed))
         elif variant == "fp16":
             how = _fp16(parent, tmp)
         else:
             how = _optimized(parent, tmp)
-        agreement = _agreement(parent, tmp, spec.recipe, spec)
+        agreement = _agreement(parent, tmp, recipe, spec)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -166,7 +174,7 @@ def make_variant(
     meta = {k: v for k, v in parent_meta.items() if k not in ("request", "converted_at")} | {
         "name": variant_name(spec.name, variant),
         "variant": variant,
-        "parent": {"name": spec.name, "sha256": request["parent_sha256"], "file": parent.name},
+        "parent": {"name": spec.name, "sha256": file_sha256(parent), "file": parent.name},
         "made_by": how | {"seconds": round(seconds, 2)},
         "parent_agreement": agreement,
         "request": request,

@@ -65,6 +65,20 @@ def cost_table(comparison: dict) -> list[str]:
             f"{fmt(s.get('p50_ms'), 2)} / {fmt(s.get('p99_ms'), 2)} | {fmt(points[m][1]) if m in points else '–'} | "
             f"{'✓' if m in front else ''} | {', '.join(p.replace('ExecutionProvider', '') for p in c['providers'])} |"
         )
-    lines += ["", f"Peak RSS of the run: {fmt(cost['peak_rss_mb'], 0)} MB. Frontier: no other model is both faster "
-              f"(model-only img/s) and better ({label})."]  # fmt: skip
+    lines += ["", f"Peak RSS of the run's own process: {fmt(cost['peak_rss_mb'], 0)} MB.{children_line(cost)} "
+              f"Frontier: no other model is both faster (model-only img/s) and better ({label})."]  # fmt: skip
     return lines
+
+
+def children_line(cost: dict) -> str:
+    """Each conversion or quantisation child's own peak RSS (they ran in child processes, apart from the run)."""
+    kids = cost.get("children") or []
+    if not kids:
+        return ""
+    verb = {"convert": "convert", "variant": "quantise"}
+    parts = [
+        f"{c['model']} {verb.get(c['task'], c['task'])} {fmt(c['peak_rss_mb'], 0)} MB"
+        + (" (up to date, checked only)" if c["skipped"] else "")
+        for c in kids
+    ]
+    return " Peak RSS of each conversion child: " + ", ".join(parts) + "."
