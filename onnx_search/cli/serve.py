@@ -1,0 +1,89 @@
+"""``onnx-search serve [RUN_DIR ...]``: the interactive explorer over the live stores and run folders."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from ..serve.guard import ServeError
+from .common import add_store_args, session_config, store_settings
+
+
+def _settings_and_models_dir(args):
+    """Store settings and models folder: the store flags when given, else the first run's own config."""
+    from ..experiment.loader import load_experiment
+    from ..serve.runs import RunView
+
+    runs = [RunView.open(d) for d in args.runs]
+    if args.data_dir is None and runs and not (args.redis_url or args.milvus_uri or args.namespace):
+        import json
+
+        manifest = json.loads((runs[0].path / "manifest.json").read_text())
+        cfg = Path(manifest["config_file"])
+        exp = load_experiment(cfg)
+        settings = exp.store.settings(exp.stores_dir, exp.experiment)
+        return settings, args.models_dir or exp.models_dir, runs
+    args.data_dir = args.data_dir or "data"
+    return store_settings(args), args.models_dir or "models", runs
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: a free one), so the URL printed is the one served."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.listen(128)
+    return sock
+
+
+def cmd_serve(args) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        raise ServeError(f"the explorer needs its extra: pip install 'onnx-search[serve]' ({exc})") from None
+
+    from ..serve.app import build_app
+    from ..serve.explorer import Explorer, open_sessions
+    from ..serve.guard import check_bind, is_loopback
+    from ..store.stores import open_stores
+
+    check_bind(args.host, args.token)  # refused before anything is opened
+    settings, models_dir, runs = _settings_and_models_dir(args)
+    stores = open_stores(settings)
+    try:
+        sessions = open_sessions(stores, args.model, Path(models_dir), session_config(args))
+        ex = Explorer(stores, sessions, settings.data_dir / "explorer", runs, int(args.max_upload_mb * 1024 * 1024))
+        sock = bind(args.host, args.port)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}/" + (f"?token={args.token}" if args.token else "")
+        print(f"onnx-search explorer: {url}  ({', '.join(sessions)}; Ctrl-C stops it)", flush=True)
+        app = build_app(ex, args.token, loopback=is_loopback(args.host))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn shuts down cleanly on Ctrl-C, then re-raises it
+            pass
+        print("explorer stopped", flush=True)
+    finally:
+        stores.close()
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="a local web app: query with any image, every model side by side, maps")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run folders for the disagreement/robustness views")
+    add_store_args(p)
+    p.set_defaults(data_dir=None)  # unset: the first run's stores, else ./data
+    p.add_argument("--model", action="append", help="serve only these ingested models (repeatable; default: all)")
+    p.add_argument("--models-dir", default=None, help="where converted models live (default: the run's, or models)")
+    p.add_argument("--providers", default="auto", help="comma list: auto, tensorrt, cuda, cpu (default: auto)")
+    p.add_argument("--strict", action="store_true", help="fail when a requested provider does not load")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: one per core)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; others need --token)")
+    p.add_argument("--port", type=int, default=8765, help="port (0: any free one; default 8765)")
+    p.add_argument("--token", default=None, help="required of every request (needed for a non-loopback --host)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest query upload accepted (default 20)")
+    p.set_defaults(func=cmd_serve)

@@ -1,0 +1,190 @@
+"""HTTP routes (Starlette): the page, its JSON API, and images by catalogue id only.
+
+Every request path is matched against fixed routes; an image is found through the catalogue from a numeric id,
+never from a path in the request. Uploads are read with a byte limit before anything decodes them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import DecodeError, OnnxSearchError
+from .explorer import Explorer
+from .guard import RequestError, parse_id, parse_k
+from .thumbs import PREVIEW_SIDE, THUMB_SIDE, jpeg_bytes
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; connect-src 'self'"
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+class TokenGate:
+    """ASGI middleware: every request must carry the token (``Authorization: Bearer``, or ``?token=``)."""
+
+    def __init__(self, app, token: str) -> None:
+        self.app, self.token = app, token
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            req = Request(scope)
+            given = req.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            given = given or req.query_params.get("token", "")
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                await JSONResponse({"error": "a valid token is required (?token=... or Bearer)"}, 401)(
+                    scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it passes ``limit`` bytes, before it is all read."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"upload of {declared} bytes exceeds the {limit} byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"upload exceeds the {limit} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _models_param(request: Request) -> list[str] | None:
+    raw = request.query_params.get("models", "")
+    return [m for m in raw.split(",") if m] or None
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+def build_app(ex: Explorer, token: str | None = None, loopback: bool = True) -> Starlette:
+    """The Starlette app over one Explorer; ``loopback`` also refuses requests whose Host is not loopback."""
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": CSP})
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in {"app.js", "app.css"}:
+            return _error(404, "no such file")
+        kind = "text/javascript" if name.endswith(".js") else "text/css"
+        return FileResponse(STATIC / name, media_type=kind, headers={"Cache-Control": "no-cache"})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True, "models": list(ex.sessions), "runs": len(ex.runs)})
+
+    async def models(request: Request) -> Response:
+        return JSONResponse({"models": await run_in_threadpool(ex.models), "runs": [r.describe() for r in ex.runs]})
+
+    async def query(request: Request) -> Response:
+        k = parse_k(request.query_params.get("k"))
+        data = await read_limited(request, ex.max_upload)
+        out = await run_in_threadpool(ex.query_upload, data, k, _models_param(request))
+        return JSONResponse(out)
+
+    async def query_id(request: Request) -> Response:
+        image_id = parse_id(request.path_params["id"])
+        k = parse_k(request.query_params.get("k"))
+        out = await run_in_threadpool(ex.query_id, image_id, k, _flag(request, "exclude_self"), _models_param(request))
+        return JSONResponse(out)
+
+    def _image(image_id: int, side: int) -> bytes:
+        rec = ex.record(image_id)
+        try:
+            if side == THUMB_SIDE:
+                return ex.thumbs.get(image_id, rec.sha, rec.path)
+            from ..embed.decode import decode, read_bytes
+
+            return jpeg_bytes(decode(read_bytes(rec.path), draft_size=side), side)
+        except DecodeError as exc:
+            raise RequestError(404, f"image {image_id} is catalogued but cannot be read now: {exc}") from None
+
+    async def thumb(request: Request) -> Response:
+        data = await run_in_threadpool(_image, parse_id(request.path_params["id"]), THUMB_SIDE)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    async def image(request: Request) -> Response:
+        data = await run_in_threadpool(_image, parse_id(request.path_params["id"]), PREVIEW_SIDE)
+        return Response(data, media_type="image/jpeg")
+
+    async def map_(request: Request) -> Response:
+        method = request.query_params.get("method", "pca")
+        return JSONResponse(await run_in_threadpool(ex.map, request.path_params["model"], method))
+
+    def _pair(request: Request) -> tuple[str, str]:
+        a, b = request.query_params.get("a", ""), request.query_params.get("b", "")
+        if not a or not b or a == b:
+            raise RequestError(400, "choose two different models: ?a=MODEL&b=MODEL")
+        return a, b
+
+    async def disagreement(request: Request) -> Response:
+        run = ex.run(_int(request.path_params["run"]))
+        return JSONResponse({"run": run.name, "rows": run.disagreement(*_pair(request))})
+
+    async def robustness(request: Request) -> Response:
+        run = ex.run(_int(request.path_params["run"]))
+        return JSONResponse({"run": run.name, "rows": run.robustness(*_pair(request))})
+
+    async def copy_image(request: Request) -> Response:
+        run = ex.run(_int(request.path_params["run"]))
+        try:
+            img = await run_in_threadpool(run.copy_image, _int(request.path_params["copy"]))
+        except (LookupError, DecodeError) as exc:
+            return _error(404, str(exc))
+        return Response(jpeg_bytes(img, THUMB_SIDE), media_type="image/jpeg")
+
+    async def on_request_error(request: Request, exc: RequestError) -> Response:
+        return _error(exc.status, str(exc))
+
+    async def on_lookup(request: Request, exc: KeyError) -> Response:
+        return _error(400, str(exc.args[0]) if exc.args else "not found")
+
+    async def on_error(request: Request, exc: OnnxSearchError) -> Response:
+        return _error(400, str(exc))
+
+    routes = [
+        Route("/", index),
+        Route("/static/{name}", static),
+        Route("/api/health", health),
+        Route("/api/models", models),
+        Route("/api/query", query, methods=["POST"]),
+        Route("/api/query/{id}", query_id),
+        Route("/api/thumb/{id}", thumb),
+        Route("/api/image/{id}", image),
+        Route("/api/map/{model}", map_),
+        Route("/api/runs/{run}/disagreement", disagreement),
+        Route("/api/runs/{run}/robustness", robustness),
+        Route("/api/runs/{run}/copy/{copy}", copy_image),
+    ]
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_NAMES)] if loopback else []
+    if token:
+        middleware.append(Middleware(TokenGate, token=token))
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={RequestError: on_request_error, KeyError: on_lookup, OnnxSearchError: on_error},
+    )
+
+
+def _int(text: str) -> int:
+    if not text.isdigit() or len(text) > 9:
+        raise RequestError(400, f"not an index: {text[:20]!r}")
+    return int(text)

@@ -1,0 +1,123 @@
+"""Run folders as browsers: queries sorted by how much two models disagree, and the perturbed copies one model
+missed and another found. Everything comes from the run's saved results.json (nothing is searched again)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..embed.decode import decode, read_bytes
+from ..experiment.augment import TRANSFORMS
+from ..experiment.compare import rankings
+from ..experiment.metrics import rbo
+from ..experiment.results import load_results
+from ..ids import image_id
+
+
+@dataclass
+class RunView:
+    """One complete run folder, read once."""
+
+    path: Path
+    results: dict
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunView:
+        return cls(Path(path), load_results(path))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def describe(self) -> dict:
+        rob = self.results.get("robustness") or {}
+        return {
+            "name": self.name,
+            "experiment": self.results.get("experiment"),
+            "models": self.results["models"],
+            "top_k": self.results["top_k"],
+            "queries": len(self.results["queries"]),
+            "copies": len(rob.get("copies", [])),
+            "transforms": rob.get("transforms", []),
+        }
+
+    def _check_models(self, a: str, b: str) -> None:
+        models = self.results["models"]
+        for m in (a, b):
+            if m not in models:
+                raise KeyError(f"model {m!r} is not in run {self.name} (it has {', '.join(models)})")
+
+    def disagreement(self, a: str, b: str) -> list[dict]:
+        """Every query with both models' top-k, sorted by RBO between them (least agreement first)."""
+        self._check_models(a, b)
+        ranked = rankings(self.results["hits"])
+        rows = []
+        for q in self.results["queries"]:
+            per_model = ranked.get(q["query"], {})
+            ha, hb = per_model.get(a, []), per_model.get(b, [])
+            if not ha and not hb:
+                continue
+            ia, ib = [h["id"] for h in ha], [h["id"] for h in hb]
+            rows.append(
+                {
+                    "query": q["query"],
+                    "query_id": str(image_id(q["query"])),
+                    "label": q.get("label") or "",
+                    "rbo": round(rbo(ia, ib), 6),
+                    "a": [_hit(h) for h in ha],
+                    "b": [_hit(h) for h in hb],
+                }
+            )
+        return sorted(rows, key=lambda r: (r["rbo"], r["query"]))
+
+    def robustness(self, missed_by: str, found_by: str) -> list[dict]:
+        """Copies whose original ``missed_by`` left out of its top-k while ``found_by`` found it."""
+        self._check_models(missed_by, found_by)
+        rob = self.results.get("robustness") or {}
+        rows = {(r["copy"], r["model"]): r for r in rob.get("rows", [])}
+        out = []
+        for c, copy in enumerate(rob.get("copies", [])):
+            miss, hit = rows.get((c, missed_by)), rows.get((c, found_by))
+            if miss and hit and miss["rank"] is None and hit["rank"] is not None:
+                out.append(
+                    {
+                        "copy": c,
+                        "original": copy["original"],
+                        "original_id": str(image_id(copy["original"])),
+                        "transform": copy["transform"],
+                        "params": copy["params"],
+                        "missed": {"rank": None, "true_z": miss.get("true_z"), "top1_id": _sid(miss["top1_id"])},
+                        "found": {"rank": hit["rank"], "true_z": hit.get("true_z")},
+                    }
+                )
+        return out
+
+    def copy_image(self, c: int) -> Image.Image:
+        """The perturbed copy ``c``, made again from its original with the run's seed (as augment.make_copies).
+
+        Raises LookupError when it cannot be made again exactly (an original unreadable now, or one skipped in
+        the run, which shifts the generator's index)."""
+        rob = self.results.get("robustness") or {}
+        copies = rob.get("copies", [])
+        if not 0 <= c < len(copies):
+            raise LookupError(f"run {self.name} has no copy {c}")
+        copy = copies[c]
+        originals = list(dict.fromkeys(x["original"] for x in copies))
+        i, j = originals.index(copy["original"]), rob["transforms"].index(copy["transform"])
+        img = decode(read_bytes(copy["original"]))
+        out, params = TRANSFORMS[copy["transform"]](img, np.random.default_rng([rob["seed"], i, j]))
+        if json.loads(json.dumps(params)) != copy["params"]:
+            raise LookupError(f"copy {c} of run {self.name} cannot be made again exactly")
+        return out.convert("RGB")
+
+
+def _sid(i) -> str | None:
+    return None if i is None else str(i)
+
+
+def _hit(h: dict) -> dict:
+    return {"id": str(h["id"]), "rank": h["rank"], "label": h.get("label", ""), "cosine": round(h["cosine"], 6)}
