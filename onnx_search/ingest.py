@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .embed.pipeline import Batch, Pipeline
 from .embed.ray_engine import RayPipeline, RaySettings
+from .embed.ray_engine import connect as connect_ray
 from .embed.scan import DEFAULT_EXTENSIONS, scan_folder
 from .errors import ModelChangedError
 from .ids import image_id
@@ -183,12 +184,14 @@ def ingest(
     report = IngestReport(scanned=len(scan.files), skipped=list(scan.skipped))
     report.providers = {n: m.providers_active for n, m in models.items()}
     report.embedded = {n: 0 for n in models}
-    prepare_collections(stores, models, len(scan.files), rebuild, rebuild_changed)
-    tasks, report.unchanged = plan(scan.files, list(models), stores.catalog)
     if engine is None:
         pipeline = Pipeline(models, batch_size=batch_size, workers=workers, progress=progress)
     else:  # the same batches from Ray Data; written below exactly as the local engine's
         pipeline = RayPipeline(models, batch_size=batch_size, settings=engine, progress=progress)
+        if scan.files:
+            connect_ray(engine)  # a cluster that cannot be started or reached fails here, before any write
+    prepare_collections(stores, models, len(scan.files), rebuild, rebuild_changed)
+    tasks, report.unchanged = plan(scan.files, list(models), stores.catalog)
     sink = StoreSink(stores, root, labels, report)
     try:
         for batch in pipeline.run(tasks):

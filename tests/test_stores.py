@@ -186,7 +186,7 @@ def test_dimension_mismatch_and_changed_model_are_explained(folder, embedders, m
         ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)
     stores = make_stores()
     ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)
-    info = stores.catalog.models()["vgg16"] | {"sha256": "0" * 64}
+    info = stores.catalog.models()["vgg16"] | {"sha256": "0" * 64, "identity": "0" * 64}
     stores.catalog.set_model("vgg16", info)
     with pytest.raises(ModelChangedError, match="changed since"):
         ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)

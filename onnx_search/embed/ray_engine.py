@@ -9,6 +9,9 @@ The driver writes them exactly as the local engine does (catalogue, vectors, don
 from __future__ import annotations
 
 import logging
+import os
+import platform
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import OnnxSearchError
+from ..errors import ClusterUnavailableError, OnnxSearchError
 from ..models.session import ModelSession
 from .pipeline import Batch, Item, StageTimes, model_batch_sizes
 
@@ -79,16 +82,82 @@ class _ModelActor:
         return batch | {f"vec:{self.name}": vecs, f"prov:{self.name}": np.full(n, self.session.provider, object)}
 
 
-def _connect(settings: RaySettings) -> None:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a ``ray://host:port`` or ``host:port`` address; None for ``auto`` or no port."""
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    return (host.strip("[]"), int(port)) if sep and host and port.isdigit() else None
+
+
+def _probe(address: str, timeout: float = 3.0) -> None:
+    """Fail within seconds when nothing answers at the address (Ray's client would retry for about 30 s)."""
+    hp = _host_port(address)
+    if hp is None:
+        return
+    try:
+        socket.create_connection(hp, timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterUnavailableError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): start it there "
+            "(`ray start --head`), check the host and port given with --ray-address, or drop --ray-address "
+            "to start a local cluster"
+        ) from None
+
+
+def _start_local(settings: RaySettings) -> None:
+    """Start a local cluster bound to loopback; once more with a longer start-up timeout when the first fails."""
+    import ray
+
+    for attempt, wait_s in enumerate((None, "120")):
+        env = {"RAY_gcs_server_port_wait_time_s": wait_s} if wait_s else {}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            ray.init(num_cpus=settings.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=False, ignore_reinit_error=True)  # fmt: skip
+            return
+        except (RuntimeError, TimeoutError, ConnectionError, OSError, ValueError) as exc:
+            ray.shutdown()
+            if attempt == 0:
+                log.warning("starting a local Ray cluster failed (%s); retrying once with a longer timeout",
+                            _first_line(exc))  # fmt: skip
+                continue
+            raise ClusterUnavailableError(
+                f"could not start a local Ray cluster ({_first_line(exc)}): the machine may be busy or short of "
+                "memory or /tmp space; retry, give a running cluster with --ray-address, or use the local engine"
+            ) from None
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def connect(settings: RaySettings) -> None:
+    """Start or reach the cluster, or raise ClusterUnavailableError with the cause and what to do."""
     import ray
 
     if ray.is_initialized():
         return
-    if settings.address:
+    if not settings.address:
+        _start_local(settings)
+        return
+    _probe(settings.address)
+    try:
         ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    else:  # a local cluster bound to loopback only
-        ray.init(num_cpus=settings.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False, ignore_reinit_error=True)  # fmt: skip
+    except (RuntimeError, TimeoutError, ConnectionError, OSError, ValueError) as exc:
+        ray.shutdown()
+        raise ClusterUnavailableError(
+            f"cannot use the Ray cluster at {settings.address} ({_first_line(exc)}): check that it runs "
+            f"(`ray status` on its head) and that its Ray and Python versions match this one (ray {ray.__version__}, "
+            f"Python {platform.python_version()})"
+        ) from None
 
 
 class RayPipeline:
@@ -122,7 +191,7 @@ class RayPipeline:
         t0 = time.perf_counter()
         if not tasks:
             return
-        _connect(self.settings)
+        connect(self.settings)
         ray.data.DataContext.get_current().execution_options.preserve_order = True
         rows = [{"path": str(p), "needed": sorted(need)} for p, need in tasks]
         ds = ray.data.from_items(rows).map_batches(
