@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import cli_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,10 +107,12 @@ class Server:
     url: str
     proc: subprocess.Popen
     lines: list[str]
+    token: str | None = None
 
     def get(self, path: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
         """(status, body) of one request; 4xx/5xx are returned, not raised."""
-        req = urllib.request.Request(self.url + path.lstrip("/"), data=data, headers=headers or {})
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        req = urllib.request.Request(self.url + path.lstrip("/"), data=data, headers=auth | (headers or {}))
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 return r.status, r.read()
@@ -155,4 +159,28 @@ def start_server(*args, timeout: float = 60) -> Server:
         raise RuntimeError("serve printed no URL in time:\n" + "".join(lines)) from None
     if url is None:
         raise RuntimeError("serve exited without a URL:\n" + "".join(lines))
-    return Server(url.split("?")[0], proc, lines)
+    token = args[list(args).index("--token") + 1] if "--token" in args else None
+    return Server(url.split("?")[0], proc, lines, token)
+
+
+TOKEN = "test-token-0123456789abcdef"
+MAX_UPLOAD_MB = 0.25
+
+
+@dataclass
+class Served:
+    run: Path
+    base: Path
+    server: Server
+    max_upload: int = int(MAX_UPLOAD_MB * 2**20)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory, redis_url_module):
+    """One run and one explorer over it (loopback, with a token, a 256 kB upload limit) for every serve test."""
+    base = tmp_path_factory.mktemp("serve")
+    run = make_run(base, redis_url_module)
+    server = start_server(run, "--token", TOKEN, "--max-upload-mb", str(MAX_UPLOAD_MB))
+    yield Served(run, base, server)
+    rc = server.stop()
+    assert rc == 0 and "explorer stopped" in "".join(server.lines), "".join(server.lines)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +77,7 @@ class MapCache:
         with self._lock:  # one computation per map at a time; a second request waits for the first
             hit = self._mem.get((model, method))
             if hit and hit.fingerprint == fp:
-                return hit
+                return replace(hit, seconds=0.0)
             path = self.folder / f"{self.stores.collection(model)}.{method}.npz"
             proj = self._read(path, fp, method) or self._compute(model, method, fp, path)
             self._mem[(model, method)] = proj
