@@ -30,22 +30,38 @@ LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
 
 
 class TokenGate:
-    """ASGI middleware: every request must carry the token (``Authorization: Bearer``, or ``?token=``)."""
+    """ASGI middleware: every request must carry the token (``Authorization: Bearer``, ``?token=`` or the cookie
+    that a request with ``?token=`` sets, so the page's own scripts and images need not repeat it)."""
+
+    COOKIE = "onnx_search_token"
 
     def __init__(self, app, token: str) -> None:
         self.app, self.token = app, token
 
+    def _ok(self, given: str) -> bool:
+        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
+
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            req = Request(scope)
-            given = req.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            given = given or req.query_params.get("token", "")
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                await JSONResponse({"error": "a valid token is required (?token=... or Bearer)"}, 401)(
-                    scope, receive, send
-                )
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        req = Request(scope)
+        bearer = req.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        in_query = req.query_params.get("token", "")
+        if not (self._ok(bearer) or self._ok(in_query) or self._ok(req.cookies.get(self.COOKIE, ""))):
+            await JSONResponse({"error": "a valid token is required (?token=... or Bearer)"}, 401)(scope, receive, send)
+            return
+        if not self._ok(in_query):
+            await self.app(scope, receive, send)
+            return
+        cookie = f"{self.COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/".encode()
+
+        async def send_with_cookie(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
 
 
 def _error(status: int, message: str) -> JSONResponse:

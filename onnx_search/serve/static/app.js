@@ -5,7 +5,7 @@ const TOKEN = new URLSearchParams(location.search).get("token");
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
   "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#843c39", "#7b4173", "#3182bd"];
 const state = {
-  models: [], runs: [], enabled: new Set(), last: null, maps: {}, selection: new Set(), queries: 0,
+  models: [], runs: [], enabled: new Set(), last: null, maps: {}, selection: new Set(), queries: 0, asked: 0,
 };
 const $ = (sel) => document.querySelector(sel);
 
@@ -61,14 +61,17 @@ async function runQuery() {
   if (!q) return;
   if (!state.enabled.size) { showError("switch at least one model on"); return; }
   $("#status").textContent = "searching…";
+  const seq = ++state.asked;  // only the answer to the latest question is shown
   try {
     const out = q.kind === "upload"
       ? await api(`api/query?${params()}`, { method: "POST", body: q.blob,
         headers: { "Content-Type": q.blob.type || "application/octet-stream" } })
       : await api(`api/query/${q.id}?${params()}`);
+    if (seq !== state.asked) return;
     showError("");
     renderResults(out);
   } catch (e) {
+    if (seq !== state.asked) return;
     showError(e.message);
     $("#status").textContent = "";
   }
