@@ -8,9 +8,12 @@ Every import of TensorFlow in onnx-search goes through ``tensorflow_safely``.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 
 from ..errors import OnnxSearchError
+
+SINGLE_FRAMEWORK_ENV = "ONNX_SEARCH_SINGLE_FRAMEWORK"  # set in conversion children: one model, one framework
 
 
 def _installed(name: str) -> bool:
@@ -21,7 +24,13 @@ def _installed(name: str) -> bool:
 
 
 def torch_before_tensorflow() -> None:
-    """Import torchvision now, while TensorFlow is not loaded yet, when both are installed."""
+    """Import torchvision now, while TensorFlow is not loaded yet, when both are installed.
+
+    Not in a process that runs one framework only (a conversion child, ``SINGLE_FRAMEWORK_ENV`` set): there torch
+    would cost about 600 MB for nothing.
+    """
+    if os.environ.get(SINGLE_FRAMEWORK_ENV):
+        return
     if "tensorflow" not in sys.modules and _installed("torchvision") and _installed("tensorflow"):
         import torchvision  # noqa: F401
 

@@ -25,11 +25,14 @@ from pathlib import Path
 from ..errors import ChildFailedError, OnnxSearchError
 from ..provenance import peak_rss_mb
 from .convert import ConvertResult
+from .frameworks import SINGLE_FRAMEWORK_ENV
 
 log = logging.getLogger(__name__)
 
-# quiet the frameworks' C++ logging in the child (kept in its log file either way)
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "2", "ABSL_MIN_LOG_LEVEL": "2"}
+# quiet the frameworks' C++ logging in the child (kept in its log file either way); one framework per child, so
+# a Keras conversion does not load torch first (the import-order rule of frameworks.py is for mixed processes)
+CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "2",
+             "ABSL_MIN_LOG_LEVEL": "2", SINGLE_FRAMEWORK_ENV: "1"}  # fmt: skip
 TASKS = {
     "convert": ("onnx_search.models.convert", "convert_model"),
     "variant": ("onnx_search.models.variants", "make_variant"),
@@ -72,7 +75,7 @@ def run_child(task: str, kwargs: dict) -> ChildResult:
         request.write_text(
             json.dumps({"task": task, "kwargs": kwargs, "level": logging.getLogger().getEffectiveLevel()})
         )
-        env = os.environ | QUIET_ENV
+        env = CHILD_ENV | dict(os.environ) | {SINGLE_FRAMEWORK_ENV: "1"}  # the user's log settings win
         t0 = time.perf_counter()
         with open(logfile, "wb") as out:
             proc = subprocess.run(

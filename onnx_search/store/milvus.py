@@ -16,6 +16,10 @@ from .net import mask_url, probe_tcp
 log = logging.getLogger(__name__)
 
 UPSERT_CHUNK = 1000
+# pymilvus pings every 10 s, even without calls; Milvus Lite's in-process gRPC server allows one ping per 5 min
+# (gRPC's default) and answers more with GOAWAY ENHANCE_YOUR_CALM "too_many_pings", which gRPC prints to the
+# console. A loopback server in this very process needs no keepalive: ping rarely, and only during calls.
+LITE_GRPC_OPTIONS = {"grpc.keepalive_time_ms": 600_000, "grpc.keepalive_permit_without_calls": False}
 MAX_QUERY = 16384  # Milvus caps one query's limit
 
 
@@ -186,7 +190,7 @@ def connect_milvus(
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
         logging.getLogger("milvus_lite.server_manager").setLevel(logging.CRITICAL)  # we explain a lock below
         try:
-            return MilvusClient(str(path))
+            return MilvusClient(str(path), grpc_options=LITE_GRPC_OPTIONS)
         except MilvusException as exc:
             raise StoreUnavailableError(
                 f"cannot open Milvus Lite at {path}: {exc.message}. Only one process may open a Milvus Lite "
