@@ -45,7 +45,7 @@ def cmd_report(args) -> int:
     for d in dirs:
         load_results(d)  # refuses a folder that holds no complete run, with a clear message
     out = Path(args.output) if args.output else (dirs[0] / "report.html" if len(dirs) == 1 else Path("report.html"))
-    write_html_report(dirs, out)
+    write_html_report(dirs, out, args.reference)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {len(dirs)} run{'s' if len(dirs) > 1 else ''})")
     return 0
 
@@ -70,9 +70,17 @@ def register(sub) -> None:
     p.add_argument("--output", help="also write the comparison JSON here")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("report", help="(re)build the single-file report.html of one run, or of several side by side")
+    p = sub.add_parser(
+        "report", help="(re)build the single-file report.html of one run, or compare several on one page"
+    )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--output", help="where to write it (default: RUN_DIR/report.html, or ./report.html for several)")
+    p.add_argument(
+        "--reference",
+        metavar="MODEL",
+        help="several runs: measure each model's overlap@k against this model "
+        "(default: the first model of the first run)",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="generate a labelled image set and run configs/demo.yaml on it")

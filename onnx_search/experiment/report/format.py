@@ -17,3 +17,9 @@ def relative(path: str, root: str | None) -> str:
         except ValueError:
             pass
     return path
+
+
+def index_text(info: dict) -> str:
+    """``HNSW COSINE {'M': 16, ...}`` from Milvus' index description."""
+    params = {k: v for k, v in info.items() if k not in ("field_name", "index_name", "index_type", "metric_type")}
+    return " ".join(str(x) for x in (info.get("index_type", "?"), info.get("metric_type", ""), params or "") if x)

@@ -1,4 +1,5 @@
-"""report.html: one self-contained page per run (or several runs side by side) that opens from disk.
+"""report.html: one self-contained page per run that opens from disk; several runs give one page with a table
+comparing them on top (multi.py, multi_html.py) and each run's report collapsed below it.
 
 Everything is inline (CSS, a small script, thumbnails, SVG plots): no network at view time. The tables and the
 query cards are plain HTML, so the page reads without JavaScript; the script only sorts and filters the cards.
@@ -12,8 +13,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..compare import rankings
-from .format import fmt, relative
+from .card import CARD_CSS, card_html, hit_html, model_row_html, query_html
+from .format import fmt, index_text, relative
 from .html_parts import esc, heatmap, svg_histograms, thumbnail_css
+from .multi import Comparison, RunView, compare_runs
+from .multi_html import MULTI_CSS, comparison_html
 
 RAW_FILES = (
     "results.json",
@@ -30,12 +34,8 @@ body{font:14px system-ui,sans-serif;margin:0 24px 40px;color:#222}h1{margin:18px
 .banner{background:#b00020;color:#fff;padding:10px 14px;font-weight:bold;border-radius:4px;margin:10px 0}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th:first-child,td:first-child{text-align:left}.heat td{min-width:60px;text-align:center}.heats{display:flex;gap:30px}
-.card{border:1px solid #ddd;border-radius:6px;padding:8px;margin:10px 0}.card h3{margin:0 0 6px;font-size:13px}
-.row{display:flex;align-items:flex-start;gap:4px;margin:4px 0}.mname{width:150px;font-size:12px;font-weight:bold}
-.hit{width:76px;font-size:10px;text-align:center}.th{display:block;width:72px;height:72px;background-size:contain;
-background-repeat:no-repeat;background-position:center;background-color:#eee;margin:auto}.q .th{width:96px;height:96px}
-.shared{outline:3px solid #2a9d2a}.missing{outline:2px dashed #b00020}.controls{position:sticky;top:0;background:#fff;
-padding:6px 0;border-bottom:1px solid #ddd}.controls label{margin-right:14px}.hidden{display:none}.meta{color:#555}
+.controls{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #ddd;z-index:1}
+.controls label{margin-right:14px}.hidden{display:none}.meta{color:#555}
 """
 
 SCRIPT = """
@@ -55,6 +55,8 @@ document.querySelectorAll('section.run').forEach(function(run){
   }
   run.querySelectorAll('select,input').forEach(function(e){e.addEventListener('change',apply);});
 });
+function openRun(){var d=location.hash&&document.querySelector('details'+location.hash);if(d)d.open=true;}
+window.addEventListener('hashchange',openRun);openRun();
 """
 
 
@@ -71,12 +73,6 @@ def _load(run_dir: Path) -> dict:
     }
 
 
-def _index_text(info: dict) -> str:
-    """``HNSW COSINE {'M': 16, ...}`` from Milvus' index description."""
-    params = {k: v for k, v in info.items() if k not in ("field_name", "index_name", "index_type", "metric_type")}
-    return " ".join(str(x) for x in (info.get("index_type", "?"), info.get("metric_type", ""), params or "") if x)
-
-
 def _header(run: dict) -> str:
     r, m = run["results"], run["manifest"]
     out = [
@@ -89,7 +85,7 @@ def _header(run: dict) -> str:
                    "show the pipeline working, not what these models learned.</div>")  # fmt: skip
     rows = "".join(
         f"<tr><td>{esc(n)}</td><td>{esc(d.get('weights'))}</td><td>{esc(', '.join(d.get('providers_active', [])))}</td>"
-        f"<td>{esc(_index_text(m.get('store', {}).get('index', {}).get(n, {})))}</td></tr>"
+        f"<td>{esc(index_text(m.get('store', {}).get('index', {}).get(n, {})))}</td></tr>"
         for n, d in m.get("models", {}).items()
     )
     versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v)
@@ -158,24 +154,18 @@ def _cards(run: dict, missing: set[int]) -> str:
         per = ranked.get(q["query"], {})
         mean_rbo = sum(rbo[q["query"]]) / len(rbo[q["query"]]) if rbo[q["query"]] else ""
         mean_pk = sum(pk[q["query"]]) / len(pk[q["query"]]) if pk[q["query"]] else ""
-        qcls = " missing" if q["id"] in missing else ""
-        card = [
-            f"<div class='card' data-order='{order}' data-rbo='{mean_rbo}' data-pk='{mean_pk}' "
-            f"data-label='{esc(q['label'])}'><h3>{esc(relative(q['query'], root))} "
-            f"<span class='meta'>[{esc(q['label'])}] RBO {fmt(mean_rbo or None)}</span></h3>",
-            f"<div class='row'><div class='hit q'><span class='th i{q['id']}{qcls}'></span>query</div></div>",
-        ]
+        meta = f"<span class='meta'>[{esc(q['label'])}] RBO {fmt(mean_rbo or None)}</span>"
+        title = f"{esc(relative(q['query'], root))} {meta}"
+        rows = [query_html(q["id"], " missing" if q["id"] in missing else "")]
         for m in models:
             others = {h["id"] for o in models if o != m for h in per.get(o, [])}
-            hits = []
-            for h in per.get(m, []):
-                cls = (" shared" if h["id"] in others else "") + (" missing" if h["id"] in missing else "")
-                hits.append(f"<div class='hit' title='{esc(h['path'])}'><span class='th i{h['id']}{cls}'></span>"
-                            f"{esc(h['label'])} {h['cosine']:.3f}</div>")  # fmt: skip
-            card.append(
-                f"<div class='row' data-model='{esc(m)}'><div class='mname'>{esc(m)}</div>{''.join(hits)}</div>"
-            )
-        cards.append("".join(card) + "</div>")
+            hits = [
+                hit_html(h["id"], h["path"], h["label"], h["cosine"],
+                         (" shared" if h["id"] in others else "") + (" missing" if h["id"] in missing else ""))
+                for h in per.get(m, [])
+            ]  # fmt: skip
+            rows.append(model_row_html(m, hits))
+        cards.append(card_html(title, rows, {"order": order, "rbo": mean_rbo, "pk": mean_pk, "label": q["label"]}))
     note = (
         "<p class='meta'>A green frame marks a hit another model also found; "
         "a dashed red one an image whose file is gone.</p>"
@@ -192,31 +182,45 @@ def _raw_links(run: dict, out: Path) -> str:
     return "<h2>Raw data</h2><p>" + " · ".join(links) + "</p>"
 
 
-def build_report(run_dirs: list[Path], out: Path) -> str:
-    """The page for one or more run folders (each needs results.json and comparison.json)."""
+def _multi_top(cmp: Comparison) -> str:
+    """The page head of several runs: the comparison first, then links to each run's (collapsed) section."""
+    names = " vs ".join(esc(r.results.get("experiment", "?")) for r in cmp.runs)
+    links = " · ".join(f"<a href='#run{i}'>{r.letter}: {esc(r.results.get('experiment', '?'))}</a>"
+                       for i, r in enumerate(cmp.runs))  # fmt: skip
+    return (f"<h1>{len(cmp.runs)} runs compared: {names}</h1>" + comparison_html(cmp)
+            + f"<h2>Each run</h2><p class='meta'>Open a run to see its full report: {links}</p>")  # fmt: skip
+
+
+def _section(run: dict, i: int, missing: set[int], out: Path, view: RunView | None) -> str:
+    """One run's full report; on a multi-run page it sits in a collapsed ``<details>`` headed by its letter."""
+    body = _header(run) + _metrics(run) + _agreement_and_distances(run) + _cards(run, missing) + _raw_links(run, out)
+    if view is None:
+        return f"<section class='run' id='run{i}'>{body}</section>"
+    r = view.results
+    summary = (f"{view.letter} · {esc(r.get('experiment', '?'))} — {esc(view.dataset_text())}, "
+               f"{len(view.models)} models, {len(r.get('queries', []))} queries")  # fmt: skip
+    section = f"<section class='run'>{body}</section>"
+    return f"<details class='runbox' id='run{i}'><summary>{summary}</summary>{section}</details>"
+
+
+def build_report(run_dirs: list[Path], out: Path, reference: str | None = None) -> str:
+    """The page for one or more run folders (each needs results.json and comparison.json). Several runs get the
+    cross-run comparison on top (overlap measured against ``reference``, default run A's first model)."""
     runs = [_load(Path(d)) for d in run_dirs]
+    cmp = compare_runs(runs, reference) if len(runs) > 1 else None
     paths: dict[int, str] = {}
     for run in runs:
         r = run["results"]
         paths |= {q["id"]: q["query"] for q in r["queries"]} | {h["id"]: h["path"] for h in r["hits"]}
     css, missing = thumbnail_css(paths)
-    toc = (
-        "".join(f"<a href='#run{i}'>{esc(run['results']['experiment'])}</a> " for i, run in enumerate(runs))
-        if len(runs) > 1
-        else ""
-    )
-    sections = []
-    for i, run in enumerate(runs):
-        body = (
-            _header(run) + _metrics(run) + _agreement_and_distances(run) + _cards(run, missing) + _raw_links(run, out)
-        )
-        sections.append(f"<section class='run' id='run{i}'>{body}</section>")
+    top = _multi_top(cmp) if cmp else ""
+    sections = [_section(run, i, missing, out, cmp.runs[i] if cmp else None) for i, run in enumerate(runs)]
     title = " vs ".join(run["results"]["experiment"] for run in runs)
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)} — onnx-search</title>"
-            f"<style>{STYLE}\n{css}</style></head><body>{toc}{''.join(sections)}"
+            f"<style>{CARD_CSS}{STYLE}{MULTI_CSS if cmp else ''}\n{css}</style></head><body>{top}{''.join(sections)}"
             f"<script>{SCRIPT}</script></body></html>")  # fmt: skip
 
 
-def write_html_report(run_dirs: list[Path], out: Path) -> Path:
-    out.write_text(build_report(run_dirs, out), encoding="utf-8")
+def write_html_report(run_dirs: list[Path], out: Path, reference: str | None = None) -> Path:
+    out.write_text(build_report(run_dirs, out, reference), encoding="utf-8")
     return out
