@@ -20,13 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models-dir", default="models", type=Path)
     ap.add_argument("--out", default="bench", type=Path)
     ap.add_argument("--models", default="resnet50,vgg16")
-    ap.add_argument("--only", choices=["embed", "store", "matrix", "scale"], default=None)
+    ap.add_argument("--only", choices=["embed", "store", "matrix", "scale", "rss"], default=None)
     ap.add_argument("--variants", default="fp32,int8,fp16,optimized", help="variants in the speed matrix")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--store-images", type=int, default=1500, help="vectors in the store benchmark")
     ap.add_argument("--store-queries", type=int, default=50)
     ap.add_argument("--scale-sizes", default="1000,10000,100000", help="collection sizes for the scale figures")
     ap.add_argument("--rss-sizes", default="1000,10000", help="two folder sizes whose ingest peak RSS is compared")
+    ap.add_argument("--rss-models", default="2,4,6", help="model counts whose run peak RSS is compared")
     ap.add_argument("--photos", type=int, default=96, help="640x480 JPEGs for the end-to-end embedding figure")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -53,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         res = bench_scale(args.models_dir, work / "scale", sizes=sizes, rss_sizes=rss)
         (args.out / "scale.json").write_text(json.dumps(res, indent=1))
         scale_plot(res, args.out / "scale.png")
+    if args.only in (None, "rss"):
+        from .run_rss import bench_run_rss
+
+        counts = [int(n) for n in args.rss_models.split(",")]
+        res = bench_run_rss(args.models_dir, work / "rss", names=args.models.split(","), counts=counts)
+        (args.out / "run_rss.json").write_text(json.dumps(res, indent=1))
     if args.only in (None, "store"):
         res = bench_store(args.models_dir, n_images=args.store_images, n_queries=args.store_queries, work=work)
         (args.out / "store.json").write_text(json.dumps(res, indent=1))
