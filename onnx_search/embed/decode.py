@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 
@@ -91,39 +92,57 @@ def read_bytes(path: str | Path) -> bytes:
         raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
 
 
-def resize(img: Image.Image, size: int, policy: str = "squash", interpolation: str = "bilinear") -> np.ndarray:
-    """Resize to ``size``×``size`` uint8 HWC: ``squash`` as Keras' load_img, or ``center_crop`` as torchvision.
+def scale_side(size: int, policy: str, crop_pct: float = 0.0) -> int:
+    """The side an image is resized to before its centre crop: torchvision's 256 for 224 by default, else
+    timm's ``floor(size / crop_pct)``; ``size`` itself for a plain squash."""
+    if crop_pct:
+        return math.floor(size / crop_pct)
+    return round(size * 256 / 224) if policy == "center_crop" else size
 
-    ``center_crop`` is torchvision's ``Resize(round(size·256/224))`` + ``CenterCrop(size)`` on a PIL image,
-    step for step: the shorter side to 256, the longer ``int(256·long/short)``, Pillow's antialiased resampler,
-    then the crop offset ``int(round((side - size) / 2))`` (Python's round, as torchvision uses).
+
+def _center_crop(img: Image.Image, size: int) -> Image.Image:
+    """torchvision's CenterCrop on an image at least ``size`` on each side (offsets rounded as it rounds)."""
+    w, h = img.size
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def resize(
+    img: Image.Image, size: int, policy: str = "squash", interpolation: str = "bilinear", crop_pct: float = 0.0
+) -> np.ndarray:
+    """Resize to ``size``×``size`` uint8 HWC: ``squash`` as Keras' load_img, or ``center_crop`` as torchvision/timm.
+
+    ``center_crop`` is torchvision's ``Resize(scale)`` + ``CenterCrop(size)`` on a PIL image, step for step: the
+    shorter side to ``scale`` (``scale_side``), the longer ``int(scale·long/short)``, Pillow's antialiased
+    resampler, then the crop offset ``int(round((side - size) / 2))`` (Python's round, as torchvision uses).
+    ``squash`` with a ``crop_pct`` below 1 is timm's squash mode: both sides to ``scale``, then the centre crop.
     """
     resample = _RESAMPLE[interpolation]
+    scale = scale_side(size, policy, crop_pct)
     if policy == "squash":
-        out = img.resize((size, size), resample)
+        out = img.resize((scale, scale), resample)
+        if scale != size:
+            out = _center_crop(out, size)
     elif policy == "center_crop":
-        short = round(size * 256 / 224)
         w, h = img.size
         if w <= h:
-            nw, nh = short, int(short * h / w)
+            nw, nh = scale, int(scale * h / w)
         else:
-            nw, nh = int(short * w / h), short
-        img = img.resize((nw, nh), resample)
-        top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
-        out = img.crop((left, top, left + size, top + size))
+            nw, nh = int(scale * w / h), scale
+        out = _center_crop(img.resize((nw, nh), resample), size)
     else:
         raise ValueError(f"unknown resize policy {policy!r}; expected squash or center_crop")
     return np.asarray(out, dtype=np.uint8)
 
 
-def needed_side(geometry: tuple[int, str, str]) -> int:
+def needed_side(geometry: tuple) -> int:
     """The fewest pixels per side a geometry needs before resizing (JPEG draft decoding never goes below it)."""
-    size, policy, _ = geometry
-    return round(size * 256 / 224) if policy == "center_crop" else size
+    size, policy = geometry[0], geometry[1]
+    return scale_side(size, policy, geometry[3] if len(geometry) > 3 else 0.0)
 
 
 def load_for_recipes(
-    path: str | Path, geometries: list[tuple[int, str, str]], max_pixels: int = DEFAULT_MAX_PIXELS
+    path: str | Path, geometries: list[tuple], max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[bytes, list[np.ndarray]]:
     """Read and decode one file once, and return its bytes and one uint8 array per geometry."""
     data = read_bytes(path)

@@ -1,7 +1,8 @@
 """Registry model -> self-describing .onnx: build in its framework, export, parity gate, recipe in metadata.
 
 The flow is the same for every source; what differs (build, forward pass, export) lives in one backend
-module per source: ``convert_keras`` (tf2onnx) and ``convert_torch`` (torch.onnx).
+module per source: ``convert_keras`` (tf2onnx), ``convert_torch`` (torchvision, torch.onnx) and ``convert_timm``
+(timm, torch.onnx; its recipe is read from timm for the model as created).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .zoo import ModelSpec, get_spec
 log = logging.getLogger(__name__)
 
 OPSET = 17
-BACKENDS = {"keras": "convert_keras", "torchvision": "convert_torch"}
+BACKENDS = {"keras": "convert_keras", "torchvision": "convert_torch", "timm": "convert_timm"}
 
 
 @dataclass
@@ -73,6 +74,8 @@ def convert_model(
         return ConvertResult(spec.name, out, True, meta, 0.0)
     t0 = time.perf_counter()
     model = backend.build(spec, choice)
+    if hasattr(backend, "describe"):  # a source whose recipe is read from the framework (timm's data config)
+        spec = backend.describe(model, spec)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     try:

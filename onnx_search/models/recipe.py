@@ -15,8 +15,12 @@ import numpy as np
 from ..errors import ModelFileError
 
 METADATA_KEY = "onnx_search.recipe"
-PREPROCESS_MODES = ("caffe", "torch", "tf", "raw")
-RESIZE_POLICIES = ("squash", "center_crop")  # Keras' load_img; torchvision's Resize(256) + CenterCrop(224)
+# caffe/torch/tf/raw: Keras' preprocess_input modes; meanstd: x/255, then (x - mean) / std with the recipe's own
+# mean and std (timm's and torchvision's ToTensor + Normalize, for any mean/std a model was trained with)
+PREPROCESS_MODES = ("caffe", "torch", "tf", "raw", "meanstd")
+# squash: Keras' load_img (or timm's "squash" crop mode when crop_pct < 1); center_crop: shorter side to
+# size / crop_pct, then a centre crop (torchvision's Resize(256) + CenterCrop(224), timm's "center" mode)
+RESIZE_POLICIES = ("squash", "center_crop")
 LAYOUTS = ("NHWC", "NCHW")
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -32,18 +36,40 @@ class Recipe:
     resize: str = "squash"
     interpolation: str = "bilinear"
     layout: str = "NHWC"  # the model's input layout: NHWC (Keras) or NCHW (PyTorch)
+    crop_pct: float = 0.0  # 0: the policy's own (squash: none; center_crop: 224/256); else timm's crop_pct
+    mean: tuple[float, float, float] | None = None  # meanstd only: per-channel mean and std on [0, 1] pixels
+    std: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.preprocess == "meanstd" and (self.mean is None or self.std is None):
+            raise ValueError("preprocess 'meanstd' needs the recipe's mean and std")
 
     @property
-    def geometry(self) -> tuple[int, str, str]:
+    def geometry(self) -> tuple[int, str, str, float]:
         """The part of the recipe that decides the uint8 pixels (normalisation comes later)."""
-        return (self.input_size, self.resize, self.interpolation)
+        return (self.input_size, self.resize, self.interpolation, float(self.crop_pct))
+
+    def as_metadata(self) -> dict:
+        """The recipe's fields as the JSON a .onnx file carries (the inverse of ``recipe_from_metadata``)."""
+        meta = {
+            "input_size": self.input_size,
+            "preprocess": self.preprocess,
+            "resize": self.resize,
+            "interpolation": self.interpolation,
+            "layout": self.layout,
+        }
+        if self.crop_pct:
+            meta["crop_pct"] = self.crop_pct
+        if self.mean is not None:
+            meta["mean"], meta["std"] = list(self.mean), list(self.std)
+        return meta
 
 
-def normalize(batch: np.ndarray, mode: str) -> np.ndarray:
+def normalize(batch: np.ndarray, mode: str, mean=None, std=None) -> np.ndarray:
     """Keras ``preprocess_input`` for ``mode`` on an NHWC RGB batch, returning a new float32 array.
 
-    The arithmetic follows Keras step by step (same order, float32) so results match bit for bit;
-    the input is never modified.
+    The arithmetic follows Keras step by step (same order, float32) so results match bit for bit; ``meanstd``
+    follows torchvision's ToTensor + Normalize the same way. The input is never modified.
     """
     x = np.array(batch, dtype=np.float32, copy=True)
     if mode == "raw":
@@ -52,9 +78,11 @@ def normalize(batch: np.ndarray, mode: str) -> np.ndarray:
         x /= 127.5
         x -= 1.0
         return x
-    if mode == "torch":
+    if mode in ("torch", "meanstd"):
         x /= 255.0
-        mean, std = TORCH_MEAN, TORCH_STD
+        mean, std = (TORCH_MEAN, TORCH_STD) if mode == "torch" else (mean, std)
+        if mean is None or std is None:
+            raise ValueError("preprocessing 'meanstd' needs a mean and a std")
     elif mode == "caffe":
         x = x[..., ::-1].copy()
         mean, std = CAFFE_MEAN_BGR, None
@@ -70,7 +98,7 @@ def normalize(batch: np.ndarray, mode: str) -> np.ndarray:
 
 def prepare_batch(pixels: np.ndarray, recipe: Recipe) -> np.ndarray:
     """A uint8 NHWC RGB batch -> the float32 model input: normalised by the recipe, in the model's layout."""
-    x = normalize(pixels, recipe.preprocess)
+    x = normalize(pixels, recipe.preprocess, recipe.mean, recipe.std)
     if recipe.layout == "NCHW":
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     if recipe.layout != "NHWC":
@@ -81,15 +109,21 @@ def prepare_batch(pixels: np.ndarray, recipe: Recipe) -> np.ndarray:
 def recipe_from_metadata(meta: dict, source: str | Path) -> Recipe:
     """Build the Recipe from a metadata dict, naming the file when fields are missing."""
     try:
+        mean, std = meta.get("mean"), meta.get("std")
         return Recipe(
             int(meta["input_size"]),
             meta["preprocess"],
             meta.get("resize", "squash"),
             meta.get("interpolation", "bilinear"),
             meta.get("layout", "NHWC"),
+            float(meta.get("crop_pct") or 0.0),
+            tuple(map(float, mean)) if mean is not None else None,
+            tuple(map(float, std)) if std is not None else None,
         )
     except KeyError as exc:
         raise ModelFileError(f"{source}: onnx-search metadata lacks {exc.args[0]!r}; re-convert it") from None
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{source}: onnx-search recipe is not usable ({exc}); re-convert it") from None
 
 
 def parse_metadata(custom: dict[str, str], source: str | Path) -> dict:

