@@ -7,7 +7,7 @@ MODELS ?= resnet50 vgg16
 WEIGHTS ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: setup redis convert test test-server test-ray lint format bench demo keras-vs-torch clean
+.PHONY: setup redis convert test test-server test-ray lint format bench demo serve keras-vs-torch clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -59,9 +59,17 @@ bench: setup convert
 	$(PY) -m onnx_search.bench --models-dir models --out bench
 	# Ray vs local engine: a Ray cluster opens ports, so it runs in a loopback-only namespace
 	unshare -n bash -c "ip link set lo up && RAY_USAGE_STATS_ENABLED=0 $(PY) -m onnx_search.bench.ray_speed models"
+	# the explorer: query latency p50/p99 per model through its HTTP API at 1k and 10k images (bench/serve.json)
+	$(PY) -m onnx_search.bench.serve --models-dir models --out bench
 
 demo: setup
 	$(CLI) demo
+
+# The explorer over the demo's collections and run (after `make demo`): http://127.0.0.1:8765/
+SERVE_RUNS ?= demo/runs/demo
+SERVE_ARGS ?=
+serve: setup
+	$(CLI) serve $(SERVE_RUNS) $(SERVE_ARGS)
 
 # Keras vs torchvision ResNet50/VGG16 on the demo images (or on $$PHOTOS when set)
 keras-vs-torch: setup

@@ -1,0 +1,182 @@
+"""The explorer's query latency through its HTTP API (bench/serve.json), per model, at several collection sizes.
+
+Per size, each model's collection holds seeded random unit vectors (ids catalogued against a few generated
+images, so hits join and thumbnails work): what grows with n is the store, not the model. Each query is a real
+JPEG upload that the server decodes and embeds with the model's own session before searching, so the latency is
+what a person waits for: upload + decode + embed + search + catalogue join + calibration, one model per request.
+The collections are written in a child process (a Milvus Lite folder stays locked until its process exits),
+then ``onnx-search serve`` runs in another child on 127.0.0.1 and this process times requests against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from ..provenance import library_versions, machine
+from ..synth import generate_labelled_set
+
+
+def populate(data_dir: Path, redis_url: str, namespace: str, models: dict[str, Path], n: int, images: Path) -> None:
+    """Catalogue ``n`` ids and give every model a collection of ``n`` random unit vectors (in this process)."""
+    from ..ids import file_sha256
+    from ..models.session import ModelSession, SessionConfig
+    from ..store.catalog import ImageRecord
+    from ..store.index import IndexParams
+    from ..store.stores import StoreSettings, open_stores
+    from .scale import unit_vectors
+
+    stores = open_stores(StoreSettings(data_dir, redis_url=redis_url, namespace=namespace, index=IndexParams()))
+    files = sorted(images.rglob("*.jpg"))
+    ids = list(range(1, n + 1))
+    stores.catalog.put_images(
+        ImageRecord(i, str(files[i % len(files)]), f"{i:032x}", 1, 1, files[i % len(files)].parent.name, str(images))
+        for i in ids
+    )
+    for seed, (name, path) in enumerate(models.items()):
+        dim = ModelSession(path, SessionConfig(["cpu"])).dim
+        coll = stores.collection(name)
+        stores.vectors.drop(coll)
+        stores.vectors.ensure(coll, dim, stores.index, n)
+        stores.vectors.upsert(coll, ids, unit_vectors(n, dim, seed))
+        stores.vectors.flush(coll)
+        stores.catalog.mark_done(name, {i: f"{i:032x}" for i in ids})
+        info = {"collection": coll, "dim": dim, "sha256": file_sha256(path), "metric": stores.index.metric}
+        stores.catalog.set_model(name, info | {"path": str(path), "weights": "bench"})
+    stores.close()
+
+
+def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onnx_search.cli", "serve", *args, "--port", "0", "--providers", "cpu"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in proc.stdout:
+        if m := re.search(r"explorer: (http://\S+)", line):
+            return proc, m.group(1)
+    raise RuntimeError(f"serve exited ({proc.wait()}) without printing its URL")
+
+
+def _post(url: str, body: bytes) -> tuple[float, dict]:
+    """Round-trip milliseconds of one query, and the server's own split (embed, search) in its answer."""
+    t = time.perf_counter()
+    with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=120) as r:
+        answer = json.loads(r.read())
+    return (time.perf_counter() - t) * 1000, answer["timing_ms"]
+
+
+def _queries(n: int, seed: int = 11) -> list[bytes]:
+    """640x480 JPEG photos-like uploads (decoding a realistic upload is part of the latency)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        base = np.linspace(0, 255, 640)[None, :, None] * np.ones((480, 1, 3))
+        img = Image.fromarray(np.clip(base + rng.normal(0, 40, base.shape), 0, 255).astype(np.uint8))
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def bench_serve(
+    models_dir: Path, models: list[str], work: Path, sizes=(1000, 10000), queries: int = 40, top_k: int = 10
+) -> dict:
+    """Query latency p50/p99 (ms) per model and size through ``POST /api/query``, plus the first PCA map's time."""
+    from ..models.session import resolve_model_path
+    from ..store.local_redis import LocalRedis
+
+    work.mkdir(parents=True, exist_ok=True)
+    images = work / "serve_images"
+    generate_labelled_set(images, per_class=4, size=96, seed=1)
+    paths = {m: resolve_model_path(m, models_dir).resolve() for m in models}
+    server = LocalRedis(work / "serve_redis")
+    kw = server.start().connection_pool.connection_kwargs
+    redis_url = f"redis://:{kw['password']}@127.0.0.1:{kw['port']}/0"
+    bodies = _queries(queries)
+    out: dict = {"sizes": {}, "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    try:
+        for n in sizes:
+            data, ns = work / f"serve_{n}", f"bench:serve:{n}"
+            code = "import sys, json\nfrom pathlib import Path\nfrom onnx_search.bench.serve import populate\n"
+            code += "a = json.loads(sys.argv[1])\npopulate(Path(a['d']), a['r'], a['ns'], "
+            code += "{k: Path(v) for k, v in a['m'].items()}, a['n'], Path(a['i']))"
+            spec = {"d": str(data), "r": redis_url, "ns": ns, "m": {k: str(v) for k, v in paths.items()}, "n": n}
+            spec["i"] = str(images)
+            subprocess.run([sys.executable, "-c", code, json.dumps(spec)], check=True, timeout=3600)
+            proc, url = _start(["--data-dir", str(data), "--redis-url", redis_url, "--namespace", ns])
+            try:
+                per_model = {}
+                for m in models:
+                    q = f"{url}api/query?k={top_k}&models={m}"
+                    for body in bodies[:3]:
+                        _post(q, body)  # warm-up: first-call allocations, Milvus load
+                    timed = [_post(q, body) for body in bodies]
+                    ms = [t for t, _ in timed]
+                    t = time.perf_counter()
+                    with urllib.request.urlopen(f"{url}api/map/{m}?method=pca", timeout=3600) as r:
+                        points = len(json.loads(r.read())["ids"])
+                    per_model[m] = {
+                        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+                        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+                        "mean_ms": round(float(np.mean(ms)), 1),
+                        "server_embed_p50_ms": round(float(np.median([x["embed"] for _, x in timed])), 1),
+                        "server_search_p50_ms": round(float(np.median([x["search"] for _, x in timed])), 1),
+                        "queries": len(ms),
+                        "first_pca_map_s": round(time.perf_counter() - t, 2),
+                        "map_points": points,
+                    }
+                    print(f"serve latency n={n} {m}: {per_model[m]}", flush=True)
+                out["sizes"][str(n)] = per_model
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+    finally:
+        server.stop()
+    out |= {
+        "what": "POST /api/query per model (upload -> decode -> embed -> search -> join -> calibrate), 640x480 JPEG",
+        "collection_vectors": "seeded random unit vectors (the model embeds only the query)",
+        "top_k": top_k,
+        "index": "FLAT (Milvus Lite), metric COSINE",
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],  # other work on the CPU slows every figure
+        "machine": machine(),
+        "versions": library_versions(),
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models-dir", default="models", type=Path)
+    ap.add_argument("--models", default="resnet50,vgg16")
+    ap.add_argument("--out", default="bench", type=Path)
+    ap.add_argument("--sizes", default="1000,10000")
+    ap.add_argument("--queries", type=int, default=40)
+    args = ap.parse_args(argv)
+    res = bench_serve(
+        args.models_dir,
+        args.models.split(","),
+        args.out / "work",
+        [int(s) for s in args.sizes.split(",")],
+        args.queries,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve.json").write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
