@@ -19,6 +19,7 @@ KEEP = Path(__file__).resolve().parents[1] / ".cache"  # screenshots for a perso
 def test_the_page_queries_requeries_and_links_the_maps(served, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=30_000)  # a shared 2-core machine: the first map imports scikit-learn
     images = sorted((served.base / "images").rglob("*.jpg"))
     server = served.server
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(server.url))
@@ -97,8 +98,10 @@ def test_the_page_queries_requeries_and_links_the_maps(served, tmp_path):
         expect(page.locator(".drow")).to_have_count(6)
         rbos = page.locator(".drow").evaluate_all("els => els.map(e => parseFloat(e.dataset.rbo))")
         assert rbos == sorted(rbos)
+        page.screenshot(path=str(tmp_path / "disagree.png"))
         page.click("#tabs button[data-tab='robust']")
         expect(page.locator("#rlist > *").first).to_be_visible()
+        page.screenshot(path=str(tmp_path / "robust.png"))
 
         # a bad upload: a message in the page, and the next query still answers
         bad = tmp_path / "notes.jpg"
@@ -114,6 +117,6 @@ def test_the_page_queries_requeries_and_links_the_maps(served, tmp_path):
     assert [e for e in errors if "status of 400" not in e] == [], errors
     assert foreign == []
     KEEP.mkdir(exist_ok=True)
-    for name in ("search", "requery", "maps"):
+    for name in ("search", "requery", "maps", "disagree", "robust"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         shutil.copy(tmp_path / f"{name}.png", KEEP / f"serve-{name}.png")
