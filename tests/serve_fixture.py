@@ -85,11 +85,15 @@ def run_in_this_process(base: Path, redis_url: str) -> Path:
 
 @contextmanager
 def _onnx_entries_resolve(mdir: Path):
-    """Work around run.prepare_models resolving a ``.onnx`` entry by its stem as a registry name (it fails with
-    UnknownModelError): a stem with a file in ``mdir`` resolves to that file, anything else as before."""
+    """Work around run.prepare_models resolving a ``.onnx`` entry by its stem as a registry name (it failed with
+    UnknownModelError at the time of writing): a stem with a file in ``mdir`` resolves to that file, anything
+    else (a full path, once that is fixed) as before."""
     from onnx_search.experiment import run as run_module
 
-    real = run_module.resolve_model_path
+    real = getattr(run_module, "resolve_model_path", None)
+    if real is None:  # prepare_models no longer resolves names here: nothing to work around
+        yield
+        return
 
     def resolve(name, models_dir="models"):
         own = mdir / f"{name}.onnx"
