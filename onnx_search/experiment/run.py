@@ -61,8 +61,8 @@ def prepare_models(exp: Experiment, dataset_files: list[Path]) -> tuple[dict[str
                         entry.name, variant, exp.models_dir, calibration=dataset_files, seed=exp.seed
                     )
                     children.append(child.as_dict())
-        for key in entry.keys:
-            path = resolve_model_path(key, exp.models_dir)
+        for key in entry.keys:  # a model given as a path is that file, even when its stem looks like a variant
+            path = resolve_model_path(entry.name if entry.name.endswith(".onnx") else key, exp.models_dir)
             out[key] = ModelSession(path, SessionConfig(entry.providers, entry.strict, entry.threads))
     return out, children
 
