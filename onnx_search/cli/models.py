@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ..models.zoo import DEFAULT_MODELS
 from .common import add_session_args, load_sessions, print_skipped
@@ -17,11 +18,40 @@ def cmd_convert(args) -> int:
         meta = annotate(args.annotate, like)
         print(f"annotated {args.annotate} with the recipe of {like}: {json.dumps(meta)}")
         return 0
+    if args.source:
+        return _convert_user(args)
+    weights = args.weights or "imagenet"
     for name in args.model or list(DEFAULT_MODELS):
-        child = convert_isolated(name, args.models_dir, weights=args.weights, seed=args.seed, force=args.force)
+        child = convert_isolated(name, args.models_dir, weights=weights, seed=args.seed, force=args.force)
         _report_conversion(child.result, args, child.peak_rss_mb)
         for variant in args.variant or []:
             _report_variant(name, variant, args)
+    return 0
+
+
+def _convert_user(args) -> int:
+    """The user's own model (torch factory, Keras file or bare .onnx) with the recipe given by --recipe."""
+    import yaml
+
+    from ..errors import ConfigError
+    from ..models.isolated import convert_isolated
+
+    if not args.model or len(args.model) != 1:
+        raise ConfigError("--source needs exactly one --model NAME (the name of your model)")
+    if args.variant:
+        raise ConfigError("--variant is for registry models; convert a variant of your model yourself")
+    recipe = None
+    if args.recipe:
+        text = Path(args.recipe).read_text() if Path(args.recipe).is_file() else args.recipe
+        try:
+            recipe = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--recipe is neither a file nor YAML/JSON: {str(exc).splitlines()[0]}") from None
+    user = {"source": args.source, "recipe": recipe, "factory": args.factory, "file": args.file, "layer": args.layer}
+    child = convert_isolated(
+        args.model[0], args.models_dir, weights=args.weights or "auto", seed=args.seed, force=args.force, user=user
+    )
+    _report_conversion(child.result, args, child.peak_rss_mb)
     return 0
 
 
@@ -76,8 +106,8 @@ def register(sub) -> None:
     p.add_argument("--models-dir", default="models")
     p.add_argument(
         "--weights",
-        default="imagenet",
-        help="imagenet, random, auto (imagenet if it can be had, else random), or a .h5 path",
+        help="imagenet (default), random, auto (imagenet if it can be had, else random), or a .h5 path; "
+        "with --source torch: the state dict file (default: the factory's own init, seeded)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for --weights random")
     p.add_argument("--force", action="store_true", help="convert even when the file is up to date")
@@ -92,6 +122,12 @@ def register(sub) -> None:
         "--annotate", metavar="FILE", help="add the recipe of --like MODEL (default resnet50) to a foreign .onnx"
     )
     p.add_argument("--like", metavar="MODEL")
+    g = p.add_argument_group("your own model (one --model NAME)")
+    g.add_argument("--source", choices=["torch", "keras", "onnx"], help="convert your own model, not a registry one")
+    g.add_argument("--factory", metavar="PKG.MODULE:CALLABLE", help="torch: builds the module")
+    g.add_argument("--file", help="keras: a .keras or .h5 file; onnx: a .onnx file without onnx-search metadata")
+    g.add_argument("--layer", help="the layer whose output is the vector (default: the model's output)")
+    g.add_argument("--recipe", help="the recipe as YAML/JSON text or a file: {input_size: 224, preprocess: ...}")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("embed", help="embed a folder: <output>/<model>.npy + index.json + skipped.json")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..embed.scan import DEFAULT_EXTENSIONS
-from ..errors import UnknownModelError
+from ..errors import ModelFileError, OnnxSearchError, UnknownModelError
+from ..models.user import user_spec
 from ..models.zoo import REGISTRY, get_spec, variant_name
 from ..store.index import IndexParams, Metric
 from ..store.stores import StoreSettings
@@ -22,32 +23,60 @@ class _Strict(BaseModel):
 
 
 class ModelEntry(_Strict):
-    name: str  # registry name or a path ending .onnx
-    weights: str = "auto"  # imagenet | random | auto | path to .h5 (used when the model must be converted)
+    # the user's own model (no registry line): torch (factory + weights), keras (file) or onnx (a bare file);
+    # declared first so that the name's check below knows whether it is a registry name
+    source: Literal["torch", "keras", "onnx"] | None = None
+    name: str  # registry name, a path ending .onnx, or the name of the user's own model (with source)
+    weights: str = "auto"  # imagenet | random | auto | path to .h5 / a user torch model's state dict
     seed: int = 0
     providers: list[str] = Field(default_factory=lambda: ["auto"])
     strict: bool = False
     batch_size: int = Field(32, ge=1, le=4096)
     threads: int = Field(0, ge=0)
     variants: list[Literal["fp32", "fp16", "int8", "optimized"]] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    factory: str | None = None  # torch: "package.module:callable" returning the module
+    file: str | None = None  # keras: .keras / .h5; onnx: .onnx
+    layer: str | None = None  # the layer whose output is the vector (default: the model's output)
+    recipe: dict | None = None  # input_size, preprocess, resize, interpolation, layout, crop_pct, mean, std
 
     @field_validator("name")
     @classmethod
-    def _known(cls, v: str) -> str:
-        if not v.endswith(".onnx"):
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        if info.data.get("source") is None and not v.endswith(".onnx"):
             try:
                 get_spec(v)
             except UnknownModelError as exc:
                 raise ValueError(str(exc)) from None
-        return v.lower() if v.lower() in REGISTRY else v
+        return v.lower() if v.lower() in REGISTRY and info.data.get("source") is None else v
 
     @model_validator(mode="after")
-    def _variants_of_registry_models(self):
-        if self.name.endswith(".onnx") and self.variants != ["fp32"]:
+    def _registry_or_user(self):
+        if self.source is None and self.recipe is not None and self.name.endswith(".onnx"):
+            self.source, self.file, self.name = "onnx", self.name, Path(self.name).stem  # a bare file + its recipe
+        if self.source is None:
+            given = [k for k in ("factory", "file", "layer", "recipe") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for the user's own model; add source: torch|keras|onnx")
+        else:
+            try:
+                user_spec(self.name, **self.user)
+            except ModelFileError:
+                pass  # a bare .onnx without recipe: the conversion says which fields to fill
+            except OnnxSearchError as exc:
+                raise ValueError(str(exc)) from None
+        if (self.name.endswith(".onnx") or self.source) and self.variants != ["fp32"]:
             raise ValueError("variants are made from registry models; convert a variant of a file yourself")
         if len(set(self.variants)) != len(self.variants):
             raise ValueError(f"a variant is listed twice: {self.variants}")
         return self
+
+    @property
+    def user(self) -> dict | None:
+        """What ``convert_model(user=...)`` needs for the user's own model; None for a registry model or file."""
+        if self.source is None:
+            return None
+        return {"source": self.source, "recipe": self.recipe, "factory": self.factory, "file": self.file,
+                "layer": self.layer}  # fmt: skip
 
     @property
     def key(self) -> str:
@@ -100,6 +129,7 @@ class Augment(_Strict):
     """Perturbed copies of sampled dataset images as queries; each copy's original is its one right answer."""
 
     sample: int = Field(50, ge=1)  # originals sampled (seeded) from the catalogued images
+    under: Path | None = None  # only originals under this subfolder of dataset.root (e.g. the real photos)
     seed: int = 0
     transforms: list[str] = Field(default_factory=lambda: list(DEFAULT_TRANSFORMS), min_length=1)
 

@@ -50,6 +50,16 @@ def prepare_models(exp: Experiment, dataset_files: list[Path]) -> tuple[dict[str
     """
     out, children = {}, []
     for entry in exp.models:
+        if entry.user is not None:  # the user's own model: converted (or, a bare .onnx, annotated) into models_dir
+            from ..models.isolated import convert_isolated
+
+            child = convert_isolated(
+                entry.name, exp.models_dir, weights=entry.weights, seed=entry.seed, user=entry.user
+            )
+            children.append(child.as_dict())
+            options = SessionConfig(entry.providers, entry.strict, entry.threads)
+            out[entry.key] = ModelSession(child.result.path, options)
+            continue
         if not entry.name.endswith(".onnx"):
             from ..models.isolated import convert_isolated, variant_isolated
 
@@ -187,6 +197,9 @@ class ExperimentRun:
     def augmented(self, stores: Stores, models, catalogued: list[Path], bases: dict) -> tuple[dict | None, list]:
         """Perturbed copies as queries (None when the config asks for none)."""
         aug = self.exp.queries.augment
+        if aug and aug.under:
+            folder = (self.exp.dataset.root / aug.under).expanduser().resolve()
+            catalogued = [p for p in catalogued if p.is_relative_to(folder)]
         if not aug or not catalogued:
             return None, []
         return run_augmented(aug, stores, models, catalogued, bases, self.exp.top_k, min(self.batch_sizes.values()))

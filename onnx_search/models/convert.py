@@ -2,7 +2,9 @@
 
 The flow is the same for every source; what differs (build, forward pass, export) lives in one backend
 module per source: ``convert_keras`` (tf2onnx), ``convert_torch`` (torchvision, torch.onnx) and ``convert_timm``
-(timm, torch.onnx; its recipe is read from timm for the model as created).
+(timm, torch.onnx; its recipe is read from timm for the model as created); the user's own models (no registry
+line, their recipe given by the user) through ``convert_user_torch``, ``convert_user_keras`` and
+``convert_user_onnx`` (see ``user.py``).
 """
 
 from __future__ import annotations
@@ -21,13 +23,21 @@ from ..errors import ModelFileError
 from ..provenance import library_versions
 from .parity import PARITY_TOLERANCE, check_parity, parity_images
 from .recipe import prepare_batch, up_to_date, write_metadata
+from .user import input_hashes, is_user, user_spec, user_weights
 from .weights import resolve_weights
 from .zoo import ModelSpec, get_spec
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
-BACKENDS = {"keras": "convert_keras", "torchvision": "convert_torch", "timm": "convert_timm"}
+BACKENDS = {
+    "keras": "convert_keras",
+    "torchvision": "convert_torch",
+    "timm": "convert_timm",
+    "user-torch": "convert_user_torch",
+    "user-keras": "convert_user_keras",
+    "user-onnx": "convert_user_onnx",
+}
 
 
 @dataclass
@@ -57,11 +67,15 @@ def convert_model(
     seed: int = 0,
     force: bool = False,
     tolerance: float = PARITY_TOLERANCE,
+    user: dict | None = None,
 ) -> ConvertResult:
-    """Convert one registry model to ``out_dir/<name>.onnx`` unless an identical one exists."""
-    spec = get_spec(name)
+    """Convert one registry model to ``out_dir/<name>.onnx`` unless an identical one exists.
+
+    ``user`` (source, recipe, factory, file, layer) makes ``name`` the user's own model instead of a registry one.
+    """
+    spec = user_spec(name, **user) if user is not None else get_spec(name)
     backend = backend_for(spec)
-    choice = resolve_weights(spec, weights, seed)
+    choice = user_weights(spec, weights, seed) if is_user(spec) else resolve_weights(spec, weights, seed)
     out = spec.onnx_path(out_dir)
     request = {
         "spec": spec.to_dict(),
@@ -69,16 +83,18 @@ def convert_model(
         "opset": OPSET,
         "converter": converter_fingerprint(backend),
     }
+    if is_user(spec):  # the user's files may change in place: their contents decide staleness
+        request["inputs"] = input_hashes(spec, choice)
     if not force and (meta := up_to_date(out, request)):
         log.info("%s is up to date (%s), skipping", out, choice.label)
         return ConvertResult(spec.name, out, True, meta, 0.0)
     t0 = time.perf_counter()
     model = backend.build(spec, choice)
-    if hasattr(backend, "describe"):  # a source whose recipe is read from the framework (timm's data config)
-        spec = backend.describe(model, spec)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     try:
+        if hasattr(backend, "describe"):  # a source whose recipe or dim is read from the model (timm, user)
+            spec = backend.describe(model, spec)
         backend.export(model, spec, tmp, OPSET)
         x = prepare_batch(parity_images(spec), spec.recipe)
         parity = check_parity(lambda b: backend.forward(model, b), tmp, spec.name, x, tolerance, backend.LABEL)

@@ -131,8 +131,10 @@ def parse_metadata(custom: dict[str, str], source: str | Path) -> dict:
     raw = custom.get(METADATA_KEY)
     if raw is None:
         raise ModelFileError(
-            f"{source} has no onnx-search metadata ({METADATA_KEY!r}); convert it with "
-            "`onnx-search convert`, or add the recipe with `onnx-search convert --annotate FILE --like MODEL`"
+            f"{source} has no onnx-search metadata ({METADATA_KEY!r}); give its recipe in the experiment YAML "
+            "(`recipe: {input_size, preprocess: caffe|torch|tf|raw|meanstd, resize: squash|center_crop, "
+            "interpolation, layout: NHWC|NCHW, crop_pct, mean, std}`), or `onnx-search convert --model NAME "
+            "--source onnx --file FILE --recipe '{...}'`, or `onnx-search convert --annotate FILE --like MODEL`"
         )
     try:
         return json.loads(raw)

@@ -41,6 +41,9 @@ def resolve_model_path(name_or_path: str | Path, models_dir: str | Path = "model
             raise ModelFileError(f"model file {p} does not exist")
         return p
     base, variant = split_variant(s)
+    own = Path(models_dir) / f"{s}.onnx"
+    if "/" not in s and own.is_file():
+        return own  # a converted model under its own name (the user's own models have no registry line)
     spec = get_spec(base)
     p = spec.onnx_path(models_dir, variant)
     if not p.is_file():

@@ -1,0 +1,53 @@
+"""The user's own Keras model: a Keras 3 ``.keras`` or legacy ``.h5`` file, its output or a named layer's as the
+vector, the recipe from the user; exported by tf2onnx like the registry's Keras models."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..errors import ConfigError, ModelFileError
+from .convert_keras import export, forward, keras_forward  # noqa: F401 - the same export and forward pass
+from .frameworks import tensorflow_safely
+from .parity import parity_images
+from .recipe import prepare_batch
+from .user import vector_dim
+from .weights import WeightsChoice
+from .zoo import ModelSpec
+
+LABEL = "Keras"
+
+
+def build(spec: ModelSpec, choice: WeightsChoice):
+    """Load the file (no compile), cut it at the named layer, check its input against the recipe."""
+    tensorflow_safely()
+    import keras
+
+    try:
+        model = keras.models.load_model(spec.builder, compile=False)
+    except Exception as exc:  # noqa: BLE001 - a file Keras cannot read
+        why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelFileError(f"{spec.name}: Keras cannot load {spec.builder}: {why}") from None
+    if spec.pooling.startswith("layer:"):
+        layer = spec.pooling[6:]
+        try:
+            model = keras.Model(model.inputs, model.get_layer(layer).output)
+        except ValueError:
+            names = ", ".join(lay.name for lay in model.layers[:12])
+            raise ConfigError(f"{spec.name}: no layer {layer!r} in the model; its layers include {names}") from None
+    shape = tuple(model.inputs[0].shape)
+    want = (spec.input_size, spec.input_size, 3) if spec.layout == "NHWC" else (3, spec.input_size, spec.input_size)
+    if len(shape) != 4 or any(a is not None and a != b for a, b in zip(shape[1:], want, strict=True)):
+        raise ModelFileError(
+            f"{spec.name}: the model's input is {shape} but the recipe says {spec.layout} {spec.input_size}px "
+            f"(batch, {', '.join(map(str, want))}); fix recipe.input_size / recipe.layout"
+        )
+    return keras_forward(model)
+
+
+def describe(model, spec: ModelSpec) -> ModelSpec:
+    """The vector's dimension, from one forward pass; an output that is no vector per image is an error."""
+    if spec.layout != "NHWC":
+        raise ConfigError(f"{spec.name}: Keras models are exported NHWC; set recipe.layout NHWC")
+    out = forward(model, prepare_batch(parity_images(spec, 2), spec.recipe))
+    where = f"layer {spec.pooling[6:]!r}" if spec.pooling.startswith("layer:") else "the model's output"
+    return replace(spec, dim=vector_dim(out.shape, spec.name, where))
