@@ -61,7 +61,7 @@ def open_sessions(
 
 @dataclass
 class Explorer:
-    """What every route works on; store and model calls are serialised by one lock."""
+    """What every route works on; queries are serialised by one lock, maps by their cache's own."""
 
     stores: Stores
     sessions: dict[str, ModelSession]
@@ -184,9 +184,8 @@ class Explorer:
 
     def map(self, model: str, method: str) -> dict:
         self._pick([model])
-        with self.lock:
-            proj = self.maps.get(model, method)
-            recs = self.stores.catalog.get_images(proj.ids)
+        proj = self.maps.get(model, method)  # its own lock: a long t-SNE never holds up the queries
+        recs = self.stores.catalog.get_images(proj.ids)
         labels = [recs[i].label if i in recs else "" for i in proj.ids]
         names = sorted(set(labels))
         index = {n: j for j, n in enumerate(names)}

