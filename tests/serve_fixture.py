@@ -15,7 +15,6 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,31 +78,7 @@ def run_in_this_process(base: Path, redis_url: str) -> Path:
         f"store: {{redis_url: '{redis_url}', namespace: servecheck}}\n"
         "queries: {sample: 6, augment: {sample: 5, transforms: [hflip, blur, rotate, crop, pad]}}\ncost: null\n"
     )
-    with _onnx_entries_resolve(mdir):
-        return run_experiment(cfg, progress=False).run_dir
-
-
-@contextmanager
-def _onnx_entries_resolve(mdir: Path):
-    """Work around run.prepare_models resolving a ``.onnx`` entry by its stem as a registry name (it failed with
-    UnknownModelError at the time of writing): a stem with a file in ``mdir`` resolves to that file, anything
-    else (a full path, once that is fixed) as before."""
-    from onnx_search.experiment import run as run_module
-
-    real = getattr(run_module, "resolve_model_path", None)
-    if real is None:  # prepare_models no longer resolves names here: nothing to work around
-        yield
-        return
-
-    def resolve(name, models_dir="models"):
-        own = mdir / f"{name}.onnx"
-        return own if own.is_file() else real(name, models_dir)
-
-    run_module.resolve_model_path = resolve
-    try:
-        yield
-    finally:
-        run_module.resolve_model_path = real
+    return run_experiment(cfg, progress=False).run_dir
 
 
 @dataclass
