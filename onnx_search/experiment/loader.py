@@ -116,6 +116,9 @@ def _check_files(exp: Experiment, path: Path) -> Experiment:
     if not exp.dataset.root.is_dir():
         hint = " (make it with `onnx-search demo`, or set PHOTOS)" if exp.dataset.root == Path("demo/images") else ""
         problems.append(f"dataset.root: folder {exp.dataset.root} does not exist{hint}")
+    aug = exp.queries.augment
+    if aug and aug.under and exp.dataset.root.is_dir() and not (exp.dataset.root / aug.under).is_dir():
+        problems.append(f"queries.augment.under: folder {exp.dataset.root / aug.under} does not exist")
     if exp.queries.folder and not exp.queries.folder.is_dir():
         problems.append(f"queries.folder: folder {exp.queries.folder} does not exist")
     for p in exp.queries.paths or []:

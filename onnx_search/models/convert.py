@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import json
 import logging
 import os
 import time
@@ -85,6 +86,7 @@ def convert_model(
     }
     if is_user(spec):  # the user's files may change in place: their contents decide staleness
         request["inputs"] = input_hashes(spec, choice)
+    request = json.loads(json.dumps(request))  # as the file will hold it: tuples become lists
     if not force and (meta := up_to_date(out, request)):
         log.info("%s is up to date (%s), skipping", out, choice.label)
         return ConvertResult(spec.name, out, True, meta, 0.0)
