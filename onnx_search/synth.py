@@ -64,3 +64,14 @@ def generate_labelled_set(
                 img.save(p, quality=90)
             written.append(p)
     return written
+
+
+def generate_demo_set(root: str | Path, per_class: int = 8, size: int = 160, seed: int = 0) -> int:
+    """The demo's images: the labelled synthetic set plus the package-shipped real photos in ``photos/``.
+
+    Returns how many real photos it holds.
+    """
+    from .photos import copy_photos
+
+    generate_labelled_set(root, per_class=per_class, size=size, seed=seed)
+    return len(copy_photos(Path(root) / "photos"))

@@ -5,7 +5,7 @@ import pytest
 
 from onnx_search.errors import ConfigError
 from onnx_search.experiment.loader import load_experiment
-from onnx_search.synth import generate_labelled_set
+from onnx_search.synth import generate_demo_set
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def write(cwd, text):
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_every_shipped_config_validates(config, tmp_path, monkeypatch):
-    generate_labelled_set(tmp_path / "demo" / "images", per_class=2, size=32)
+    generate_demo_set(tmp_path / "demo" / "images", per_class=2, size=32)
     shutil.copy(REPO / "configs" / config, tmp_path / config)
     monkeypatch.chdir(tmp_path)
     for var in ("PHOTOS", "MILVUS_URI", "MILVUS_TOKEN", "REDIS_URL"):

@@ -51,13 +51,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from ..photos import copy_photos
-    from ..synth import generate_labelled_set
+    from ..synth import generate_demo_set
 
-    generate_labelled_set(args.images, per_class=args.per_class, size=160, seed=0)
-    photos = copy_photos(Path(args.images) / "photos")
+    photos = generate_demo_set(args.images, per_class=args.per_class)
     print(
-        f"demo images in {args.images} (generated locally, labelled by folder; {len(photos)} real photos from "
+        f"demo images in {args.images} (generated locally, labelled by folder; {photos} real photos from "
         "scikit-image and Matplotlib in photos/)"
     )
     args.rebuild_changed = True  # the demo's data is its own: a model that really changed is re-embedded, said so
