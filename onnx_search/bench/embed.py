@@ -84,7 +84,7 @@ def _bench_model(models_dir: Path, name: str, batches, reps: int, files: list[Pa
         keras(x32[:b]).numpy()
     for _ in range(reps):
         for b in batches:
-            iters = max(1, 32 // b)
+            iters = max(1, max(batches) // b)  # the same number of images at every batch size
             x = x32[:b]
             raw["ort"][b].append(rate(lambda x=x, n=iters: [ort_model.embed(x) for _ in range(n)], b * iters))
             raw["keras"][b].append(rate(lambda x=x, n=iters: [keras(x).numpy() for _ in range(n)], b * iters))

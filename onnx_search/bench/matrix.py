@@ -31,7 +31,7 @@ def _providers() -> list[str]:
     return ["CPUExecutionProvider", *gpu]
 
 
-def _img_per_s(session: ModelSession, x: np.ndarray, images: int = 32) -> float:
+def _img_per_s(session: ModelSession, x: np.ndarray, images: int) -> float:
     runs = max(1, images // len(x))
     t = time.perf_counter()
     for _ in range(runs):
@@ -40,9 +40,16 @@ def _img_per_s(session: ModelSession, x: np.ndarray, images: int = 32) -> float:
 
 
 def bench_matrix(
-    models_dir: Path, names: list[str], variants: list[str], work: Path, reps: int = 3, photos: int = 96
+    models_dir: Path,
+    names: list[str],
+    variants: list[str],
+    work: Path,
+    reps: int = 3,
+    photos: int = 96,
+    batches: tuple[int, ...] = BATCHES,
 ) -> dict:
-    """img/s per cell (median of ``reps`` interleaved passes) and each variant's speed-up over FP32 at batch 32."""
+    """img/s per cell (median of ``reps`` interleaved passes) and each variant's speed-up over FP32 at the
+    largest batch size."""
     calib = calibration_files(photo_folder(work / "photos", photos))
     t, peaks = {}, {}
     for name in names:
@@ -54,22 +61,22 @@ def bench_matrix(
     cells, raw = {}, {}
     for name in names:
         spec = get_spec(name)
-        x = prepare_batch(parity_images(spec, n=max(BATCHES), seed=3), spec.recipe)
+        x = prepare_batch(parity_images(spec, n=max(batches), seed=3), spec.recipe)
         for v in variants:
             for prov in _providers():
                 s = ModelSession(spec.onnx_path(models_dir, v), SessionConfig([prov], strict=True))
-                for b in BATCHES:
+                for b in batches:
                     s.embed(x[:b])  # warm-up
                     cells[(name, v, prov, b)] = (s, x[:b])
                     raw[(name, v, prov, b)] = []
     for _ in range(reps):
         for key, (s, xb) in cells.items():
-            raw[key].append(_img_per_s(s, xb))
-    return _tabulate(names, variants, raw, t, reps) | {"make_peak_rss_mb": peaks}
+            raw[key].append(_img_per_s(s, xb, max(batches)))
+    return _tabulate(names, variants, raw, t, reps, batches) | {"make_peak_rss_mb": peaks}
 
 
-def _tabulate(names, variants, raw: dict, make_s: dict, reps: int) -> dict:
-    out: dict = {"machine": machine(), "versions": library_versions(), "batch_sizes": list(BATCHES), "reps": reps,
+def _tabulate(names, variants, raw: dict, make_s: dict, reps: int, batches: tuple[int, ...]) -> dict:
+    out: dict = {"machine": machine(), "versions": library_versions(), "batch_sizes": list(batches), "reps": reps,
                  "method": "img/s of session.run on preprocessed batches; median of interleaved passes"}  # fmt: skip
     for name in names:
         out[name] = {}
@@ -82,7 +89,8 @@ def _tabulate(names, variants, raw: dict, make_s: dict, reps: int) -> dict:
             if variant_name(name, v) in make_s:
                 out[name][v]["make_s"] = make_s[variant_name(name, v)]
         for v in variants:
-            mine, fp32 = raw[(name, v, "CPUExecutionProvider", 32)], raw[(name, "fp32", "CPUExecutionProvider", 32)]
+            big = max(batches)
+            mine, fp32 = raw[(name, v, "CPUExecutionProvider", big)], raw[(name, "fp32", "CPUExecutionProvider", big)]
             per_pass = [a / b for a, b in zip(mine, fp32, strict=True)]  # ratios within a pass
             out[name][v]["speedup_over_fp32"] = round(float(np.median(per_pass)), 3)
     return out
@@ -96,9 +104,10 @@ def matrix_plot(matrix: dict, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = [(m, v) for m in matrix if isinstance(matrix[m], dict) and "fp32" in matrix[m] for v in matrix[m]]
+    batches = matrix.get("batch_sizes", BATCHES)
     fig, ax = plt.subplots(figsize=(max(6, len(rows) * 1.1), 4.5), dpi=110)
-    width = 0.8 / len(BATCHES)
-    for bi, b in enumerate(BATCHES):
+    width = 0.8 / len(batches)
+    for bi, b in enumerate(batches):
         vals = [matrix[m][v]["img_per_s"]["CPUExecutionProvider"][str(b)] for m, v in rows]
         ax.bar([i + bi * width for i in range(len(rows))], vals, width, label=f"batch {b}")
     for i, (m, v) in enumerate(rows):
@@ -108,7 +117,8 @@ def matrix_plot(matrix: dict, out: Path) -> Path:
     ax.set_ylabel("img/s (CPU, model only)")
     cpus = matrix["machine"]["cpus"]
     ax.set_title(
-        f"variants vs FP32 (×: speed-up at batch 32), {cpus} CPUs, onnxruntime {matrix['versions']['onnxruntime']}",
+        f"variants vs FP32 (×: speed-up at batch {max(batches)}), {cpus} CPUs, "
+        f"onnxruntime {matrix['versions']['onnxruntime']}",
         fontsize=9,
     )
     ax.legend(fontsize=7)

@@ -92,14 +92,15 @@ def bench_scale(models_dir: Path, work: Path | None = None, sizes=(1_000, 10_000
     session = ModelSession(models_dir / f"{real_model}.onnx", SessionConfig(["cpu"]))
     files = generate_labelled_set(work / "real", per_class=-(-sizes[0] // 6), size=96, seed=2)[: sizes[0]]
     real = embed_paths(Pipeline({real_model: session}, batch_size=32, progress=False), files).vectors(real_model)
-    queries = unit_vectors(50, real.shape[1], 99)
+    nq = min(50, len(real))  # query count: 50, or every real vector of a smaller first size
+    queries = unit_vectors(nq, real.shape[1], 99)
     out: dict = {"sizes": list(sizes), "dim": int(real.shape[1]), "stores": {}, "catalogue_bytes_per_image": {}}
     server = LocalRedis(work / "redis")
     client = server.start()
     try:
         for n in sizes:
             base = real if n == len(real) else unit_vectors(n, real.shape[1], n)
-            q = real[:50] + 0.05 * queries if n == len(real) else unit_vectors(50, real.shape[1], n + 1)
+            q = real[:nq] + 0.05 * queries if n == len(real) else unit_vectors(nq, real.shape[1], n + 1)
             q = q / np.linalg.norm(q, axis=1, keepdims=True)
             store = VectorStore(connect_milvus(None, work / f"milvus_{n}"))
             out["stores"][str(n)] = {
