@@ -105,3 +105,34 @@ def test_an_original_deleted_from_the_stores_is_reported_not_a_crash(labelled_se
     cell = section["per_model"]["vgg16"]["transforms"]["identity"]
     assert cell["n"] == 11 and cell["recall_at_1"] == 1.0  # the other originals are found first, as they must be
     assert len(copies) == 12
+
+
+def test_each_hit_is_calibrated_against_its_own_models_baseline(make_stores, tmp_path):
+    """Two models with known, different baselines in real stores: a hit's percentile and z are its own model's."""
+    from pathlib import Path
+
+    from onnx_search.experiment.augmented import baselines, calibrate_hits
+    from onnx_search.ids import image_id
+
+    def at_cosine(c: float) -> np.ndarray:  # a unit vector whose cosine to e0 is exactly c (c a binary fraction)
+        return np.array([c, np.sqrt(1 - c * c), 0, 0], np.float32)
+
+    query = Path("/photos/query.jpg")
+    own = image_id(query)  # the query's own image is in the collection, and must not be in its baseline
+    known = {"a": [0, 0.25, 0.5, 0.75], "b": [0.75, 0.8125, 0.875, 0.9375]}
+    stores, ids = make_stores(), [own, 1, 2, 3, 4]
+    for m, cosines in known.items():
+        coll = stores.collection(m)
+        stores.vectors.ensure(coll, 4, stores.index, len(ids))
+        stores.vectors.upsert(coll, ids, np.stack([at_cosine(1.0)] + [at_cosine(c) for c in cosines]))
+        stores.vectors.flush(coll)
+    e0 = np.array([[1, 0, 0, 0]], np.float32)
+    bases = baselines(stores, ["a", "b"], [query], {"a": e0, "b": e0}, ids, seed=0)
+    assert {m: b.tolist() for m, b in bases.items()} == known  # sorted, the self-pair left out
+    hits = [{"model": "a", "cosine": 0.6}, {"model": "b", "cosine": 0.85}, {"model": "b", "cosine": 0.6}]
+    calibrate_hits(hits, bases)
+    mean_a, std_a = 0.375, np.sqrt(np.mean((np.array(known["a"]) - 0.375) ** 2))
+    mean_b, std_b = 0.84375, np.sqrt(np.mean((np.array(known["b"]) - 0.84375) ** 2))
+    assert hits[0]["percentile"] == 0.75 and hits[0]["z"] == pytest.approx((0.6 - mean_a) / std_a, abs=1e-6)
+    assert hits[1]["percentile"] == 0.5 and hits[1]["z"] == pytest.approx((0.85 - mean_b) / std_b, abs=1e-6)
+    assert hits[2]["percentile"] == 0.0 and hits[2]["z"] == pytest.approx((0.6 - mean_b) / std_b, abs=1e-6)

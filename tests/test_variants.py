@@ -5,16 +5,22 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
 from onnx_search.errors import ConfigError
 from onnx_search.ids import file_sha256
-from onnx_search.models.convert import convert_model
 from onnx_search.models.parity import parity_images
-from onnx_search.models.recipe import prepare_batch, read_metadata_file
+from onnx_search.models.recipe import prepare_batch, read_metadata_file, write_metadata
 from onnx_search.models.session import ModelSession, SessionConfig, resolve_model_path
 from onnx_search.models.variants import calibration_batches, calibration_files, make_variant
 from onnx_search.models.zoo import get_spec, split_variant
 from tests.helpers import photo, run_cli
+
+
+def _vectors(path, n: int = 3, seed: int = 41):
+    """Unit vectors of ``path`` on images no conversion step saw (not the parity or agreement batches)."""
+    spec = get_spec("vgg16")
+    return ModelSession(path, SessionConfig(["cpu"])).embed(prepare_batch(parity_images(spec, n, seed), spec.recipe))
 
 
 @pytest.fixture
@@ -43,11 +49,33 @@ def test_a_variant_names_its_parent_and_keeps_the_recipe(own_models):
         "fp32",
     )
 
+    # the file itself is FP16: float16 weights in about half the bytes, float32 vectors out, close to the parent's
+    weights = [t for t in onnx.load(str(r.path)).graph.initializer if len(t.dims) > 1]  # conv kernels, not shapes
+    assert weights and {t.data_type for t in weights} == {onnx.TensorProto.FLOAT16}
+    assert 0.45 < r.path.stat().st_size / (own_models / "vgg16.onnx").stat().st_size < 0.55
+    a, b = _vectors(own_models / "vgg16.onnx"), _vectors(r.path)
+    assert b.dtype == np.float32 and (a * b).sum(axis=1).min() > 0.999  # float32 in and out, vectors kept
 
-def test_a_variant_of_a_changed_parent_is_rebuilt(own_models):
+
+def _change_weights(path, label: str) -> None:
+    """The parent changes: one weight tensor scaled, its metadata saying so (as a reconversion would)."""
+    model = onnx.load(str(path))
+    t = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    w = numpy_helper.to_array(t) * np.float32(1.5)
+    t.CopyFrom(numpy_helper.from_array(w, t.name))
+    onnx.save(model, str(path))
+    write_metadata(path, read_metadata_file(path) | {"weights": label})
+
+
+def test_optimized_is_a_fused_graph_and_is_rebuilt_when_its_parent_changes(own_models):
+    parent = own_models / "vgg16.onnx"
     first = make_variant("vgg16", "optimized", own_models)
+    ops = [n.op_type for n in onnx.load(str(first.path)).graph.node]
+    parent_ops = [n.op_type for n in onnx.load(str(parent)).graph.node]
+    assert len(ops) < len(parent_ops) and "FusedConv" in ops and "FusedConv" not in parent_ops
+    assert np.abs(_vectors(parent) - _vectors(first.path)).max() < 1e-4
     assert not first.skipped and make_variant("vgg16", "optimized", own_models).skipped
-    convert_model("vgg16", own_models, weights="random", seed=1)  # the parent changes: other weights
+    _change_weights(own_models / "vgg16.onnx", "random:1")
     again = make_variant("vgg16", "optimized", own_models)
     assert not again.skipped
     assert (
