@@ -14,6 +14,7 @@ from ..embed.scan import scan_folder
 from ..errors import ConfigError
 from ..ids import image_id
 from ..ingest import IngestReport, ingest
+from ..models.family import family_info
 from ..models.session import ModelSession, SessionConfig, resolve_model_path
 from ..provenance import library_versions, machine, peak_rss_mb
 from ..search import QueryVectors, query_vectors, search_embedded
@@ -168,6 +169,7 @@ class ExperimentRun:
                 "top_k": exp.top_k,
                 "metric": exp.store.metric,
                 "models": list(models),
+                "families": {n: family_info(m.meta, m.dim) for n, m in models.items()},
                 "queries": qrows,
                 "hits": hits,
                 "skipped_queries": [{"path": p, "reason": r} for p, r in qv.failed],

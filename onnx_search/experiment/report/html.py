@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..compare import rankings
 from .card import CARD_CSS, card_html, hit_html, model_row_html, query_html
+from .families import families_of, grouped_models
 from .format import fmt, index_text, relative
 from .html_parts import esc, heatmap, svg_histograms, thumbnail_css
 from .multi import Comparison, RunView, compare_runs
@@ -95,14 +96,20 @@ def _header(run: dict) -> str:
 
 
 def _metrics(run: dict) -> str:
+    """The model table, grouped by family (when the run recorded families): family, dim, vector source, quality
+    and cost side by side."""
     s, cost = run["comparison"].get("summary", {}), run["comparison"].get("cost", {}).get("models", {})
+    fams = families_of(run["results"])
     keys = [("p_at_k", "P@k"), ("ap_at_k", "mAP@k"), ("ndcg_at_k", "nDCG@k"), ("top1_z", "top-1 z")]
     keys = [(k, t) for k, t in keys if any(k in v for v in s.get("models", {}).values())]
-    head = "<tr><th>model</th><th>top-1 cos</th>" + "".join(f"<th>{t}</th>" for _, t in keys)
+    head = "<tr><th>model</th>" + ("<th>family</th><th>dim</th><th>vector</th>" if fams else "")
+    head += "<th>top-1 cos</th>" + "".join(f"<th>{t}</th>" for _, t in keys)
     head += "<th>img/s (model)</th><th>query p50 ms</th><th>MB</th>" if cost else ""
     rows = []
-    for m, ms in s.get("models", {}).items():
-        cells = [esc(m), fmt(ms["top1_cosine"].get("median"), 4)] + [fmt(ms.get(k)) for k, _ in keys]
+    for m in grouped_models(run["results"], list(s.get("models", {}))):
+        ms, f = s["models"][m], fams.get(m, {})
+        cells = [esc(m)] + ([esc(f.get("family")), fmt(f.get("dim")), esc(f.get("vector"))] if fams else [])
+        cells += [fmt(ms["top1_cosine"].get("median"), 4)] + [fmt(ms.get(k)) for k, _ in keys]
         if cost and m in cost:
             c = cost[m]
             cells += [fmt(c["img_per_s_model_only"], 1), fmt(c["query_embed"]["p50_ms"], 1), fmt(c["file_mb"], 1)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .costs import cost_table, variants_table
+from .families import families_table
 from .format import fmt, relative
 from .robust import calibration_table, robustness_tables
 
@@ -84,6 +85,7 @@ def summary_markdown(
     results = results or {}
     tables = (
         _models_table(s),
+        families_table(results, comparison),
         _pairs_table(s, root),
         calibration_table(results.get("calibration"), comparison),
         robustness_tables(results.get("robustness")),
