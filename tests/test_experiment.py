@@ -331,7 +331,7 @@ def test_query_folder_and_unlabelled_dataset(run, labelled_set, tmp_path):
     assert "p_at_k" not in c["summary"]["models"]["vgg16"] and "P@k" not in out.summary_md
 
 
-def test_cost_figures_are_present_positive_and_in_the_summary(run):
+def test_cost_figures_are_present_positive_and_in_the_summary(run, models_dir):
     d = run["out"].run_dir
     cost = json.loads((d / "cost.json").read_text())
     assert cost == json.loads((d / "comparison.json").read_text())["cost"]
@@ -343,6 +343,7 @@ def test_cost_figures_are_present_positive_and_in_the_summary(run):
         assert 0 < c["query_embed"]["p50_ms"] <= c["query_embed"]["p99_ms"]
         assert 0 < c["search"]["p50_ms"] <= c["search"]["p99_ms"]
         assert c["providers"][-1] == "CPUExecutionProvider"
+        assert c["file_mb"] == round((models_dir / f"{name}.onnx").stat().st_size / 1e6, 2)
     md = (d / "summary.md").read_text()
     assert "## Cost (measured on 4 images" in md and "| resnet50 | " in md.split("## Cost")[1] and "✓" in md
     assert (d / "quality_speed.png").read_bytes()[:4] == b"\x89PNG"
@@ -356,7 +357,14 @@ def test_variants_are_models_of_their_own_compared_with_their_parent(run, tmp_pa
     assert r["models"] == ["resnet50", "vgg16", "vgg16.int8"] and text
     v = r["variants"]["vgg16.int8"]
     assert v["parent"] == "vgg16" and v["variant"] == "int8" and v["mean_parent_cosine"] > 0.99 and v["images"] == 12
-    assert 0 <= v["overlap_at_k"] <= 1
+    # the agreement is that of the two models' own hits, recomputed here from results.json
+    ranked = {}
+    for h in sorted(r["hits"], key=lambda h: h["rank"]):
+        ranked.setdefault((h["query"], h["model"]), []).append(h["id"])
+    overlaps = [len(set(ranked[q["query"], "vgg16"]) & set(ranked[q["query"], "vgg16.int8"])) / 4 for q in r["queries"]]
+    assert v["overlap_at_k"] == pytest.approx(sum(overlaps) / len(overlaps))
+    pair = json.loads((out.run_dir / "comparison.json").read_text())["summary"]["pairs"]["vgg16|vgg16.int8"]
+    assert v["rbo"] == pair["rbo"] and v["min_parent_cosine"] <= v["mean_parent_cosine"] <= 1 + 1e-6
     md = out.summary_md
     assert "## Variants against their parents" in md and "| vgg16.int8 | vgg16 |" in md
     assert "| vgg16.int8 |" in md.split("## Cost")[1]
@@ -375,8 +383,13 @@ def test_identity_copies_are_all_found_first_and_results_are_reproducible(run, t
         assert r["per_model"][m]["transforms"]["identity"]["n"] == 6
     assert len(r["copies"]) == 18 and r["copies"][1]["transform"] == "hflip"
     assert set(r["baselines"]) == {"resnet50", "vgg16"} and r["margin_z"]["vgg16"] > 0
-    hits = json.loads(first)["hits"]
-    assert all(0 <= h["percentile"] <= 1 and "z" in h for h in hits)
+    hits, calibration = json.loads(first)["hits"], json.loads(first)["calibration"]
+    assert all(0 <= h["percentile"] <= 1 for h in hits)
+    for h in hits:  # each hit's z is against its own model's baseline, not another model's
+        base = calibration[h["model"]]
+        assert h["z"] == pytest.approx((h["cosine"] - base["mean"]) / base["std"], abs=1e-5), h
+    a, b = calibration["resnet50"], calibration["vgg16"]
+    assert (a["mean"], a["std"]) != (b["mean"], b["std"])  # two baselines, so a mix-up would show above
     md = out.summary_md
     assert "## Robustness: recall@1 of the original (6 originals x 3 transforms, seed 1)" in md
     assert "| resnet50 | 1.00 |" in md and "## Distances in comparable units" in md
