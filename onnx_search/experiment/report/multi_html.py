@@ -41,7 +41,7 @@ def _runs_table(cmp: Comparison) -> str:
     """One row per run: what it searched, how, where, and its whole-run peak memory."""
     head = ("<tr><th>run</th><th>experiment</th><th>folder</th><th>dataset</th><th>queries</th><th>top_k</th>"
             "<th>index</th><th>augmented copies</th><th>machine</th><th>finished</th>"
-            f"<th>{RSS.title}</th><th>Δ − A</th></tr>")  # fmt: skip
+            f"<th>{RSS.title}</th><th>Δ vs A</th></tr>")  # fmt: skip
     rows = []
     a_rss = cmp.runs[0].peak_rss_mb
     for run in cmp.runs:

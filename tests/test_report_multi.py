@@ -1,0 +1,225 @@
+"""Several runs on one page: the cross-run table (through the CLI, in Chromium), and hit captions that fit their
+cards however long the labels (bounding boxes from the browser)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from onnx_search.errors import ConfigError
+from onnx_search.experiment.report.format import fmt
+from onnx_search.experiment.report.multi import COLUMNS, compare_runs
+from onnx_search.experiment.run import run_experiment
+from onnx_search.synth import generate_labelled_set
+from tests.helpers import run_cli
+from tests.test_report_html import CHROMIUM, FLAGS
+
+LONG = {"circles": "mimetypes__application-x-trash", "stripes": "actions__bookmark-new",
+        "checkers": "mimetypes__application-x-executable"}  # fmt: skip
+SHOT = Path(__file__).resolve().parents[1] / ".cache" / "report-multi-screenshot.png"  # for a person to look at
+
+
+def _run(base: Path, name: str, images: Path, models: list[str], models_dir: Path, redis_url: str) -> Path:
+    entries = "".join(f"  - {{name: {m}, weights: random, providers: [cpu]}}\n" for m in models)
+    cfg = base / f"{name}.yaml"
+    cfg.write_text(
+        f"experiment: {name}\noutput: {base / 'runs'}\ndata_dir: {base / ('data_' + name)}\n"
+        f"models_dir: {models_dir}\ntop_k: 3\ndataset: {{root: {images}}}\nmodels:\n{entries}"
+        f"store: {{redis_url: '{redis_url}', namespace: multi_{name}}}\n"
+        "queries: {sample: 4, augment: {sample: 2, transforms: [jpeg]}}\ncost: {images: 2, repeats: 1}\n"
+    )
+    return run_experiment(cfg, progress=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def two_runs(models_dir, labelled_set, tmp_path_factory, redis_url_module) -> tuple[Path, Path]:
+    """Two genuinely different runs: icons with long folder labels (resnet50, torchvision/resnet50) and the shared
+    labelled set (resnet50, vgg16); only resnet50 is in both."""
+    base = tmp_path_factory.mktemp("multi")
+    icons = base / "icons"
+    generate_labelled_set(icons, per_class=2, classes=tuple(LONG), size=64, seed=3)
+    for short, long in LONG.items():
+        (icons / short).rename(icons / long)
+    photos = base / "photos"
+    shutil.copytree(labelled_set, photos)
+    a = _run(base, "icons", icons, ["resnet50", "torchvision/resnet50"], models_dir, redis_url_module)
+    b = _run(base, "photos", photos, ["resnet50", "vgg16"], models_dir, redis_url_module)
+    return a, b
+
+
+READ_TABLE = """() => ({
+  rows: Array.from(document.querySelectorAll('table.xrun tbody tr')).map(tr => ({
+    model: tr.dataset.model, head: tr.querySelector('th').innerText,
+    cells: Array.from(tr.querySelectorAll('td')).map(td => ({run: td.dataset.run, col: td.dataset.col,
+      cls: td.className, text: td.innerText.trim(), title: td.title}))})),
+  notices: Array.from(document.querySelectorAll('.notice')).map(n => n.innerText),
+  details: Array.from(document.querySelectorAll('details.runbox')).map(d => d.open)})"""
+
+# Where each caption's text is painted: its text's line boxes, clipped by every box up to the hit that hides
+# overflow (a clamped label lays out lines it does not show).
+CAPTION_BOXES = """() => Array.from(document.querySelectorAll('.card')).map(card =>
+  Array.from(card.querySelectorAll('.hit .cap')).map(cap => {
+    const hit = cap.closest('.hit'), range = document.createRange();
+    let box = null;
+    const walker = document.createTreeWalker(cap, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+      range.selectNodeContents(walker.currentNode);
+      for (const r of range.getClientRects()) {
+        let [l, t, rr, b] = [r.left, r.top, r.right, r.bottom];
+        for (let el = walker.currentNode.parentElement; el; el = el.parentElement) {
+          if (getComputedStyle(el).overflow !== 'visible') {
+            const c = el.getBoundingClientRect();
+            l = Math.max(l, c.left); t = Math.max(t, c.top); rr = Math.min(rr, c.right); b = Math.min(b, c.bottom);
+          }
+          if (el === hit) break;
+        }
+        if (rr > l && b > t) box = box ? [Math.min(box[0], l), Math.min(box[1], t), Math.max(box[2], rr),
+                                          Math.max(box[3], b)] : [l, t, rr, b];
+      }
+    }
+    const h = hit.getBoundingClientRect(), c = cap.querySelector('.cos').getBoundingClientRect();
+    return {title: cap.title, box: box, hit: [h.left, h.top, h.right, h.bottom],
+            cos: [c.left, c.top, c.right, c.bottom]};
+  }))"""
+
+
+def _browse(page_path: Path, script: str, screenshot: Path | None = None, open_all: bool = False):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors, requests = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+        page.goto(page_path.as_uri())
+        if screenshot:
+            page.screenshot(path=str(screenshot), full_page=False)
+        if open_all:
+            page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        seen = page.evaluate(script)
+        page.click("a[href='#run1']")  # a link to a run opens its collapsed section
+        opened = page.evaluate("document.querySelector('details#run1').open")
+        browser.close()
+    return seen, opened, errors, requests
+
+
+def _figures(run_dir: Path, model: str) -> dict:
+    comp = json.loads((run_dir / "comparison.json").read_text())
+    res = json.loads((run_dir / "results.json").read_text())
+    man = json.loads((run_dir / "manifest.json").read_text())
+    return {
+        "p_at_k": comp["summary"]["models"][model]["p_at_k"],
+        "recall_at_1": res["robustness"]["per_model"][model]["mean"]["recall_at_1"],
+        "img_s": comp["cost"]["models"][model]["img_per_s_model_only"],
+        "weights": man["models"][model]["weights"],
+    }
+
+
+def test_two_runs_compared_in_one_table_through_the_cli(two_runs, tmp_path):
+    a, b = two_runs
+    out = tmp_path / "both.html"
+    r = run_cli("report", a, b, "--output", out, "--reference", "resnet50")
+    assert r.returncode == 0, r.stderr
+    shot = tmp_path / "both.png"
+    seen, opened, errors, requests = _browse(out, READ_TABLE, shot)
+    assert errors == [] and requests == []
+    models = [row["model"] for row in seen["rows"]]
+    assert sorted(models) == ["resnet50", "torchvision/resnet50", "vgg16"]  # each model once, from both runs
+    rows = {row["model"]: row for row in seen["rows"]}
+
+    def cell(model, run, col, delta=False):
+        (c,) = [
+            c for c in rows[model]["cells"] if c["run"] == run and c["col"] == col and ("delta" in c["cls"]) == delta
+        ]
+        return c
+
+    fa, fb = _figures(a, "resnet50"), _figures(b, "resnet50")
+    for run, f in (("A", fa), ("B", fb)):  # both runs' figures, as the runs saved them
+        assert cell("resnet50", run, "p_at_k")["text"] == fmt(f["p_at_k"], 3)
+        assert cell("resnet50", run, "recall_at_1")["text"] == fmt(f["recall_at_1"], 3)
+        assert cell("resnet50", run, "img_s")["text"] == fmt(f["img_s"], 1)
+    assert fa["weights"] in rows["resnet50"]["head"]
+    # the difference column: speed subtracts (same machine), data-dependent figures do not (datasets differ)
+    d = cell("resnet50", "B", "img_s", delta=True)["text"].split(" ")[0].replace("−", "-")
+    assert float(d) == pytest.approx(fb["img_s"] - fa["img_s"], abs=0.051)
+    pk = cell("resnet50", "B", "p_at_k", delta=True)
+    assert pk["text"] == "n/c" and "datasets differ" in pk["title"]
+    # a model in one run only: the other run's cells say so, and nothing is subtracted
+    assert cell("vgg16", "A", "p_at_k")["text"] == "–" and cell("vgg16", "B", "p_at_k")["text"] != "–"
+    assert cell("vgg16", "B", "img_s", delta=True)["text"] == ""
+    assert cell("torchvision/resnet50", "B", "img_s")["text"] == "–"
+    assert any("datasets differ" in n for n in seen["notices"])
+    assert seen["details"] == [False, False] and opened  # per-run sections collapsed below, opened by their link
+    SHOT.parent.mkdir(exist_ok=True)
+    shutil.copy(shot, SHOT)
+
+
+def test_hit_captions_in_a_card_never_overlap(two_runs, tmp_path):
+    """Long labels (mimetypes__application-x-trash) wrap or are cut inside their own hit; the title keeps it all."""
+    out = tmp_path / "both.html"
+    assert run_cli("report", *two_runs, "--output", out).returncode == 0
+    cards, _, errors, _ = _browse(out, CAPTION_BOXES, open_all=True)
+    assert errors == [] and len(cards) == 8  # 4 queries in each run
+    titles = [c["title"] for card in cards for c in card]
+    assert any(t.startswith("mimetypes__application-x-trash ") for t in titles)  # the long labels are shown
+    for card in cards:
+        for c in card:
+            box, hit = c["box"], c["hit"]
+            assert box is not None, f"caption {c['title']!r} shows nothing"
+            assert hit[0] - 0.5 <= box[0] and box[2] <= hit[2] + 0.5, f"caption {c['title']!r} leaves its hit"
+            cos = c["cos"]  # the cosine is never what gets cut
+            assert hit[0] - 0.5 <= cos[0] and cos[2] <= hit[2] + 0.5 and cos[3] <= hit[3] + 0.5 and cos[3] > cos[1]
+        for i, p in enumerate(card):
+            for q in card[i + 1 :]:
+                (l1, t1, r1, b1), (l2, t2, r2, b2) = p["box"], q["box"]
+                overlap = min(r1, r2) - max(l1, l2) > 0.5 and min(b1, b2) - max(t1, t2) > 0.5
+                assert not overlap, f"captions {p['title']!r} and {q['title']!r} overlap"
+
+
+def test_an_unknown_reference_model_is_one_line_exit_2(two_runs, tmp_path):
+    r = run_cli("report", *two_runs, "--output", tmp_path / "x.html", "--reference", "nosuch")
+    assert r.returncode == 2 and "--reference nosuch" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.html").exists()
+
+
+def _fake(name: str, root: str, top_k: int = 3, machine: str = "m1", p_at_k: float = 0.5, img_s: float = 10.0):
+    """A loaded run with just the figures the cross-run table reads."""
+    summary = {"models": {"m": {"p_at_k": p_at_k, "top1_z": 2.0}}, "pairs": {}}
+    return {
+        "dir": Path(name),
+        "results": {
+            "experiment": name,
+            "models": ["m"],
+            "top_k": top_k,
+            "dataset_root": root,
+            "queries": [{"query": f"{root}/q.jpg"}],
+            "label_counts": {"x": 1},
+        },  # fmt: skip
+        "comparison": {"summary": summary, "cost": {"models": {"m": {"img_per_s_model_only": img_s}}}},
+        "manifest": {
+            "machine": {"platform": machine},
+            "dataset": {"catalogued": 1},
+            "models": {"m": {"weights": "w", "variant": "fp32"}},
+        },  # fmt: skip
+    }
+
+
+def test_differences_are_subtracted_only_like_for_like():
+    col = {c.key: c for c in COLUMNS}
+    same = compare_runs([_fake("a", "/d", p_at_k=0.5), _fake("b", "/d", p_at_k=0.75, img_s=12.5)])
+    b = same.runs[1]
+    assert same.delta(b, col["p_at_k"], 0.5, 0.75) == (0.25, "")
+    assert same.delta(b, col["img_s"], 10.0, 12.5) == (2.5, "")
+    other = compare_runs([_fake("a", "/d"), _fake("b", "/d", top_k=5, machine="m2")])
+    d, why = other.delta(other.runs[1], col["p_at_k"], 0.5, 0.6)
+    assert d is None and "top_k differs" in why
+    d, why = other.delta(other.runs[1], col["img_s"], 10.0, 11.0)
+    assert d is None and "different machines" in why
+    d, _ = other.delta(other.runs[1], col["top1_z"], 2.0, 2.5)  # z needs the same data and queries only
+    assert d == pytest.approx(0.5)
+    assert other.column_title(col["p_at_k"]) == "P@k" and same.column_title(col["p_at_k"]) == "P@3"
+    with pytest.raises(ConfigError, match="--reference nosuch"):
+        compare_runs([_fake("a", "/d"), _fake("b", "/d")], "nosuch")
