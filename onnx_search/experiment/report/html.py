@@ -17,6 +17,7 @@ from .card import CARD_CSS, card_html, hit_html, model_row_html, query_html
 from .families import families_of, grouped_models
 from .format import fmt, index_text, relative
 from .html_parts import esc, heatmap, svg_histograms, thumbnail_css
+from .html_quality import robustness_html, variants_html
 from .multi import Comparison, RunView, compare_runs
 from .multi_html import MULTI_CSS, comparison_html
 
@@ -200,7 +201,9 @@ def _multi_top(cmp: Comparison) -> str:
 
 def _section(run: dict, i: int, missing: set[int], out: Path, view: RunView | None) -> str:
     """One run's full report; on a multi-run page it sits in a collapsed ``<details>`` headed by its letter."""
-    body = _header(run) + _metrics(run) + _agreement_and_distances(run) + _cards(run, missing) + _raw_links(run, out)
+    quality = robustness_html(run["results"]) + variants_html(run["results"], run["comparison"])
+    body = _header(run) + _metrics(run) + _agreement_and_distances(run) + quality + _cards(run, missing)
+    body += _raw_links(run, out)
     if view is None:
         return f"<section class='run' id='run{i}'>{body}</section>"
     r = view.results

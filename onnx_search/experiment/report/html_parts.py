@@ -70,7 +70,9 @@ def svg_histograms(series: dict[str, list[float]], title: str, width: int = 520,
     counts = {m: np.histogram(v, bins)[0] for m, v in series.items()}
     top = max(int(c.max()) for c in counts.values()) or 1
     pw, ph = width - 20, height - 50
-    parts = [f'<svg class="hist" width="{width}" height="{height}" role="img" aria-label="{esc(title)}">']
+    per_row = max(1, (width - 10) // 170)  # legend entries per line; more models wrap onto further lines
+    extra = 14 * ((len(counts) - 1) // per_row)
+    parts = [f'<svg class="hist" width="{width}" height="{height + extra}" role="img" aria-label="{esc(title)}">']
     parts.append(f'<text x="10" y="14" font-size="12">{esc(title)}</text>')
     for k, (m, c) in enumerate(counts.items()):
         col = colors[k % len(colors)]
@@ -80,8 +82,9 @@ def svg_histograms(series: dict[str, list[float]], title: str, width: int = 520,
                 h = ph * n / top
                 parts.append(f'<rect x="{10 + j * bw:.1f}" y="{20 + ph - h:.1f}" width="{bw:.1f}" height="{h:.1f}" '
                              f'fill="{col}" fill-opacity="0.45"/>')  # fmt: skip
-        parts.append(f'<rect x="{10 + k * 150}" y="{height - 14}" width="10" height="10" fill="{col}"/>')
-        parts.append(f'<text x="{24 + k * 150}" y="{height - 5}" font-size="11">{esc(m)}</text>')
+        lx, ly = 10 + (k % per_row) * 170, height + 14 * (k // per_row)
+        parts.append(f'<rect x="{lx}" y="{ly - 14}" width="10" height="10" fill="{col}"/>')
+        parts.append(f'<text x="{lx + 14}" y="{ly - 5}" font-size="11">{esc(m)}</text>')
     parts.append(f'<text x="10" y="{height - 20}" font-size="10">{lo:.3f}</text>')
     parts.append(f'<text x="{width - 50}" y="{height - 20}" font-size="10">{hi:.3f}</text>')
     parts.append("</svg>")

@@ -1,0 +1,64 @@
+"""report.html sections on robustness (recall@1 of each copy's original per transform) and on deployment
+variants against their parents (agreement beside speed and size)."""
+
+from __future__ import annotations
+
+from .format import fmt
+from .html_parts import esc
+
+
+def _shade(value: float | None) -> str:
+    """A green-to-red background for a 0..1 score, so the weak cells stand out."""
+    if value is None:
+        return ""
+    return f" style='background:hsl({round(120 * value)},60%,85%)'"
+
+
+def robustness_html(results: dict) -> str:
+    """recall@1 per model x transform, the mean and MRR@k; empty when the run made no augmented copies."""
+    rob = results.get("robustness") or {}
+    per_model, transforms = rob.get("per_model") or {}, rob.get("transforms") or []
+    if not per_model:
+        return ""
+    random = set(results.get("random_weights") or [])
+    head = "<tr><th>model</th>" + "".join(f"<th>{esc(t)}</th>" for t in transforms)
+    head += "<th>mean</th><th>MRR@k</th></tr>"
+    rows = []
+    for m, cell in per_model.items():
+        r1 = [cell["transforms"].get(t, {}).get("recall_at_1") for t in transforms]
+        mean = cell["mean"]
+        name = esc(m) + (" <span class='meta'>(random weights)</span>" if m in random else "")
+        rows.append(f"<tr><td>{name}</td>" + "".join(f"<td{_shade(v)}>{fmt(v, 2)}</td>" for v in r1)
+                    + f"<td{_shade(mean.get('recall_at_1'))}><b>{fmt(mean.get('recall_at_1'))}</b></td>"
+                    f"<td>{fmt(mean.get('mrr_at_k'))}</td></tr>")  # fmt: skip
+    n = rob.get("originals")
+    n = len(n) if isinstance(n, list) else n
+    return (f"<h2>Robustness</h2><p class='meta'>recall@1 of the original among each perturbed copy's hits "
+            f"({esc(n)} originals × {len(transforms)} transforms, seed {esc(rob.get('seed'))}).</p>"
+            f"<table class='robust'>{head}{''.join(rows)}</table>")  # fmt: skip
+
+
+def variants_html(results: dict, comparison: dict) -> str:
+    """Each variant beside its parent: agreement (overlap@k, RBO, cosine of the same image) and cost ratios."""
+    variants = results.get("variants") or {}
+    if not variants:
+        return ""
+    cost = (comparison.get("cost") or {}).get("models", {})
+    quality = (comparison.get("summary") or {}).get("models", {})
+    head = ("<tr><th>variant</th><th>parent</th><th>overlap@k</th><th>RBO</th><th>mean cosine</th>"
+            "<th>min cosine</th><th>speed-up (model only)</th><th>size</th><th>P@k (parent)</th></tr>")  # fmt: skip
+    rows = []
+    for name, v in variants.items():
+        parent, c, p = v.get("parent"), cost.get(name, {}), cost.get(v.get("parent"), {})
+        speed = (
+            c.get("img_per_s_model_only") / p["img_per_s_model_only"] if c and p.get("img_per_s_model_only") else None
+        )
+        size = f"{fmt(c.get('file_mb'), 1)} / {fmt(p.get('file_mb'), 1)} MB" if c and p else "–"
+        pk = f"{fmt(quality.get(name, {}).get('p_at_k'))} ({fmt(quality.get(parent, {}).get('p_at_k'))})"
+        rows.append(f"<tr><td>{esc(name)}</td><td>{esc(parent)}</td><td>{fmt(v.get('overlap_at_k'))}</td>"
+                    f"<td>{fmt(v.get('rbo'))}</td><td>{fmt(v.get('mean_parent_cosine'), 4)}</td>"
+                    f"<td>{fmt(v.get('min_parent_cosine'), 4)}</td>"
+                    f"<td>{'×' + fmt(speed, 2) if speed else '–'}</td><td>{size}</td><td>{pk}</td></tr>")  # fmt: skip
+    return ("<h2>Variants against their parents</h2><p class='meta'>Agreement on the same queries and images; "
+            "speed from the run's interleaved cost phase.</p>"
+            f"<table class='variants'>{head}{''.join(rows)}</table>")  # fmt: skip
