@@ -45,7 +45,7 @@ test: setup
 	$(PY) -m ruff check onnx_search tests
 	@if unshare -n true 2>/dev/null; then $(MAKE) --no-print-directory test-server test-ray PYTEST_ARGS=; else \
 	  echo "NOTE: Milvus server and Ray tests not run: 'unshare -n' is not permitted here (needs root); run make test-server test-ray as root"; fi
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=10 $(PYTEST_ARGS)
 
 # A real standalone Milvus server inside a loopback-only network namespace (it listens on every interface).
 test-server: setup
