@@ -143,7 +143,7 @@ def test_two_runs_compared_in_one_table_through_the_cli(two_runs, tmp_path):
         assert cell("resnet50", run, "img_s")["text"] == fmt(f["img_s"], 1)
     assert fa["weights"] in rows["resnet50"]["head"]
     # the difference column: speed subtracts (same machine), data-dependent figures do not (datasets differ)
-    d = cell("resnet50", "B", "img_s", delta=True)["text"].split(" ")[0].replace("−", "-")
+    d = cell("resnet50", "B", "img_s", delta=True)["text"].split()[0].replace("−", "-")
     assert float(d) == pytest.approx(fb["img_s"] - fa["img_s"], abs=0.051)
     pk = cell("resnet50", "B", "p_at_k", delta=True)
     assert pk["text"] == "n/c" and "datasets differ" in pk["title"]

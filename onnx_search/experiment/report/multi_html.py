@@ -33,7 +33,9 @@ def _delta_cell(cmp: Comparison, run: RunView, col: Column, a: float | None, b: 
     if d is None:
         return f"<td {attrs.format(cls='')}></td>"
     cls = " better" if d * col.better > 0 else " worse" if d * col.better < 0 else ""
-    text = _signed(d, col.digits) + (f" ({_signed(100 * d / a, 0)}%)" if col.key == "img_s" and a else "")
+    text = _signed(d, col.digits) + (
+        f"<br><small>{_signed(100 * d / a, 0)}%</small>" if col.key == "img_s" and a else ""
+    )
     return f"<td {attrs.format(cls=cls)} title='{run.letter} − A'>{text}</td>"
 
 
@@ -41,7 +43,7 @@ def _runs_table(cmp: Comparison) -> str:
     """One row per run: what it searched, how, where, and its whole-run peak memory."""
     head = ("<tr><th>run</th><th>experiment</th><th>folder</th><th>dataset</th><th>queries</th><th>top_k</th>"
             "<th>index</th><th>augmented copies</th><th>machine</th><th>finished</th>"
-            f"<th>{RSS.title}</th><th>Δ vs A</th></tr>")  # fmt: skip
+            f"<th>{RSS.title}</th><th>Δ&nbsp;vs&nbsp;A</th></tr>")  # fmt: skip
     rows = []
     a_rss = cmp.runs[0].peak_rss_mb
     for run in cmp.runs:
