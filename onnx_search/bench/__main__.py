@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rss-sizes", default="1000,10000", help="two folder sizes whose ingest peak RSS is compared")
     ap.add_argument("--rss-models", default="2,4,6", help="model counts whose run peak RSS is compared")
     ap.add_argument("--photos", type=int, default=96, help="640x480 JPEGs for the end-to-end embedding figure")
+    ap.add_argument("--agreement-images", default="", help="a folder: each variant's top-10 agreement with FP32 on it")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.out / "work"
@@ -48,12 +49,13 @@ def main(argv: list[str] | None = None) -> int:
             reps=args.reps,
             photos=args.photos,
             batches=batches,
+            agreement_images=_agreement_images(args.agreement_images),
         )
         (args.out / "matrix.json").write_text(json.dumps(res, indent=1))
         matrix_plot(res, args.out / "matrix.png")
         print(
             f"speed-up over fp32 at batch {max(batches)}:",
-            {m: {v: res[m][v]["speedup_over_fp32"] for v in res[m]} for m in args.models.split(",")},
+            {m: {v: res[m][v]["speedup_over_fp32"] for v in args.variants.split(",")} for m in args.models.split(",")},
             flush=True,
         )
     if args.only in (None, "scale"):
@@ -74,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         res = bench_store(args.models_dir, n_images=args.store_images, n_queries=args.store_queries, work=work)
         (args.out / "store.json").write_text(json.dumps(res, indent=1))
     return 0
+
+
+def _agreement_images(folder: str) -> list[Path] | None:
+    """The images each variant's top-10 agreement with FP32 is measured on (None when the folder is missing)."""
+    from ..embed.scan import scan_folder
+
+    return scan_folder(folder).files or None if folder and Path(folder).is_dir() else None
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ def bench_matrix(
     reps: int = 3,
     photos: int = 96,
     batches: tuple[int, ...] = BATCHES,
+    agreement_images: list[Path] | None = None,
 ) -> dict:
     """img/s per cell (median of ``reps`` interleaved passes) and each variant's speed-up over FP32 at the
     largest batch size."""
@@ -72,7 +73,28 @@ def bench_matrix(
     for _ in range(reps):
         for key, (s, xb) in cells.items():
             raw[key].append(_img_per_s(s, xb, max(batches)))
-    return _tabulate(names, variants, raw, t, reps, batches) | {"make_peak_rss_mb": peaks}
+    out = _tabulate(names, variants, raw, t, reps, batches) | {"make_peak_rss_mb": peaks}
+    return out | family_rows(models_dir, names, variants, out, agreement_images)
+
+
+def family_rows(models_dir: Path, names, variants, out: dict, images: list[Path] | None) -> dict:
+    """Each model's family, each variant's ``made_by`` method and (given images) top-10 agreement with FP32."""
+    from ..models.family import family
+    from ..models.recipe import read_metadata_file
+    from .int8_methods import embed_files, top_k_agreement
+
+    for name in names:
+        spec = get_spec(name)
+        out[name]["family"] = family(read_metadata_file(spec.onnx_path(models_dir)) or {})
+        fp32 = embed_files(ModelSession(spec.onnx_path(models_dir), SessionConfig(["cpu"])), images) if images else None
+        for v in variants:
+            meta = read_metadata_file(spec.onnx_path(models_dir, v)) or {}
+            if meta.get("made_by"):
+                out[name][v]["made_by"] = meta["made_by"].get("method")
+            if fp32 is not None:
+                mine = embed_files(ModelSession(spec.onnx_path(models_dir, v), SessionConfig(["cpu"])), images)
+                out[name][v]["top10_agreement"] = round(top_k_agreement(fp32, mine), 3)
+    return {"agreement_images": len(images) if images else 0}
 
 
 def _tabulate(names, variants, raw: dict, make_s: dict, reps: int, batches: tuple[int, ...]) -> dict:
@@ -103,7 +125,8 @@ def matrix_plot(matrix: dict, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(m, v) for m in matrix if isinstance(matrix[m], dict) and "fp32" in matrix[m] for v in matrix[m]]
+    models = [m for m in matrix if isinstance(matrix[m], dict) and "fp32" in matrix[m]]
+    rows = [(m, v) for m in models for v in matrix[m] if isinstance(matrix[m][v], dict)]  # not the family field
     batches = matrix.get("batch_sizes", BATCHES)
     fig, ax = plt.subplots(figsize=(max(6, len(rows) * 1.1), 4.5), dpi=110)
     width = 0.8 / len(batches)
