@@ -83,17 +83,20 @@ def test_reconverting_an_identical_model_keeps_its_collection_and_a_changed_one_
 
 
 def test_embed_writes_one_file_per_model_whatever_its_name(tmp_path, labelled_set, models_dir):
-    tv = _tiny(tmp_path / "m" / "a.onnx", name="timm/pixel_mean")
+    from onnx_search.models.convert import convert_model
+
+    convert_model("timm/test_efficientnet", models_dir, weights="random", seed=0)  # a real timm model, cached
+    (tmp_path / "m").mkdir()
     plain = _tiny(tmp_path / "m" / "b.onnx")
     out = tmp_path / "out"
-    models = ["--model", "torchvision/resnet50", "--model", tv, "--model", plain]
+    models = ["--model", "torchvision/resnet50", "--model", "timm/test_efficientnet", "--model", plain]
     r = run_cli("embed", labelled_set, "--output", out, *models, "--models-dir", models_dir, "--providers", "cpu",
                 "--quiet", "--batch-size", 4)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     index = json.loads((out / "index.json").read_text())
     files = {n: m["vectors_file"] for n, m in index["models"].items()}
-    assert files == {"torchvision/resnet50": "torchvision__resnet50.npy", "timm/pixel_mean": "timm__pixel_mean.npy",
-                     "b": "b.npy"}  # fmt: skip
+    assert files == {"torchvision/resnet50": "torchvision__resnet50.npy",
+                     "timm/test_efficientnet": "timm__test_efficientnet.npy", "b": "b.npy"}  # fmt: skip
     for name, f in files.items():
         assert np.load(out / f).shape[0] == index["count"] == 12, name
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == []
