@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/onnx-search
 STAMP  := $(VENV)/.installed
-MODELS ?= resnet50 vgg16
+MODELS ?= resnet50 vgg16 efficientnet-lite0 dinov2-vits14
 WEIGHTS ?= auto
 PYTEST_ARGS ?=
 
@@ -56,7 +56,8 @@ test-ray: setup
 	unshare -n bash tests/run_ray_tests.sh $(PY) $(PYTEST_ARGS)
 
 bench: setup convert
-	$(PY) -m onnx_search.bench --models-dir models --out bench
+	$(PY) -m onnx_search.bench --models-dir models --out bench --agreement-images demo/images \
+	  --matrix-models resnet50,vgg16,efficientnet-lite0,dinov2-vits14
 	# Ray vs local engine: a Ray cluster opens ports, so it runs in a loopback-only namespace
 	unshare -n bash -c "ip link set lo up && RAY_USAGE_STATS_ENABLED=0 $(PY) -m onnx_search.bench.ray_speed models"
 	# the explorer: query latency p50/p99 per model through its HTTP API at 1k and 10k images (bench/serve.json)

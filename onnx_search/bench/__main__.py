@@ -20,6 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models-dir", default="models", type=Path)
     ap.add_argument("--out", default="bench", type=Path)
     ap.add_argument("--models", default="resnet50,vgg16")
+    ap.add_argument(
+        "--matrix-models",
+        default="",
+        help="models of the variant matrix (default: --models); make bench adds a trained CNN and a transformer",
+    )
     ap.add_argument("--only", choices=["embed", "store", "matrix", "scale", "rss"], default=None)
     ap.add_argument("--variants", default="fp32,int8,fp16,optimized", help="variants in the speed matrix")
     ap.add_argument("--reps", type=int, default=3)
@@ -32,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", type=int, default=96, help="640x480 JPEGs for the end-to-end embedding figure")
     ap.add_argument("--agreement-images", default="", help="a folder: each variant's top-10 agreement with FP32 on it")
     args = ap.parse_args(argv)
+    args.matrix_models = args.matrix_models or args.models
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.out / "work"
     batches = tuple(int(b) for b in args.batches.split(","))
@@ -43,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "matrix"):
         res = bench_matrix(
             args.models_dir,
-            args.models.split(","),
+            args.matrix_models.split(","),
             args.variants.split(","),
             work,
             reps=args.reps,
@@ -55,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         matrix_plot(res, args.out / "matrix.png")
         print(
             f"speed-up over fp32 at batch {max(batches)}:",
-            {m: {v: res[m][v]["speedup_over_fp32"] for v in args.variants.split(",")} for m in args.models.split(",")},
+            {
+                m: {v: res[m][v]["speedup_over_fp32"] for v in args.variants.split(",")}
+                for m in args.matrix_models.split(",")
+            },
             flush=True,
         )
     if args.only in (None, "scale"):
