@@ -33,7 +33,9 @@ def test_ray_engine_ingests_like_the_local_engine_and_survives_a_killed_driver(
     root = tmp_path / "photos"
     generate_labelled_set(root, per_class=12, classes=("circles", "stripes", "checkers"), size=64, seed=5)
     make_bad_folder(root / "bad", huge=False)
-    model = ["--model", "vgg16", "--models-dir", models_dir, "--providers", "cpu", "--batch-size", 4, "--quiet"]
+    # two geometries: Keras squash-to-224 (vgg16) and torchvision shorter-side-256 + centre crop, NCHW (resnet50)
+    model = ["--model", "vgg16", "--model", "torchvision/resnet50", "--models-dir", models_dir]
+    model += ["--providers", "cpu", "--batch-size", 4, "--quiet"]
     ray_data, local_data = tmp_path / "ray-data", tmp_path / "local-data"
     ray_stores = ["--data-dir", ray_data, "--redis-url", redis_url, "--namespace", "ray:test"]
     cmd = cli_command("ingest", root, *model, *ray_stores, "--engine", "ray", "--actors", 2)
@@ -66,9 +68,13 @@ def test_ray_engine_ingests_like_the_local_engine_and_survives_a_killed_driver(
     a, b = make_stores(namespace="ray:test", data_dir=ray_data), make_stores(namespace="ray:local", data_dir=local_data)
     ids = sorted(a.catalog.ids())
     assert ids == sorted(b.catalog.ids()) and len(ids) == 36 + 9  # 36 generated + 9 readable odd files
-    assert a.count("vgg16") == len(ids) and check(a).ok  # no duplicates
-    diff = np.abs(a.fetch("vgg16", ids) - b.fetch("vgg16", ids)).max()
-    assert diff <= 1e-6, diff
+    assert check(a).ok  # no duplicates
     report = json.loads((ray_data / "reports" / "ingest.json").read_text())
-    assert report["providers"]["vgg16"] == ["CPUExecutionProvider"]
+    for name in ("vgg16", "torchvision/resnet50"):  # each model's own rows of the Ray engine, against the local one
+        assert a.count(name) == len(ids)
+        diff = np.abs(a.fetch(name, ids) - b.fetch(name, ids)).max()
+        assert diff <= 1e-6, (name, diff)
+        assert report["providers"][name] == ["CPUExecutionProvider"]
+    tv, keras = a.fetch("torchvision/resnet50", ids), a.fetch("vgg16", ids)
+    assert tv.shape == (len(ids), 2048) and keras.shape == (len(ids), 512)
     assert image_id(sorted(root.rglob("circles_000.jpg"))[0].resolve()) in ids
