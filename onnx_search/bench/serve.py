@@ -161,7 +161,7 @@ def bench_serve(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models-dir", default="models", type=Path)
-    ap.add_argument("--models", default="resnet50,vgg16")
+    ap.add_argument("--models", default="efficientnet-lite0,resnet50,vgg16")
     ap.add_argument("--out", default="bench", type=Path)
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--queries", type=int, default=40)
