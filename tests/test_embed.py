@@ -106,7 +106,7 @@ def test_models_with_different_recipes_share_one_decode(embedders, labelled_set,
     monkeypatch.setattr(pipeline, "load_for_recipes", lambda p, g, m: calls.append(g) or real(p, g, m))
     s = embed_folder(labelled_set, models, tmp_path / "out", progress=False)
     assert s.embedded == 12 and len(calls) == 12
-    assert calls[0] == [(224, "squash", "bilinear"), (299, "squash", "bilinear")]
+    assert calls[0] == [(224, "squash", "bilinear", 0.0), (299, "squash", "bilinear", 0.0)]
     means = np.load(tmp_path / "out" / "mean299.npy")
     index = json.loads((tmp_path / "out" / "index.json").read_text())
     _, (arr,) = load_for_recipes(index["images"][0]["path"], [(299, "squash", "bilinear")])

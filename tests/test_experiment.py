@@ -73,8 +73,8 @@ STABLE_FILES = ("results.json", "comparison.json", "per_query.csv", "pairs.csv",
 
 
 def _stable(path: Path) -> str:
-    """A result file as text, less what is measured rather than computed: the cost figures, the sweep's timing
-    columns, and the data folder named in the summary's line about skipped files."""
+    """A result file as text, less what is measured rather than computed: the cost figures, the timing columns of
+    the sweep and of the family table, and the data folder named in the summary's line about skipped files."""
     text = path.read_text()
     if path.name == "comparison.json":
         return json.dumps({k: v for k, v in json.loads(text).items() if k != "cost"}, sort_keys=True)
@@ -83,6 +83,11 @@ def _stable(path: Path) -> str:
     head, _, sweep = text.partition("## Index sweep")
     head = head.partition("## Cost")[0]
     head = "\n".join(line.split(" (listed with reasons in")[0] for line in head.splitlines())
+    before, title, families = head.partition("## Models by family")
+    table, rest = families.split("\n## ", 1) if "\n## " in families else (families, "")
+    # the family table's last two columns (img/s, query p50) are timings
+    table = "\n".join("|".join(line.split("|")[:7]) if line.startswith("|") else line for line in table.splitlines())
+    head = before + title + table + ("\n## " + rest if rest else "")
     rows = ["|".join(line.split("|")[:6]) for line in sweep.splitlines()]  # model, index, params, search, recall
     return head + "\n".join(rows)
 

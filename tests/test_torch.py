@@ -105,7 +105,8 @@ def test_keras_and_torchvision_recipes_share_one_decode(models_dir, embedders, l
     monkeypatch.setattr(pipeline, "load_for_recipes", lambda p, g, m: calls.append(g) or real(p, g, m))
     files = sorted(labelled_set.rglob("*.jpg"))
     got = embed_paths(pipeline.Pipeline(models, batch_size=4, progress=False), files)
-    assert len(calls) == len(files) and calls[0] == [(224, "center_crop", "bilinear"), (224, "squash", "bilinear")]
+    geometries = [(224, "center_crop", "bilinear", 0.0), (224, "squash", "bilinear", 0.0)]
+    assert len(calls) == len(files) and calls[0] == geometries
     assert got.vectors("torchvision/resnet50").shape == (len(files), 2048)
     _, (arr,) = load_for_recipes(files[0], [tv.recipe.geometry])
     alone = tv.embed(prepare_batch(arr[None], tv.recipe))[0]

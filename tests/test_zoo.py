@@ -20,10 +20,21 @@ def test_every_entry_is_consistent(spec):
     if spec.source == "keras":
         assert spec.builder.startswith("keras.applications.") and spec.weights_file.endswith(".h5")
         assert spec.layout == "NHWC" and spec.pooling in ("max", "avg")
+    elif spec.source == "timm":  # the recipe is read from timm at conversion; these are its defaults
+        assert spec.layout == "NCHW" and spec.preprocess == "meanstd" and spec.mean and spec.std and spec.dim > 0
+        assert "/" not in spec.builder and not spec.weights_file
     else:
         assert spec.name == f"torchvision/{spec.builder.rsplit('.', 1)[1]}" and spec.weights_file.endswith(".pth")
         assert spec.layout == "NCHW" and spec.pooling in ("avgpool", "fc7") and spec.torch_weights
         assert (spec.resize, spec.preprocess) == ("center_crop", "torch")
+
+
+def test_any_timm_architecture_is_a_model_and_its_name_is_checked():
+    spec = get_spec("timm/convnext_small")
+    assert (spec.source, spec.builder, spec.name) == ("timm", "convnext_small", "timm/convnext_small")
+    for bad in ("timm/", "timm/a/b", "timm/../x"):
+        with pytest.raises(UnknownModelError, match="timm architecture"):
+            get_spec(bad)
 
 
 def test_unknown_model_lists_known_names():
