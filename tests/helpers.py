@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+# Debian's Chromium, driven by Playwright over a pipe (never a browser download); flags that keep it off the network
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 
 # converted once per test session (random weights, seed 0) by the models_dir fixture
 FIXTURE_MODELS = ("resnet50", "vgg16", "torchvision/resnet50", "torchvision/vgg16")
@@ -128,3 +134,16 @@ def make_bad_folder(root: Path, huge: bool = True) -> dict[str, Path]:
     photo(10).save(long_file)
     p["long"] = long_file
     return p
+
+
+def open_page(playwright, width: int = 1400, height: int = 1000):
+    """Debian's Chromium with one page whose console errors and uncaught exceptions are collected in ``errors``.
+
+    Returns ``(browser, page, errors)``; the caller closes the browser.
+    """
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return browser, page, errors

@@ -8,11 +8,7 @@ import pytest
 
 from onnx_search.experiment.report.html import write_html_report
 from onnx_search.experiment.run import run_experiment
-from tests.helpers import photo, run_cli
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+from tests.helpers import open_page, photo, run_cli
 
 
 def render(html_path: Path, screenshot: Path) -> dict:
@@ -20,11 +16,8 @@ def render(html_path: Path, screenshot: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors, requests = [], []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser, page, errors = open_page(p)
+        requests = []
         page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
         page.goto(html_path.as_uri())
         out = {"cards": page.locator(".card").count(), "first": page.locator(".card h3").first.inner_text()}

@@ -12,8 +12,7 @@ from onnx_search.experiment.report.format import fmt
 from onnx_search.experiment.report.multi import COLUMNS, compare_runs
 from onnx_search.experiment.run import run_experiment
 from onnx_search.synth import generate_labelled_set
-from tests.helpers import run_cli
-from tests.test_report_html import CHROMIUM, FLAGS
+from tests.helpers import open_page, run_cli
 
 LONG = {"circles": "mimetypes__application-x-trash", "stripes": "actions__bookmark-new",
         "checkers": "mimetypes__application-x-executable"}  # fmt: skip
@@ -88,11 +87,8 @@ def _browse(page_path: Path, script: str, screenshot: Path | None = None, open_a
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors, requests = [], []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser, page, errors = open_page(p)
+        requests = []
         page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
         page.goto(page_path.as_uri())
         if screenshot:

@@ -6,12 +6,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from onnx_search.ids import image_id
+from tests.helpers import open_page
 
 pytest_plugins = ["tests.serve_fixture"]  # the session-wide `served` fixture, shared with test_serve.py
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 K = 4
 KEEP = Path(__file__).resolve().parents[1] / ".cache"  # screenshots for a person to look at
 
@@ -24,12 +22,9 @@ def test_the_page_queries_requeries_and_links_the_maps(served, tmp_path):
     server = served.server
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(server.url))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        errors, foreign, failed = [], [], []
+        browser, page, errors = open_page(p, 1300, 900)
+        foreign, failed = [], []
         page.on("response", lambda r: failed.append(f"{r.status} {urlsplit(r.url).path}") if r.status >= 400 else None)
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("request", lambda r: None if r.url.startswith((origin, "blob:", "data:")) else foreign.append(r.url))
         page.goto(f"{server.url}?token={server.token}")
         expect(page.locator("body[data-ready='1']")).to_have_count(1)
