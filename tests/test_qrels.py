@@ -147,3 +147,78 @@ def test_concurrent_judges_from_threads_lose_nothing(tmp_path):
     expected = {str(t): {str(i): (t + i) % 3 for i in range(25)} for t in range(8)}
     assert store.qrels() == expected and read_qrels(p) == expected
     assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
+
+
+# --- judged metrics: condensed lists, checked against pytrec_eval (trec_eval -J) --------------------------------
+
+K = 5
+RUNS = {  # query -> ranked doc ids (the model's top-k)
+    "1": ["a", "b", "c", "d", "e"],
+    "2": ["f", "x", "g", "y", "h"],  # x, y unjudged: condensed lists move g, h up
+    "3": ["u", "v", "w", "z", "t"],  # nothing judged among the hits
+    "4": ["r1", "r2", "r3", "n1", "n2"],
+}
+JUDGED = {
+    "1": {"a": 2, "c": 1, "d": 0, "e": 0, "b": 0, "q": 3},  # q relevant but never retrieved
+    "2": {"f": 0, "g": 2, "h": 1, "k": 1},
+    "3": {"o": 1},
+    "4": {"r1": 1, "r2": 3, "r3": 2, "n1": 0, "n2": 0},
+}
+
+
+def _trec(qrels, runs, k, measures):
+    import pytrec_eval
+
+    run = {q: {d: float(len(docs) - i) for i, d in enumerate(docs)} for q, docs in runs.items()}
+    ev = pytrec_eval.RelevanceEvaluator(qrels, measures, judged_docs_only_flag=True)
+    return ev.evaluate(run)
+
+
+def test_judged_metrics_equal_pytrec_eval_condensed():
+    ref = _trec(JUDGED, RUNS, K, {f"P_{K}", f"ndcg_cut_{K}", f"recall_{K}", f"map_cut_{K}"})
+    for q, docs in RUNS.items():
+        ours = qrels_mod.judged_metrics(docs, JUDGED[q], K)
+        assert ours["p_at_k"] == pytest.approx(ref[q][f"P_{K}"], abs=1e-12), q
+        assert ours["ndcg_at_k"] == pytest.approx(ref[q][f"ndcg_cut_{K}"], abs=1e-12), q
+        assert ours["recall_at_k"] == pytest.approx(ref[q][f"recall_{K}"], abs=1e-12), q
+        assert ours["ap_at_k"] == pytest.approx(ref[q][f"map_cut_{K}"], abs=1e-12), q
+    # judged@k as pytrec_eval sees it: P@k when every judged image counts as relevant, on the full list
+    everything = {q: {d: 1 for d in docs} for q, docs in JUDGED.items()}
+    import pytrec_eval
+
+    run = {q: {d: float(K - i) for i, d in enumerate(docs)} for q, docs in RUNS.items()}
+    judged_ref = pytrec_eval.RelevanceEvaluator(everything, {f"P_{K}"}).evaluate(run)
+    for q, docs in RUNS.items():
+        assert qrels_mod.judged_metrics(docs, JUDGED[q], K)["judged_at_k"] == pytest.approx(judged_ref[q][f"P_{K}"])
+    # the condensing matters: query 2's nDCG is higher than with unjudged hits counted as non-relevant
+    plain = pytrec_eval.RelevanceEvaluator(JUDGED, {f"ndcg_cut_{K}"}).evaluate(run)
+    assert qrels_mod.judged_metrics(RUNS["2"], JUDGED["2"], K)["ndcg_at_k"] > plain["2"][f"ndcg_cut_{K}"] + 0.05
+
+
+def test_query_judgments_drops_the_excluded_query_itself():
+    q = {"7": {"7": 3, "8": 1}}
+    assert qrels_mod.query_judgments(q, "7", excluded=True) == {"8": 1}
+    assert qrels_mod.query_judgments(q, "7", excluded=False) == {"7": 3, "8": 1}
+    assert qrels_mod.query_judgments(q, "9", excluded=True) is None
+
+
+def test_compare_scores_judged_queries_only():
+    from onnx_search.experiment.compare import compare
+
+    queries = [
+        {"query": f"/q{q}.jpg", "id": 100 + int(q), "label": "", "in_dataset": False, "excluded": False}
+        for q in ("1", "2", "3")
+    ]
+    qrels = {"101": {"11": 1, "12": 2}, "102": {"11": 0}}  # query 3 (id 103) is not judged
+    hits = [
+        {"query": f"/q{q}.jpg", "model": m, "rank": r, "id": 10 + r, "path": "", "label": "", "cosine": 0.5}
+        for q in ("1", "2", "3")
+        for m in ("A", "B")
+        for r in (1, 2)
+    ]
+    c = compare(hits, queries, ["A", "B"], 2, None, qrels)
+    rows = {(r["query"], r["model"]): r for r in c["per_query"]}
+    assert rows["/q1.jpg", "A"]["judged_at_k"] == 1.0 and rows["/q2.jpg", "A"]["judged_at_k"] == 0.5
+    assert "p_at_k" not in rows["/q3.jpg", "A"]
+    assert c["summary"]["models"]["A"]["p_at_k"] == pytest.approx((1.0 + 0.0) / 2)
+    assert c["summary"]["ground_truth"] == {"kind": "qrels", "judged_queries": 2, "unjudged_rule": "condensed"}

@@ -17,6 +17,7 @@ from .metrics import (
     rbo,
     recall_at_k,
 )
+from .qrels import Qrels, judged_metrics, query_judgments
 
 
 def rankings(hits: list[dict]) -> dict[str, dict[str, list[dict]]]:
@@ -47,21 +48,32 @@ def _stats(values: list[float]) -> dict:
 
 
 def compare(
-    hits: list[dict], queries: list[dict], models: list[str], top_k: int, label_counts: dict[str, int] | None = None
+    hits: list[dict],
+    queries: list[dict],
+    models: list[str],
+    top_k: int,
+    label_counts: dict[str, int] | None = None,
+    qrels: Qrels | None = None,
 ) -> dict:
     """Per-query and overall comparison; label metrics when queries and hits carry labels.
 
-    ``queries``: [{"query": path, "label": str, "in_dataset": bool, "excluded": bool}], ``label_counts``:
-    label -> number of catalogued images with it.
+    ``queries``: [{"query": path, "id": int, "label": str, "in_dataset": bool, "excluded": bool}],
+    ``label_counts``: label -> number of catalogued images with it. ``qrels`` (judged relevance, ids as strings)
+    take the place of labels when given: the same metric keys plus ``judged_at_k``, on judged queries only.
     """
     ranked = rankings(hits)
     per_query, pairs = [], []
     for q in queries:
         per_model = ranked.get(q["query"], {})
-        per_query += [_query_row(q, m, per_model.get(m, []), top_k, label_counts) for m in models]
+        per_query += [_query_row(q, m, per_model.get(m, []), top_k, label_counts, qrels) for m in models]
         for a, b in combinations(models, 2):
             pairs.append(_pair_row(q["query"], a, b, per_model, top_k))
     summary = {"top_k": top_k, "queries": len(queries), "models": {}, "pairs": {}}
+    if qrels is not None:  # which queries the judged metrics stand on, and the rule for unjudged hits
+        judged_q = {str(q.get("id")) for q in queries} & set(qrels)
+        summary["ground_truth"] = {"kind": "qrels", "judged_queries": len(judged_q), "unjudged_rule": "condensed"}
+    elif label_counts:
+        summary["ground_truth"] = {"kind": "labels"}
     for m in models:
         summary["models"][m] = _model_summary([r for r in per_query if r["model"] == m], ranked, m, top_k)
     for a, b in combinations(models, 2):
@@ -69,7 +81,9 @@ def compare(
     return {"summary": summary, "per_query": per_query, "pairs": pairs}
 
 
-def _query_row(q: dict, model: str, hs: list[dict], top_k: int, label_counts: dict[str, int] | None) -> dict:
+def _query_row(
+    q: dict, model: str, hs: list[dict], top_k: int, label_counts: dict[str, int] | None, qrels: Qrels | None = None
+) -> dict:
     label = q.get("label") or ""
     cos = [h["cosine"] for h in hs]
     row = {
@@ -80,7 +94,13 @@ def _query_row(q: dict, model: str, hs: list[dict], top_k: int, label_counts: di
         "top1_cosine": cos[0] if cos else None,
         "mean_cosine": float(np.mean(cos)) if cos else None,
     }
-    if label and label_counts:
+    if qrels is not None:  # judged relevance: condensed lists (unjudged hits removed), see qrels.judged_metrics
+        judged = query_judgments(qrels, str(q.get("id", "")), bool(q.get("in_dataset") and q.get("excluded")))
+        row["ground_truth"] = "qrels"
+        if judged is not None:
+            row |= {"relevant": sum(1 for g in judged.values() if g >= 1)}
+            row |= judged_metrics([str(h["id"]) for h in hs], judged, top_k)
+    elif label and label_counts:
         n_rel = label_counts.get(label, 0) - (1 if q.get("in_dataset") and q.get("excluded") else 0)
         rels = [h["label"] == label for h in hs]
         row |= {
@@ -117,9 +137,11 @@ def _model_summary(rows: list[dict], ranked: dict, m: str, top_k: int) -> dict:
             for v in ([h["cosine"] for h in hits if h["rank"] == r] for r in range(1, top_k + 1))
         ],
     }
-    if rows and "p_at_k" in rows[0]:
-        for key in ("p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k"):
-            ms[key] = float(np.mean([r[key] for r in rows]))
+    scored = [r for r in rows if "p_at_k" in r]  # with qrels, only the judged queries are scored
+    if scored:
+        for key in ("p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k", "judged_at_k"):
+            if key in scored[0]:
+                ms[key] = float(np.mean([r[key] for r in scored]))
     top1 = [h for h in hits if h["rank"] == 1 and "percentile" in h]
     if top1:  # calibrated against the model's own baseline (experiment/calibration.py)
         ms["top1_percentile"] = float(np.median([h["percentile"] for h in top1]))

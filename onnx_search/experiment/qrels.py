@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import tempfile
 import threading
@@ -228,3 +229,40 @@ class JudgmentStore:
     def count(self) -> int:
         """How many (query, doc) judgments there are."""
         return sum(len(d) for d in self.qrels().values())
+
+
+def judged_metrics(hit_ids: list[str], judgments: dict[str, int], k: int) -> dict[str, float]:
+    """P@k, R@k, AP@k, nDCG@k (graded gains) and judged@k of one ranking against one query's judgments.
+
+    The rule for unjudged hits is **condensed lists** (Sakai 2007; trec_eval ``-J``): unjudged hits are removed
+    from the top-k before scoring, so the judged hits move up; an image is relevant when its grade is >= 1, and
+    nDCG's gain is the grade. judged@k is the share of the top-k that was judged (before condensing).
+    """
+    top = [str(h) for h in hit_ids[:k]]
+    judged = [h for h in top if h in judgments]
+    grades = [judgments[h] for h in judged]
+    rels = [g >= 1 for g in grades]
+    n_rel = sum(1 for g in judgments.values() if g >= 1)
+    hits = 0
+    ap = 0.0
+    for i, r in enumerate(rels, 1):
+        if r:
+            hits += 1
+            ap += hits / i
+    dcg = sum(g / math.log2(i + 1) for i, g in enumerate(grades, 1))
+    ideal = sum(g / math.log2(i + 1) for i, g in enumerate(sorted(judgments.values(), reverse=True)[:k], 1))
+    return {
+        "p_at_k": sum(rels) / k if k else 0.0,
+        "recall_at_k": sum(rels) / n_rel if n_rel else 0.0,
+        "ap_at_k": ap / n_rel if n_rel else 0.0,
+        "ndcg_at_k": dcg / ideal if ideal else 0.0,
+        "judged_at_k": len(judged) / k if k else 0.0,
+    }
+
+
+def query_judgments(qrels: Qrels, query_id: str, excluded: bool) -> dict[str, int] | None:
+    """One query's judgments, less the query itself when it is excluded from its own hits; None if unjudged."""
+    docs = qrels.get(str(query_id))
+    if docs is None:
+        return None
+    return {d: r for d, r in docs.items() if not (excluded and d == str(query_id))}
