@@ -222,3 +222,58 @@ def test_compare_scores_judged_queries_only():
     assert "p_at_k" not in rows["/q3.jpg", "A"]
     assert c["summary"]["models"]["A"]["p_at_k"] == pytest.approx((1.0 + 0.0) / 2)
     assert c["summary"]["ground_truth"] == {"kind": "qrels", "judged_queries": 2, "unjudged_rule": "condensed"}
+
+
+# --- the YAML section ---------------------------------------------------------------------------------------------
+
+CONFIG = """\
+experiment: t
+dataset:
+  root: {root}
+models:
+  - name: vgg16
+    weights: random
+ground_truth:
+  qrels: {qrels}
+"""
+
+
+def test_config_qrels_relative_to_the_yaml_folder(tmp_path, monkeypatch):
+    from onnx_search.experiment.loader import load_experiment
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "cfg" / "j.qrels").write_text("1 0 2 1\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "cfg" / "exp.yaml"
+    cfg.write_text(CONFIG.format(root=tmp_path / "imgs", qrels="j.qrels"))
+    exp = load_experiment(cfg)
+    assert exp.ground_truth.qrels == tmp_path / "cfg" / "j.qrels"
+
+
+def test_config_with_a_malformed_qrels_line_fails_with_file_and_line(tmp_path):
+    from onnx_search.experiment.loader import load_experiment
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "j.qrels").write_text("1 0 2 1\n1 0 3 yes\n")
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(CONFIG.format(root=tmp_path / "imgs", qrels="j.qrels"))
+    with pytest.raises(ConfigError, match=r"ground_truth.qrels: .*j.qrels:2: relevance 'yes' is not an integer"):
+        load_experiment(cfg)
+    cfg.write_text(CONFIG.format(root=tmp_path / "imgs", qrels="none.qrels"))
+    with pytest.raises(ConfigError, match=r"none.qrels does not exist"):
+        load_experiment(cfg)
+
+
+def test_paths_in_qrels_map_to_image_ids(tmp_path):
+    from onnx_search.ids import image_id
+
+    (tmp_path / "a").mkdir()
+    for n in ("q.jpg", "x.jpg"):
+        (tmp_path / "a" / n).write_bytes(b"")
+    (tmp_path / "j.qrels").write_text(f"a/q.jpg 0 {tmp_path / 'a' / 'x.jpg'} 2\na/q.jpg 0 77 0\n")
+    q, x = str(image_id((tmp_path / "a" / "q.jpg").resolve())), str(image_id((tmp_path / "a" / "x.jpg").resolve()))
+    assert qrels_mod.read_qrels_ids(tmp_path / "j.qrels") == {q: {x: 2, "77": 0}}
+    (tmp_path / "j.qrels").write_text("a/nope.jpg 0 1 1\n")
+    with pytest.raises(ConfigError, match=r"a/nope.jpg is neither a catalogued image id nor the path"):
+        qrels_mod.read_qrels_ids(tmp_path / "j.qrels")

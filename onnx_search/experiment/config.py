@@ -187,6 +187,12 @@ class CostSection(_Strict):
     repeats: int = Field(2, ge=1, le=20)
 
 
+class GroundTruth(_Strict):
+    """Judged relevance: a TREC qrels file (``query_id 0 doc_id relevance``, ids or paths)."""
+
+    qrels: Path  # the loader takes a relative path from the YAML file's folder
+
+
 class Experiment(_Strict):
     experiment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     output: Path = Path("runs")
@@ -202,6 +208,7 @@ class Experiment(_Strict):
     grid_queries: int = Field(8, ge=0)  # queries shown in the result grid
     cost: CostSection | None = Field(default_factory=CostSection)  # null: no speed measurements
     engine: EngineSection = Field(default_factory=EngineSection)
+    ground_truth: GroundTruth | None = None  # judged relevance instead of folder labels
 
     @model_validator(mode="after")
     def _unique_models(self):

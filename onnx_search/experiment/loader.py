@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from .config import Experiment
+from .qrels import read_qrels
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -129,6 +130,12 @@ def _check_files(exp: Experiment, path: Path) -> Experiment:
             problems.append(f"models: {m.name} does not exist")
         if m.weights not in ("imagenet", "random", "auto") and not Path(m.weights).is_file():
             problems.append(f"models.{m.key}.weights: {m.weights} is neither imagenet/random/auto nor a file")
+    if exp.ground_truth is not None:  # from the YAML's folder; a malformed judgment fails before any store opens
+        exp.ground_truth.qrels = path.resolve().parent / exp.ground_truth.qrels.expanduser()
+        try:
+            read_qrels(exp.ground_truth.qrels)
+        except ConfigError as exc:
+            problems.append(f"ground_truth.qrels: {exc}")
     if problems:
         raise ConfigError(f"{path}:\n  " + "\n  ".join(problems))
     return exp

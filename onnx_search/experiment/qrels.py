@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..ids import image_id
 
 Qrels = dict[str, dict[str, int]]  # query_id -> doc_id -> relevance (int >= 0)
 
@@ -155,6 +156,26 @@ def _mapped(value: str, to_id: Callable[[str], str | None], source: str | Path) 
     if got is None:
         raise ConfigError(f"{source}: {value} is neither a catalogued image id nor the path of an image file")
     return got
+
+
+def path_to_id(base: str | Path) -> Callable[[str], str | None]:
+    """``to_id`` for ``resolve_ids``: a decimal id stays; a path (relative to ``base``) that is a file becomes
+    ``image_id`` of its resolved path; anything else is None."""
+
+    def to_id(value: str) -> str | None:
+        if value.isdigit():
+            return value
+        p = Path(value).expanduser()
+        p = (p if p.is_absolute() else Path(base) / p).resolve()
+        return str(image_id(p)) if p.is_file() else None
+
+    return to_id
+
+
+def read_qrels_ids(path: str | Path) -> Qrels:
+    """A qrels file with every path mapped to its image id (paths relative to the file's folder)."""
+    path = Path(path)
+    return resolve_ids(read_qrels(path), path_to_id(path.parent), path)
 
 
 def judgments_path(data_dir: str | Path, experiment: str) -> Path:

@@ -60,4 +60,4 @@ def load_results(run_dir: str | Path) -> dict:
 def recompare(run_dir: str | Path) -> dict:
     """Recompute the comparison from saved results without touching the stores."""
     r = load_results(run_dir)
-    return compare(r["hits"], r["queries"], r["models"], r["top_k"], r["label_counts"] or None)
+    return compare(r["hits"], r["queries"], r["models"], r["top_k"], r["label_counts"] or None, r.get("qrels"))

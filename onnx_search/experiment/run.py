@@ -26,6 +26,7 @@ from .config import Augment, Experiment
 from .cost import measure_costs
 from .lineage import variant_agreement
 from .loader import load_experiment, raw_config
+from .qrels import read_qrels_ids
 from .queries import query_rows, select_queries
 from .report.writer import write_report
 from .results import publish, redact
@@ -157,7 +158,8 @@ class ExperimentRun:
             bases = baselines(stores, models, qv.paths, qv.vectors, cat_ids, exp.seed)
             calibrate_hits(hits, bases)
             labels = Counter(r.label for r in catalogue.values() if r.label) if exp.dataset.labels else Counter()
-            comparison = compare(hits, qrows, list(models), exp.top_k, dict(labels) or None)
+            qrels = read_qrels_ids(exp.ground_truth.qrels) if exp.ground_truth else None  # judged relevance
+            comparison = compare(hits, qrows, list(models), exp.top_k, dict(labels) or None, qrels)
             sweep = self._timed("sweep_s", sweep_stores, stores, list(models), qv.vectors, exp.sweep, exp.top_k)
             variants = variant_agreement(stores, models, comparison, cat_ids)
             robust, copies = self._timed("augmented_s", self.augmented, stores, models, catalogued, bases)
@@ -179,6 +181,9 @@ class ExperimentRun:
                 "calibration": {m: describe(b) for m, b in bases.items()},
                 "robustness": robust,
             }
+            if qrels is not None:  # what the judged metrics stood on, so `compare` can recompute them
+                results["qrels"] = qrels
+                results["qrels_file"] = str(exp.ground_truth.qrels.resolve())
             if cost:
                 cost["children"] = children
                 comparison["cost"] = cost
