@@ -21,6 +21,7 @@ from starlette.routing import Route
 from ..errors import DecodeError, OnnxSearchError
 from .explorer import Explorer
 from .guard import RequestError, parse_id, parse_k
+from .judging import judge_routes
 from .thumbs import PREVIEW_SIDE, THUMB_SIDE, jpeg_bytes
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,7 @@ def build_app(ex: Explorer, token: str | None = None, loopback: bool = True) -> 
         Route("/api/runs/{run}/disagreement", disagreement),
         Route("/api/runs/{run}/robustness", robustness),
         Route("/api/runs/{run}/copy/{copy}", copy_image),
+        *judge_routes(ex),
     ]
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_NAMES)] if loopback else []
     if token:
