@@ -14,6 +14,9 @@ from ..errors import DecodeError
 
 BACKGROUND = (255, 255, 255)  # transparency is composited onto white, never dropped
 DEFAULT_MAX_PIXELS = 200_000_000  # above this an image is skipped, not decoded
+# A short-side resize is never made whole when it would hold more than this many times the pixels of its
+# scale x scale square (long/short aspect above 16): only the centre crop is resampled (see ``resize_crop_bounded``).
+MAX_RESIZE_AREA_RATIO = 16
 _RESAMPLE = {
     "bilinear": Image.BILINEAR,
     "bicubic": Image.BICUBIC,
@@ -21,6 +24,7 @@ _RESAMPLE = {
     "lanczos": Image.LANCZOS,
     "box": Image.BOX,
 }
+_SUPPORT = {Image.NEAREST: 1.0, Image.BOX: 0.5, Image.BILINEAR: 1.0, Image.BICUBIC: 2.0, Image.LANCZOS: 3.0}
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -107,6 +111,34 @@ def _center_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
+def resize_crop_bounded(img: Image.Image, resized: tuple[int, int], size: int, resample: int) -> Image.Image:
+    """``_center_crop(img.resize(resized), size)`` without making the ``resized`` image: memory ~ ``size``².
+
+    Only the source region that maps onto the crop is resampled, straight to the crop's size, so a 50000x1
+    image costs a 224x224 buffer, not 12.8M x 256. The two passes are done as Pillow's full resize does them
+    (horizontal, then vertical) on the source rows the vertical filter reads (the crop's rows plus the filter's
+    support), and Pillow's ``box=`` keeps each output pixel's centre where the full resize puts it. A crop
+    larger than the resized image is padded black, as ``Image.crop`` pads it.
+    """
+    w, h = img.size
+    nw, nh = resized
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    x0, y0 = max(left, 0), max(top, 0)
+    x1, y1 = min(left + size, nw), min(top + size, nh)
+    sx, sy = w / nw, h / nh
+    support = _SUPPORT.get(resample, 3.0) * max(sy, 1.0)
+    r0 = max(math.floor(y0 * sy - support) - 1, 0)
+    r1 = min(math.ceil(y1 * sy + support) + 1, h)
+    rows = img.crop((0, r0, w, r1))
+    across = rows.resize((x1 - x0, r1 - r0), resample, box=(x0 * sx, 0, min(x1 * sx, w), r1 - r0))
+    part = across.resize((x1 - x0, y1 - y0), resample, box=(0, y0 * sy - r0, x1 - x0, min(y1 * sy, h) - r0))
+    if part.size == (size, size):
+        return part
+    canvas = Image.new(part.mode, (size, size))
+    canvas.paste(part, (x0 - left, y0 - top))
+    return canvas
+
+
 def resize(
     img: Image.Image, size: int, policy: str = "squash", interpolation: str = "bilinear", crop_pct: float = 0.0
 ) -> np.ndarray:
@@ -116,6 +148,9 @@ def resize(
     shorter side to ``scale`` (``scale_side``), the longer ``int(scale·long/short)``, Pillow's antialiased
     resampler, then the crop offset ``int(round((side - size) / 2))`` (Python's round, as torchvision uses).
     ``squash`` with a ``crop_pct`` below 1 is timm's squash mode: both sides to ``scale``, then the centre crop.
+    A ``center_crop`` whose resized image would exceed ``MAX_RESIZE_AREA_RATIO``·scale² pixels (aspect above 16)
+    is resampled by ``resize_crop_bounded`` (within 2 grey levels of the full resize), so memory per image
+    follows the model's input size, never the file's shape.
     """
     resample = _RESAMPLE[interpolation]
     scale = scale_side(size, policy, crop_pct)
@@ -129,7 +164,10 @@ def resize(
             nw, nh = scale, int(scale * h / w)
         else:
             nw, nh = int(scale * w / h), scale
-        out = _center_crop(img.resize((nw, nh), resample), size)
+        if nw * nh > MAX_RESIZE_AREA_RATIO * scale * scale:
+            out = resize_crop_bounded(img, (nw, nh), size, resample)
+        else:
+            out = _center_crop(img.resize((nw, nh), resample), size)
     else:
         raise ValueError(f"unknown resize policy {policy!r}; expected squash or center_crop")
     return np.asarray(out, dtype=np.uint8)
