@@ -277,3 +277,107 @@ def test_paths_in_qrels_map_to_image_ids(tmp_path):
     (tmp_path / "j.qrels").write_text("a/nope.jpg 0 1 1\n")
     with pytest.raises(ConfigError, match=r"a/nope.jpg is neither a catalogued image id nor the path"):
         qrels_mod.read_qrels_ids(tmp_path / "j.qrels")
+
+
+# --- a real run with a qrels file: the figures in its results equal pytrec_eval on the same hits and qrels ----------
+
+
+def _judge_pool(root: Path) -> tuple[list[Path], str]:
+    """Queries (one per class) and qrels text: same class graded 2/1, the next class 0, the third unjudged;
+    half the lines give paths, half give ids."""
+    from onnx_search.ids import image_id
+
+    classes = ("circles", "stripes", "checkers")
+    files = {c: sorted((root / c).glob("*.jpg")) for c in classes}
+    queries, lines = [], []
+    for i, c in enumerate(classes):
+        q = files[c][0].resolve()
+        queries.append(q)
+        judged = [(p, 2 if j < 2 else 1) for j, p in enumerate(files[c][1:])]
+        judged += [(p, 0) for p in files[classes[(i + 1) % 3]]]
+        for j, (p, grade) in enumerate(judged):
+            doc = str(p.resolve()) if j % 2 else str(image_id(p.resolve()))
+            lines.append(f"{q if i % 2 else image_id(q)} 0 {doc} {grade}")
+    return queries, "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def judged_run(labelled_set, models_dir, tmp_path_factory, redis_url_module):
+    import json
+
+    from onnx_search.experiment.run import run_experiment
+
+    base = tmp_path_factory.mktemp("judged")
+    queries, text = _judge_pool(labelled_set)
+    (base / "pool.qrels").write_text(text)
+    paths = "".join(f"\n    - {q}" for q in queries)
+    (base / "exp.yaml").write_text(f"""\
+experiment: judged
+output: {base / "runs"}
+data_dir: {base / "data"}
+models_dir: {models_dir}
+seed: 3
+top_k: 5
+dataset:
+  root: {labelled_set}
+models:
+  - name: resnet50
+    weights: random
+    providers: [cpu]
+  - name: vgg16
+    weights: random
+    providers: [cpu]
+store:
+  redis_url: {redis_url_module}
+  namespace: judged-test
+queries:
+  paths:{paths}
+ground_truth:
+  qrels: pool.qrels
+cost: null
+grid_queries: 0
+""")
+    out = run_experiment(base / "exp.yaml", progress=False)
+    return {
+        "results": json.loads((out.run_dir / "results.json").read_text()),
+        "comparison": json.loads((out.run_dir / "comparison.json").read_text()),
+        "qrels": qrels_mod.read_qrels_ids(base / "pool.qrels"),
+        "run_dir": out.run_dir,
+    }
+
+
+def test_run_with_qrels_equals_pytrec_eval(judged_run):
+    import pytrec_eval
+
+    res, comp, qrels = judged_run["results"], judged_run["comparison"], judged_run["qrels"]
+    k = res["top_k"]
+    assert res["qrels"] == qrels and comp["summary"]["ground_truth"]["judged_queries"] == 3
+    ids = {q["query"]: str(q["id"]) for q in res["queries"]}
+    unjudged_hits = 0
+    for model in res["models"]:
+        run: dict[str, dict[str, float]] = {}
+        for h in res["hits"]:
+            if h["model"] == model:
+                run.setdefault(ids[h["query"]], {})[str(h["id"])] = float(k - h["rank"])
+                unjudged_hits += str(h["id"]) not in qrels[ids[h["query"]]]
+        measures = {f"P_{k}", f"ndcg_cut_{k}"}
+        ref = pytrec_eval.RelevanceEvaluator(qrels, measures, judged_docs_only_flag=True).evaluate(run)
+        everything = {q: {d: 1 for d in docs} for q, docs in qrels.items()}
+        judged_ref = pytrec_eval.RelevanceEvaluator(everything, {f"P_{k}"}).evaluate(run)
+        rows = [r for r in comp["per_query"] if r["model"] == model]
+        assert len(rows) == 3
+        for r in rows:
+            q = ids[r["query"]]
+            assert r["p_at_k"] == pytest.approx(ref[q][f"P_{k}"], abs=1e-12)
+            assert r["ndcg_at_k"] == pytest.approx(ref[q][f"ndcg_cut_{k}"], abs=1e-12)
+            assert r["judged_at_k"] == pytest.approx(judged_ref[q][f"P_{k}"], abs=1e-12)
+        summary = comp["summary"]["models"][model]
+        assert summary["judged_at_k"] == pytest.approx(sum(r["judged_at_k"] for r in rows) / 3)
+    assert unjudged_hits > 0  # the third class is unjudged, so the condensed-list rule was exercised
+
+
+def test_recompare_of_a_judged_run_gives_the_same_figures(judged_run):
+    from onnx_search.experiment.results import recompare
+
+    again = recompare(judged_run["run_dir"])
+    assert again["per_query"] == judged_run["comparison"]["per_query"]
