@@ -7,7 +7,7 @@ MODELS ?= resnet50 vgg16 efficientnet-lite0 dinov2-vits14
 WEIGHTS ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: setup redis convert test test-server test-ray lint format bench demo serve keras-vs-torch clean
+.PHONY: setup redis convert test test-steps test-server test-ray lint format bench demo serve keras-vs-torch clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,7 +41,12 @@ format: setup
 	$(PY) -m ruff format onnx_search tests
 	$(PY) -m ruff check --fix onnx_search tests
 
+# The whole test run under tests/peak_rss.py, which prints its process tree's peak memory at the end (CI shows the
+# line "make test peak RSS: N MB"; the figures also go to .cache/test-peak-rss.json).
 test: setup
+	$(PY) tests/peak_rss.py --json .cache/test-peak-rss.json "make test" $(MAKE) --no-print-directory test-steps
+
+test-steps:
 	$(PY) -m ruff check onnx_search tests
 	@if unshare -n true 2>/dev/null; then $(MAKE) --no-print-directory test-server test-ray PYTEST_ARGS=; else \
 	  echo "NOTE: Milvus server and Ray tests not run: 'unshare -n' is not permitted here (needs root); run make test-server test-ray as root"; fi

