@@ -381,3 +381,55 @@ def test_recompare_of_a_judged_run_gives_the_same_figures(judged_run):
 
     again = recompare(judged_run["run_dir"])
     assert again["per_query"] == judged_run["comparison"]["per_query"]
+
+
+# --- the judgments CLI ----------------------------------------------------------------------------------------------
+
+
+def test_cli_export_ids_and_paths(tmp_path):
+    from onnx_search.ids import image_id
+    from tests.helpers import run_cli
+
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    for n in ("q.jpg", "x.jpg"):
+        (tmp_path / "imgs" / "a" / n).write_bytes(b"")
+    q, x = (tmp_path / "imgs" / "a" / "q.jpg").resolve(), (tmp_path / "imgs" / "a" / "x.jpg").resolve()
+    store = JudgmentStore(judgments_path(tmp_path / "data", "exp"))
+    store.judge(str(image_id(q)), str(image_id(x)), 2)
+    store.judge(str(image_id(q)), "99", 0)  # not under the folder: stays an id
+    out = tmp_path / "out.qrels"
+    r = run_cli("judgments", "export", "--data-dir", str(tmp_path / "data"), "--experiment", "exp", str(out))
+    assert r.returncode == 0, r.stderr
+    assert read_qrels(out) == store.qrels()
+    r = run_cli("judgments", "export", "--data-dir", str(tmp_path / "data"), "--experiment", "exp", str(out),
+                "--paths-under", str(tmp_path / "imgs"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert read_qrels(out) == {str(q): {str(x): 2, "99": 0}} and "1 ids not found" in r.stdout
+    r = run_cli("judgments", "export", "--data-dir", str(tmp_path / "data"), "--experiment", "nope", str(out))
+    assert r.returncode == 2 and "no judgments for experiment nope" in r.stderr
+
+
+def test_cli_import_merges_and_refuses_a_bad_line_writing_nothing(tmp_path):
+    from onnx_search.ids import image_id
+    from tests.helpers import run_cli
+
+    dest = judgments_path(tmp_path / "data", "exp")
+    JudgmentStore(dest).judge("1", "2", 1)
+    before = dest.read_bytes()
+    (tmp_path / "img.jpg").write_bytes(b"")
+    bad = tmp_path / "bad.qrels"
+    bad.write_text("1 0 3 1\n1 0 img.jpg 2\n1 0 4 maybe\n")
+    args = ("--data-dir", str(tmp_path / "data"), "--experiment", "exp")
+    r = run_cli("judgments", "import", str(bad), *args)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and f"{bad}:3: relevance 'maybe' is not an integer" in r.stderr
+    assert dest.read_bytes() == before  # nothing written
+    bad.write_text("1 0 3 1\n1 0 missing.jpg 2\n")
+    r = run_cli("judgments", "import", str(bad), *args)
+    assert r.returncode == 2 and "missing.jpg is neither" in r.stderr and dest.read_bytes() == before
+    good = tmp_path / "good.qrels"
+    good.write_text("1 0 2 0\n1 0 img.jpg 2\n5 0 6 1\n")
+    r = run_cli("judgments", "import", str(good), *args)
+    assert r.returncode == 0, r.stderr
+    assert "2 new, 1 changed" in r.stdout
+    assert read_qrels(dest) == {"1": {"2": 0, str(image_id((tmp_path / "img.jpg").resolve())): 2}, "5": {"6": 1}}

@@ -1,4 +1,5 @@
-"""Command line: ``onnx-search convert | embed | ingest | search | check | redis-stop | run | compare | demo | serve``.
+"""Command line: ``onnx-search convert | embed | ingest | search | check | redis-stop | run | compare | demo | serve``
+(and ``judgments export | import``).
 
 Each area registers its commands on one parser (models.py, stores.py, experiments.py); the only error caught
 here is OnnxSearchError, printed as one line with exit status 2.
@@ -11,14 +12,14 @@ import logging
 import sys
 
 from ..errors import OnnxSearchError
-from . import experiments, models, serve, stores
+from . import experiments, judgments, models, serve, stores
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="onnx-search", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="command", required=True)
-    for area in (models, stores, experiments, serve):
+    for area in (models, stores, experiments, judgments, serve):
         area.register(sub)
     return ap
 
