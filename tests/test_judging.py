@@ -1,0 +1,138 @@
+"""Judge mode on an explorer of its own (a child process this module kills with SIGKILL): the blind pool is the
+union of every model's top-k, judgments are validated before anything is written, each is in the qrels file before
+the HTTP answer (so it survives kill -9), and judged@k / P@k per model come back with their intervals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from onnx_search.experiment.evidence import interval
+from onnx_search.experiment.qrels import judgments_path, read_qrels
+from onnx_search.serve.judging import SEED, blind_order
+from tests.helpers import open_page
+from tests.serve_fixture import make_run, start_server
+
+K = 4
+
+
+@pytest.fixture(scope="module")
+def judge_env(tmp_path_factory):
+    """A run on its own Redis (no namespace shared with the `served` fixture) and a server over it."""
+    from onnx_search.store.local_redis import LocalRedis
+
+    base = tmp_path_factory.mktemp("judging")
+    redis = LocalRedis(base / "redis")
+    kw = redis.start().connection_pool.connection_kwargs
+    run = make_run(base, f"redis://:{kw['password']}@127.0.0.1:{kw['port']}/0")
+    env = {"base": base, "run": run, "server": start_server(run)}
+    yield env
+    env["server"].stop()
+    redis.stop()
+
+
+def _post(server, body) -> tuple[int, dict]:
+    status, raw = server.get("api/judge", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    return status, json.loads(raw)
+
+
+def test_blind_order_is_fixed_and_ignores_rank_and_model():
+    ids = [str(i) for i in range(1, 30)]
+    assert blind_order("7", ids) == blind_order("7", list(reversed(ids))) == blind_order("7", ids + ids[:5])
+    assert sorted(blind_order("7", ids)) == sorted(ids)
+    assert blind_order("7", ids) != ids and blind_order("7", ids) != blind_order("8", ids)
+
+
+def test_the_pool_is_the_blind_union_of_every_models_top_k(judge_env):
+    server = judge_env["server"]
+    status, listing = server.json(f"api/judge/queries?run=0&k={K}")
+    assert status == 200 and listing["total"] == 6 and listing["done"] == 0
+    qid = listing["queries"][0]["id"]
+    status, pool = server.json(f"api/judge/pool/{qid}?k={K}")
+    assert status == 200
+    status, hits = server.json(f"api/query/{qid}?k={K}&exclude_self=1")
+    union = {h["id"] for found in hits["models"].values() for h in found}
+    assert len(hits["models"]) == 2 and K < len(union) <= 2 * K
+    assert [d["id"] for d in pool["docs"]] == blind_order(qid, list(union))
+    assert qid not in union and pool["size"] == len(union) == listing["queries"][0]["size"]
+    # blind: nothing in a pool says which model found an image, or at which rank
+    assert all(set(d) == {"id", "name", "relevance"} for d in pool["docs"])
+    assert not {"mean", "quad"} & set(json.dumps(pool).replace('"', " ").split())
+    assert server.json(f"api/judge/pool/{qid}?k={K}")[1]["docs"] == pool["docs"]
+
+
+def test_bad_judgments_are_refused_before_anything_is_written(judge_env):
+    server = judge_env["server"]
+    qrels = judgments_path(judge_env["base"] / "data", "servecheck")
+    qid = server.json(f"api/judge/queries?run=0&k={K}")[1]["queries"][0]["id"]
+    doc = server.json(f"api/judge/pool/{qid}?k={K}")[1]["docs"][0]["id"]
+    for body, status, says in [
+        ({"query": qid, "doc": doc, "relevance": 7}, 400, "relevance must be a whole number from 0"),
+        ({"query": qid, "doc": doc, "relevance": "1"}, 400, "relevance must be a whole number"),
+        ({"query": qid, "doc": doc, "relevance": True}, 400, "relevance must be a whole number"),
+        ({"query": qid, "doc": "../etc/passwd", "relevance": 1}, 400, "not a catalogue id"),
+        ({"query": qid, "doc": "12345", "relevance": 1}, 404, "no catalogued image has id 12345"),
+        ([qid, doc, 1], 400, "send a JSON object"),
+    ]:
+        got, answer = _post(server, body)
+        assert (got, says in answer["error"]) == (status, True), (body, got, answer)
+    got, raw = server.get("api/judge", b"{not json", {"Content-Type": "application/json"})
+    assert got == 400 and "send JSON" in json.loads(raw)["error"]
+    assert not qrels.exists()
+
+
+def test_judgments_survive_kill_9_and_are_read_back(judge_env):
+    """Judge a whole pool in Chromium with the keyboard, SIGKILL the server right after the last answer, check the
+    qrels file, start it again: the page shows every judgment, the pool counts as judged, judged@k is 1."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)
+    server, base = judge_env["server"], judge_env["base"]
+    listing = server.json(f"api/judge/queries?run=0&k={K}")[1]
+    qid = listing["queries"][1]["id"]
+    pool = server.json(f"api/judge/pool/{qid}?k={K}")[1]
+    ranked = server.json(f"api/query/{qid}?k={K}&exclude_self=1")[1]["models"]
+    label = {h["id"]: h["label"] for found in ranked.values() for h in found}
+    query_label = pool["query"]["label"]
+    want = {d["id"]: int(label[d["id"]] == query_label) for d in pool["docs"]}
+    assert 0 < sum(want.values()) < len(want)  # the pool holds relevant and non-relevant images
+    with sync_playwright() as p:
+        browser, page, errors = open_page(p, 1280, 900)
+        page.goto(f"{server.url}?view=judge&q={qid}&k={K}")
+        expect(page.locator(f"#jpool[data-query='{qid}'] .jcard")).to_have_count(len(want))
+        expect(page.locator("#jpool .jcard").first).to_be_focused()
+        for n, doc in enumerate(d["id"] for d in pool["docs"]):
+            card = page.locator("#jpool .jcard").nth(n)
+            assert card.get_attribute("data-id") == doc
+            expect(card).to_be_focused()  # each mark moves the focus on to the next image
+            with page.expect_response(lambda r: r.url.endswith("/api/judge") and r.status == 200):
+                page.keyboard.press(str(want[doc]))
+        page.wait_for_load_state("networkidle")
+        judge_env["server"].proc.kill()  # SIGKILL right after the last acknowledged judgment
+        judge_env["server"].proc.wait(timeout=20)
+        lines = judgments_path(base / "data", "servecheck").read_text().splitlines()
+        assert sorted(lines) == sorted(f"{qid} 0 {doc} {rel}" for doc, rel in want.items())
+        assert read_qrels(judgments_path(base / "data", "servecheck")) == {qid: want}
+
+        assert errors == [], errors
+        page.close()  # its requests still in flight to the killed server fail: not the page's errors
+        server = judge_env["server"] = start_server(judge_env["run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server.url}?view=judge&q={qid}&k={K}")
+        expect(page.locator(f"#jpool[data-query='{qid}'] .jcard[data-rel='1']")).to_have_count(sum(want.values()))
+        expect(page.locator("#jpool .jcard[data-rel='0']")).to_have_count(len(want) - sum(want.values()))
+        expect(page.locator("#judge[data-done='1'][data-total='6']")).to_have_count(1)
+        expect(page.locator("#jsummary tr[data-model='quad']")).to_contain_text("1.00 [1.00, 1.00]")
+        browser.close()
+    assert errors == [], errors
+    summary = server.json(f"api/judge/summary?k={K}")[1]
+    assert summary["queries"] == 1
+    for model, found in ranked.items():
+        p_at_k = sum(want[h["id"]] for h in found) / K
+        assert summary["models"][model]["judged_at_k"] == interval([1.0], seed=SEED)
+        assert summary["models"][model]["p_at_k"] == interval([p_at_k], seed=SEED)
+    assert Path(server.json(f"api/judge/queries?run=0&k={K}")[1]["file"]).name == "servecheck.qrels"
