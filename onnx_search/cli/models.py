@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -31,28 +32,57 @@ def cmd_convert(args) -> int:
 
 def _convert_user(args) -> int:
     """The user's own model (torch factory, Keras file or bare .onnx) with the recipe given by --recipe."""
-    import yaml
-
     from ..errors import ConfigError
     from ..models.isolated import convert_isolated
+    from ..models.user import user_spec
 
     if not args.model or len(args.model) != 1:
         raise ConfigError("--source needs exactly one --model NAME (the name of your model)")
     if args.variant:
         raise ConfigError("--variant is for registry models; convert a variant of your model yourself")
-    recipe = None
-    if args.recipe:
-        text = Path(args.recipe).read_text() if Path(args.recipe).is_file() else args.recipe
-        try:
-            recipe = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--recipe is neither a file nor YAML/JSON: {str(exc).splitlines()[0]}") from None
-    user = {"source": args.source, "recipe": recipe, "factory": args.factory, "file": args.file, "layer": args.layer}
-    child = convert_isolated(
-        args.model[0], args.models_dir, weights=args.weights or "auto", seed=args.seed, force=args.force, user=user
-    )
+    if args.source != "torch" and args.weights:
+        raise ConfigError(
+            f"--weights is the state dict of a --source torch model; a {args.source} model's weights are in its "
+            "--file: drop --weights"
+        )
+    if args.source != "torch" and args.reads:
+        raise ConfigError("--reads names the files a --source torch factory reads; drop it")
+    recipe = _recipe_arg(args.recipe) if args.recipe else None
+    user = {"source": args.source, "recipe": recipe, "factory": args.factory, "file": args.file, "layer": args.layer,
+            "reads": [str(Path(r).resolve()) for r in args.reads or []]}  # fmt: skip
+    user_spec(args.model[0], **user)  # one line about the name, paths and recipe before a child starts
+    made = [d for d in (Path(args.models_dir), *Path(args.models_dir).parents) if not d.exists()]
+    try:
+        child = convert_isolated(
+            args.model[0], args.models_dir, weights=args.weights or "auto", seed=args.seed, force=args.force,
+            user=user,
+        )  # fmt: skip
+    except BaseException:  # a failed conversion leaves no folder it made either
+        for d in made:  # deepest first
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
     _report_conversion(child.result, args, child.peak_rss_mb)
     return 0
+
+
+def _recipe_arg(value: str) -> object:
+    """--recipe as a file (.json/.yaml/.yml, or any existing file) or inline YAML/JSON text."""
+    import yaml
+
+    from ..errors import ConfigError
+
+    path = Path(value).expanduser()
+    looks_like_file = path.suffix.lower() in (".json", ".yaml", ".yml") and not value.lstrip().startswith("{")
+    if looks_like_file and not path.is_file():
+        raise ConfigError(f"--recipe: file {value} does not exist; give an existing file or the recipe inline")
+    try:
+        text = path.read_text() if path.is_file() else value
+        return yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--recipe: cannot read {value} ({exc}); give a YAML/JSON text file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--recipe is neither a file nor YAML/JSON: {str(exc).splitlines()[0]}") from None
 
 
 def _report_variant(name: str, variant: str, args) -> None:
@@ -82,6 +112,11 @@ def _report_conversion(r, args, peak_mb: float) -> None:
             f"parity max|diff| {p['max_abs_diff']:.2e} (tolerance {p['tolerance']:g}), "
             f"min cosine {p['min_cosine']:.7f}; peak memory {peak_mb:,.0f} MB (a child process)"
         )
+    if r.metadata["weights"].startswith("factory:") and not args.reads:
+        print(
+            f"  NOTE: {r.name}'s weights are its factory's own; files the factory reads are NOT tracked: name them "
+            "with --reads FILE so a change to them converts again."
+        )
     if r.metadata["weights"].startswith("random"):
         print(f"  NOTE: {r.name} has RANDOM weights (seed {args.seed}); its vectors carry no learned meaning.")
 
@@ -106,8 +141,9 @@ def register(sub) -> None:
     p.add_argument("--models-dir", default="models")
     p.add_argument(
         "--weights",
-        help="imagenet (default), random, auto (imagenet if it can be had, else random), or a .h5 path; "
-        "with --source torch: the state dict file (default: the factory's own init, seeded)",
+        help="registry models: imagenet (default), random, auto (imagenet if it can be had, else random) or a "
+        "weights file; --source torch: the state dict (.pth/.pt/.safetensors) or random (default: the factory's "
+        "own weights, seeded); not for --source keras/onnx (their weights are in --file)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for --weights random")
     p.add_argument("--force", action="store_true", help="convert even when the file is up to date")
@@ -124,8 +160,16 @@ def register(sub) -> None:
     p.add_argument("--like", metavar="MODEL")
     g = p.add_argument_group("your own model (one --model NAME)")
     g.add_argument("--source", choices=["torch", "keras", "onnx"], help="convert your own model, not a registry one")
-    g.add_argument("--factory", metavar="PKG.MODULE:CALLABLE", help="torch: builds the module")
-    g.add_argument("--file", help="keras: a .keras or .h5 file; onnx: a .onnx file without onnx-search metadata")
+    g.add_argument(
+        "--factory", metavar="PKG.MODULE:CALLABLE", help="torch: builds the module (imported from the current folder)"
+    )
+    g.add_argument("--file", help="keras: the .keras or .h5 model file; onnx: the .onnx model file (not for torch)")
+    g.add_argument(
+        "--reads",
+        action="append",
+        metavar="FILE",
+        help="torch: a file the factory reads itself (a checkpoint; repeatable): hashed, so a change converts again",
+    )
     g.add_argument("--layer", help="the layer whose output is the vector (default: the model's output)")
     g.add_argument("--recipe", help="the recipe as YAML/JSON text or a file: {input_size: 224, preprocess: ...}")
     p.set_defaults(func=cmd_convert)

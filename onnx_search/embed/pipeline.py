@@ -182,7 +182,7 @@ class Pipeline:
         """Yield embedded batches for ``tasks`` (path, models needing it); failures are recorded, not raised."""
         t_start = time.perf_counter()
         items: list[Item] = []
-        bar = tqdm(total=len(tasks), unit="img", desc="embed", disable=not self.progress, leave=False)
+        bar = tqdm(total=len(tasks), unit="img", desc="embed", disable=not (self.progress and tasks), leave=False)
         try:
             for r in self._decoded(tasks):
                 bar.update(1)

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..embed.scan import DEFAULT_EXTENSIONS
-from ..errors import ModelFileError, OnnxSearchError, UnknownModelError
+from ..errors import OnnxSearchError, UnknownModelError
 from ..models.user import user_spec
 from ..models.zoo import REGISTRY, get_spec, variant_name
 from ..store.index import IndexParams, Metric
@@ -24,10 +24,10 @@ class _Strict(BaseModel):
 
 class ModelEntry(_Strict):
     # the user's own model (no registry line): torch (factory + weights), keras (file) or onnx (a bare file);
-    # declared first so that the name's check below knows whether it is a registry name
+    # paths in a user model's entry (file, weights, reads, a bare name.onnx) are taken from the YAML file's folder
     source: Literal["torch", "keras", "onnx"] | None = None
     name: str  # registry name, a path ending .onnx, or the name of the user's own model (with source)
-    weights: str = "auto"  # imagenet | random | auto | path to .h5 / a user torch model's state dict
+    weights: str = "auto"  # imagenet | random | auto | a weights file; a user torch model: its state dict
     seed: int = 0
     providers: list[str] = Field(default_factory=lambda: ["auto"])
     strict: bool = False
@@ -38,30 +38,56 @@ class ModelEntry(_Strict):
     file: str | None = None  # keras: .keras / .h5; onnx: .onnx
     layer: str | None = None  # the layer whose output is the vector (default: the model's output)
     recipe: dict | None = None  # input_size, preprocess, resize, interpolation, layout, crop_pct, mean, std
+    reads: list[str] | None = None  # torch: files the factory itself reads (checkpoints), tracked for staleness
+    base: str | None = Field(None, exclude=True)  # the YAML file's folder (set by the loader, not written)
 
-    @field_validator("name")
+    @model_validator(mode="before")
     @classmethod
-    def _known(cls, v: str, info: ValidationInfo) -> str:
-        if info.data.get("source") is None and not v.endswith(".onnx"):
-            try:
-                get_spec(v)
-            except UnknownModelError as exc:
-                raise ValueError(str(exc)) from None
-        return v.lower() if v.lower() in REGISTRY and info.data.get("source") is None else v
+    def _from_yaml_folder(cls, data, info: ValidationInfo):
+        """A user model's relative paths are taken from the experiment file's folder (the loader says which)."""
+        base = (info.context or {}).get("base")
+        if not isinstance(data, dict) or base is None or data.get("source") is None and not data.get("recipe"):
+            return data
+        data = dict(data, base=str(base))
+        here = Path(base)
+
+        def at(v):
+            return str(here / Path(v).expanduser()) if isinstance(v, str) and v else v
+
+        if data.get("file"):
+            data["file"] = at(data["file"])
+        if str(data.get("name", "")).endswith(".onnx"):
+            data["name"] = at(data["name"])
+        w = data.get("weights")
+        if isinstance(w, str) and w not in ("imagenet", "random", "auto", "pretrained"):
+            data["weights"] = at(w)
+        if isinstance(data.get("reads"), list):
+            data["reads"] = [at(r) for r in data["reads"]]
+        return data
 
     @model_validator(mode="after")
     def _registry_or_user(self):
         if self.source is None and self.recipe is not None and self.name.endswith(".onnx"):
             self.source, self.file, self.name = "onnx", self.name, Path(self.name).stem  # a bare file + its recipe
         if self.source is None:
-            given = [k for k in ("factory", "file", "layer", "recipe") if getattr(self, k) is not None]
+            given = [k for k in ("factory", "file", "layer", "recipe", "reads") if getattr(self, k) is not None]
             if given:
                 raise ValueError(f"{', '.join(given)}: only for the user's own model; add source: torch|keras|onnx")
+            if not self.name.endswith(".onnx"):
+                try:
+                    get_spec(self.name)
+                except UnknownModelError as exc:
+                    raise ValueError(str(exc)) from None
+                if self.name.lower() in REGISTRY:
+                    self.name = self.name.lower()
         else:
+            if self.source != "torch" and self.weights != "auto":
+                raise ValueError(
+                    f"{self.name}: weights is for source torch (a state dict); a {self.source} model's weights are "
+                    "in its file: drop weights"
+                )
             try:
                 user_spec(self.name, **self.user)
-            except ModelFileError:
-                pass  # a bare .onnx without recipe: the conversion says which fields to fill
             except OnnxSearchError as exc:
                 raise ValueError(str(exc)) from None
         if (self.name.endswith(".onnx") or self.source) and self.variants != ["fp32"]:
@@ -76,7 +102,7 @@ class ModelEntry(_Strict):
         if self.source is None:
             return None
         return {"source": self.source, "recipe": self.recipe, "factory": self.factory, "file": self.file,
-                "layer": self.layer}  # fmt: skip
+                "layer": self.layer, "base": self.base, "reads": self.reads}  # fmt: skip
 
     @property
     def key(self) -> str:

@@ -96,7 +96,7 @@ def load_experiment(path: str | Path, base: Path | None = None) -> Experiment:
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
     try:
         data = _interpolate(data, [])
-        exp = Experiment.model_validate(data)
+        exp = Experiment.model_validate(data, context={"base": path.resolve().parent})  # a user model's paths
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except ValidationError as exc:
@@ -104,10 +104,12 @@ def load_experiment(path: str | Path, base: Path | None = None) -> Experiment:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
             where = ".".join(map(str, loc)) or "(top level)"
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check the spelling; see configs/ for the allowed keys)"
             lines.append(f"{path}:{_line_of(node, loc)}: {where}: {msg}")
+        if len(lines) == 1:  # one problem, one line
+            raise ConfigError(f"invalid experiment config: {lines[0]}") from None
         raise ConfigError("invalid experiment config\n  " + "\n  ".join(lines)) from None
     return _check_files(exp, path)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -11,10 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ..embed.scan import scan_folder
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelChangedError
 from ..ids import image_id
 from ..ingest import IngestReport, ingest
 from ..models.family import family_info
+from ..models.identity import model_identity
+from ..models.recipe import read_metadata_file, recipe_from_metadata
 from ..models.session import ModelSession, SessionConfig, resolve_model_path
 from ..provenance import library_versions, machine, peak_rss_mb
 from ..search import QueryVectors, query_vectors, search_embedded
@@ -43,40 +48,82 @@ class RunOutcome:
     random_weights: list[str]
 
 
-def prepare_models(exp: Experiment, dataset_files: list[Path]) -> tuple[dict[str, ModelSession], list[dict]]:
-    """Convert registry models and their variants that are missing or stale, then open one session each.
+def convert_models(exp: Experiment, dataset_files: list[Path], stage: Path) -> tuple[dict[str, Path], list[dict]]:
+    """Convert every model that is missing or stale, before any store is opened; returns the staged files and
+    each child's figures (task, model, peak RSS).
 
-    Each conversion and quantisation runs in a child process (TensorFlow and torch never load here); the second
-    value lists each child's figures (task, model, peak RSS). INT8 variants are calibrated on a seeded sample of
-    the experiment's own images.
+    The user's own models come first, each new file written into ``stage`` (``commit_staged`` moves it into
+    models_dir once the stores accept it), so a bad user model leaves models_dir as it was. Then registry models
+    and their variants, in place (INT8 calibrated on a seeded sample of the experiment's own images). Each
+    conversion and quantisation runs in a child process (TensorFlow and torch never load here).
     """
-    out, children = {}, []
+    from ..models.isolated import convert_isolated, variant_isolated
+
+    staged, children = {}, []
     for entry in exp.models:
-        if entry.user is not None:  # the user's own model: converted (or, a bare .onnx, annotated) into models_dir
-            from ..models.isolated import convert_isolated
-
-            child = convert_isolated(
-                entry.name, exp.models_dir, weights=entry.weights, seed=entry.seed, user=entry.user
-            )
+        if entry.user is not None:  # converted in the stage, beside a link to the file it may replace
+            _link_or_copy(Path(exp.models_dir) / f"{entry.key}.onnx", stage / f"{entry.key}.onnx")
+            child = convert_isolated(entry.name, stage, weights=entry.weights, seed=entry.seed, user=entry.user)
             children.append(child.as_dict())
-            options = SessionConfig(entry.providers, entry.strict, entry.threads)
-            out[entry.key] = ModelSession(child.result.path, options)
+            if not child.result.skipped:
+                staged[entry.key] = child.result.path
+    for entry in exp.models:
+        if entry.user is not None or entry.name.endswith(".onnx"):
             continue
-        if not entry.name.endswith(".onnx"):
-            from ..models.isolated import convert_isolated, variant_isolated
+        child = convert_isolated(entry.name, exp.models_dir, weights=entry.weights, seed=entry.seed)
+        children.append(child.as_dict())
+        for variant in entry.variants:
+            if variant != "fp32":
+                child = variant_isolated(entry.name, variant, exp.models_dir, calibration=dataset_files, seed=exp.seed)
+                children.append(child.as_dict())
+    return staged, children
 
-            child = convert_isolated(entry.name, exp.models_dir, weights=entry.weights, seed=entry.seed)
-            children.append(child.as_dict())
-            for variant in entry.variants:
-                if variant != "fp32":
-                    child = variant_isolated(
-                        entry.name, variant, exp.models_dir, calibration=dataset_files, seed=exp.seed
-                    )
-                    children.append(child.as_dict())
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy across file systems); nothing when ``src`` does not exist. The
+    converter replaces a stale file by renaming a new one over it, so ``src`` itself is never written."""
+    if not src.is_file():
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def commit_staged(stores: Stores, staged: dict[str, Path], models_dir: Path, rebuild: bool) -> None:
+    """Move newly converted user models into models_dir, after checking that none replaces the model an
+    existing collection was built from (unless ``rebuild``): a refused run leaves the old file in place."""
+    known = stores.catalog.models()
+    for key, path in staged.items():
+        info = known.get(key)
+        if rebuild or not info or not info.get("identity"):
+            continue
+        if model_identity(path, recipe_from_metadata(read_metadata_file(path) or {}, path)) != info["identity"]:
+            raise ModelChangedError(
+                f"model {key} changed since collection {stores.collection(key)} was built from it; "
+                f"{models_dir / (key + '.onnx')} was left as it was: run again with `--rebuild` (re-embeds the "
+                "models whose file changed) or use another namespace"
+            )
+    for key, path in staged.items():
+        final = Path(models_dir) / f"{key}.onnx"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f".{final.name}.partial")
+        shutil.copyfile(path, partial)
+        os.replace(partial, final)
+
+
+def open_sessions(exp: Experiment) -> dict[str, ModelSession]:
+    """One onnxruntime session per model and variant, from the files in models_dir (or the path given)."""
+    out = {}
+    for entry in exp.models:
+        options = SessionConfig(entry.providers, entry.strict, entry.threads)
+        if entry.user is not None:
+            out[entry.key] = ModelSession(Path(exp.models_dir) / f"{entry.key}.onnx", options)
+            continue
         for key in entry.keys:  # a model given as a path is that file, even when its stem looks like a variant
-            path = resolve_model_path(entry.name if entry.name.endswith(".onnx") else key, exp.models_dir)
-            out[key] = ModelSession(path, SessionConfig(entry.providers, entry.strict, entry.threads))
-    return out, children
+            out[key] = ModelSession(resolve_model_path(entry.name if entry.name.endswith(".onnx") else key,
+                                                      exp.models_dir), options)  # fmt: skip
+    return out
 
 
 @dataclass
@@ -86,8 +133,8 @@ class ExperimentRun:
     exp: Experiment
     config_path: Path
     progress: bool = True
-    rebuild: bool = False  # drop and re-embed the collections of models whose file changed
-    rebuild_changed: bool = False  # re-embed only the models that really changed, with a warning (the demo)
+    rebuild: bool = False  # re-embed the models whose file changed (a changed user model may replace its file)
+    rebuild_changed: bool = False  # the same, said in a warning (the demo)
     timings: dict[str, float] = field(default_factory=dict)
 
     def _timed(self, key: str, fn, *args):
@@ -125,8 +172,8 @@ class ExperimentRun:
             progress=self.progress,
             report_dir=exp.stores_dir / "reports",
             engine=exp.engine.ray(),
-            rebuild=self.rebuild,
-            rebuild_changed=self.rebuild_changed,
+            rebuild=False,  # --rebuild re-embeds only the models whose file changed, as its help says
+            rebuild_changed=self.rebuild or self.rebuild_changed,
         )
         for name in models:
             n = stores.count(name)
@@ -145,9 +192,17 @@ class ExperimentRun:
         t_start = time.perf_counter()
         exp = self.exp
         files = self.check_before_work()
-        stores = open_stores(exp.store.settings(exp.stores_dir, exp.experiment))  # a store that is down fails here
+        rebuild = self.rebuild or self.rebuild_changed
+        with tempfile.TemporaryDirectory(prefix="onnx-search-stage-") as stage:  # every model before any store
+            staged, children = self._timed("convert_s", convert_models, exp, files, Path(stage))
+            stores = open_stores(exp.store.settings(exp.stores_dir, exp.experiment))  # a store that is down fails here
+            try:
+                commit_staged(stores, staged, exp.models_dir, rebuild)
+            except BaseException:
+                stores.close()
+                raise
         try:
-            models, children = self._timed("convert_and_load_s", prepare_models, exp, files)
+            models = self._timed("load_s", open_sessions, exp)
             ing = self._timed("ingest_s", self.ingest, stores, models)
             catalogue = stores.catalog.get_images(stores.catalog.ids())
             root = str(exp.dataset.root.expanduser().resolve())

@@ -3,7 +3,9 @@ vector, the recipe from the user; exported by tf2onnx like the registry's Keras 
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 from ..errors import ConfigError, ModelFileError
 from .convert_keras import export, forward, keras_forward  # noqa: F401 - the same export and forward pass
@@ -15,10 +17,12 @@ from .weights import WeightsChoice
 from .zoo import ModelSpec
 
 LABEL = "Keras"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def build(spec: ModelSpec, choice: WeightsChoice):
     """Load the file (no compile), cut it at the named layer, check its input against the recipe."""
+    _check_container(spec)
     tensorflow_safely()
     import keras
 
@@ -42,6 +46,21 @@ def build(spec: ModelSpec, choice: WeightsChoice):
             f"(batch, {', '.join(map(str, want))}); fix recipe.input_size / recipe.layout"
         )
     return keras_forward(model)
+
+
+def _check_container(spec: ModelSpec) -> None:
+    """A .keras file is a zip archive and a .h5 an HDF5 file; anything else is refused before Keras reads it
+    (Keras says "File not found" of a corrupt one)."""
+    path = Path(spec.builder)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    ok = zipfile.is_zipfile(path) if path.suffix.lower() == ".keras" else head == HDF5_SIGNATURE
+    if not ok:
+        kind = "a zip archive" if path.suffix.lower() == ".keras" else "an HDF5 file"
+        raise ModelFileError(
+            f"{spec.name}: {path} is not a Keras model file (not {kind}: corrupt or truncated); save the model "
+            "again with model.save('NAME.keras')"
+        )
 
 
 def describe(model, spec: ModelSpec) -> ModelSpec:

@@ -28,8 +28,15 @@ def build(spec: ModelSpec, choice: WeightsChoice):
     try:
         sess = ort.InferenceSession(spec.builder, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT's own error types
-        raise ModelFileError(f"{spec.name}: onnxruntime cannot load {spec.builder}: {str(exc)[:200]}") from None
+        raise ModelFileError(
+            f"{spec.name}: onnxruntime cannot load {spec.builder}: {_first(exc)}; export the model again"
+        ) from None
     shape = sess.get_inputs()[0].shape
+    if shape and isinstance(shape[0], int):
+        raise ModelFileError(
+            f"{spec.name}: {spec.builder} has a fixed batch of {shape[0]} (input shape {shape}); export it with a "
+            "dynamic batch axis: torch.onnx.export(..., dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}})"
+        )
     s = spec.input_size
     want = (3, s, s) if spec.layout == "NCHW" else (s, s, 3)
     if len(shape) != 4 or any(isinstance(a, int) and a != b for a, b in zip(shape[1:], want, strict=True)):
@@ -41,7 +48,10 @@ def build(spec: ModelSpec, choice: WeightsChoice):
 
 
 def describe(model, spec: ModelSpec) -> ModelSpec:
-    out = forward(model, prepare_batch(parity_images(spec, 2), spec.recipe))
+    try:
+        out = forward(model, prepare_batch(parity_images(spec, 2), spec.recipe))
+    except ModelFileError as exc:
+        raise ModelFileError(f"{spec.name}: {spec.builder}: {exc}") from None
     return replace(spec, dim=vector_dim(out.shape, spec.name, "the graph's output"))
 
 
@@ -49,7 +59,14 @@ def forward(model, x: np.ndarray) -> np.ndarray:
     try:
         return model.run(None, {model.get_inputs()[0].name: x})[0]
     except Exception as exc:  # noqa: BLE001
-        raise ModelFileError(f"the graph cannot take the recipe's input: {str(exc)[:200]}") from None
+        raise ModelFileError(
+            f"the graph cannot take the recipe's input ({_first(exc)}); fix the recipe or export the model again"
+        ) from None
+
+
+def _first(exc: BaseException) -> str:
+    """onnxruntime's messages run over several lines: the first one, shortened."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def export(model, spec: ModelSpec, path, opset: int) -> None:

@@ -4,6 +4,7 @@ module's output or a named layer's (taken by a forward hook) is the vector; expo
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,21 +13,29 @@ import numpy as np
 from ..errors import ConfigError, ModelFileError, WeightsUnavailableError
 from .parity import parity_images
 from .recipe import prepare_batch
-from .user import vector_dim
+from .user import factory_import_path, untracked_note, vector_dim
 from .weights import WeightsChoice
 from .zoo import ModelSpec
 
 LABEL = "PyTorch"
+log = logging.getLogger(__name__)
 
 
 def _factory(spec: ModelSpec):
     module, _, attr = spec.builder.partition(":")
     try:
-        return getattr(importlib.import_module(module), attr)
+        with factory_import_path(spec):
+            return getattr(importlib.import_module(module), attr)
     except Exception as exc:  # noqa: BLE001 - any import failure of the user's code is one clear line
         raise ConfigError(
-            f"{spec.name}: factory {spec.builder!r} cannot be imported: {type(exc).__name__}: {exc}"
+            f"{spec.name}: factory {spec.builder!r} cannot be imported: {type(exc).__name__}: {_first(exc)}; "
+            "fix the module (or the name after ':') and run again"
         ) from None
+
+
+def _first(exc: BaseException) -> str:
+    """The first line of an exception's message (the user's code may raise long ones)."""
+    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def _tap(model, layer: str | None):
@@ -67,8 +76,11 @@ def _load_strictly(model, spec: ModelSpec, path: Path) -> None:
 
     try:
         state = read_checkpoint(path)
-    except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's to fix
-        raise WeightsUnavailableError(f"{spec.name}: cannot read the state dict {path}: {exc}") from None
+    except Exception:  # noqa: BLE001 - an unreadable file is the user's to fix (torch's advice is for others)
+        raise WeightsUnavailableError(
+            f"{spec.name}: {path} is not a state dict torch can read (garbage, truncated, or not written by "
+            "torch.save/safetensors); save it with torch.save(model.state_dict(), PATH)"
+        ) from None
     own = model.state_dict()
     missing, extra = [k for k in own if k not in state], [k for k in state if k not in own]
     shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
@@ -90,15 +102,20 @@ def build(spec: ModelSpec, choice: WeightsChoice):
     try:
         model = factory()
     except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"{spec.name}: factory {spec.builder} failed: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(
+            f"{spec.name}: factory {spec.builder} failed: {type(exc).__name__}: {_first(exc)}; fix the factory "
+            "(it is called with no arguments)"
+        ) from None
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"{spec.name}: factory {spec.builder} returned a {type(model).__name__}, not a torch module")
     if choice.pretrained:
         _load_strictly(model, spec, Path(choice.pretrained))
     try:
-        return _tap(model.eval(), spec.pooling.removeprefix("layer:") if spec.pooling != "output" else None)
+        tap = _tap(model.eval(), spec.pooling.removeprefix("layer:") if spec.pooling != "output" else None)
     except ConfigError as exc:
         raise ConfigError(f"{spec.name}: {exc}") from None
+    tap.choice = choice  # describe says when the weights are the factory's own and untracked
+    return tap
 
 
 def describe(model, spec: ModelSpec) -> ModelSpec:
@@ -114,7 +131,10 @@ def describe(model, spec: ModelSpec) -> ModelSpec:
             f"input: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         ) from None
     where = f"layer {spec.pooling[6:]!r}" if spec.pooling.startswith("layer:") else "the module's output"
-    return replace(spec, dim=vector_dim(model.raw_shape, spec.name, where))
+    spec = replace(spec, dim=vector_dim(model.raw_shape, spec.name, where))
+    if note := untracked_note(spec, model.choice):
+        log.warning("%s", note)
+    return spec
 
 
 def forward(model, x: np.ndarray) -> np.ndarray:
