@@ -29,7 +29,8 @@ def judge_env(tmp_path_factory):
     run = make_run(base, f"redis://:{kw['password']}@127.0.0.1:{kw['port']}/0")
     env = {"base": base, "run": run, "server": start_server(run)}
     yield env
-    env["server"].stop()
+    if env["server"] is not None:
+        env["server"].stop()
     redis.stop()
 
 
@@ -136,3 +137,66 @@ def test_judgments_survive_kill_9_and_are_read_back(judge_env):
         assert summary["models"][model]["judged_at_k"] == interval([1.0], seed=SEED)
         assert summary["models"][model]["p_at_k"] == interval([p_at_k], seed=SEED)
     assert Path(server.json(f"api/judge/queries?run=0&k={K}")[1]["file"]).name == "servecheck.qrels"
+    judge_env["judged"] = (qid, {m: sum(want[h["id"]] for h in found) / K for m, found in ranked.items()})
+
+
+def test_a_changed_model_is_left_out_with_a_banner_and_the_others_served(judge_env):
+    """Degrade, don't refuse: one model file changed since its collection was built."""
+    import onnx
+    from playwright.sync_api import expect, sync_playwright
+
+    judge_env["server"].stop()
+    judge_env["server"] = None
+    quad = judge_env["base"] / "models" / "quad.onnx"
+    original = quad.read_bytes()
+    model = onnx.load(str(quad))
+    model.doc_string = "remade since the collection was built"
+    onnx.save(model, str(quad))
+    try:
+        server = start_server(judge_env["run"])
+        try:
+            with sync_playwright() as p:
+                browser, page, errors = open_page(p, 390, 800)
+                qid = server.json(f"api/judge/queries?run=0&k={K}")[1]["queries"][0]["id"]
+                page.goto(f"{server.url}?q={qid}&k={K}")
+                banner = page.locator("#degraded li[data-model='quad']")
+                expect(banner).to_contain_text("quad")
+                expect(banner.locator("code")).to_contain_text("onnx-search")  # the command that fixes it
+                expect(page.locator(".col")).to_have_count(1)
+                expect(page.locator(".col[data-model='mean'] .hit")).to_have_count(K)
+                assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+                page.screenshot(path=str(judge_env["base"] / "degraded.png"))
+                browser.close()
+            assert errors == [], errors
+        finally:
+            server.stop()
+    finally:
+        quad.write_bytes(original)
+
+
+def test_a_run_uses_the_judgments_made_in_the_explorer(judge_env):
+    """`ground_truth: {qrels: FILE}` on the explorer's own file: the run scores the judged query from it."""
+    from tests.helpers import run_cli
+
+    qid, p_at_k = judge_env["judged"]
+    base = judge_env["base"]
+    if judge_env["server"] is not None:
+        judge_env["server"].stop()
+        judge_env["server"] = None
+    qrels = judgments_path(base / "data", "servecheck")
+    cfg = base / "judged.yaml"
+    cfg.write_text(
+        (base / "serve.yaml").read_text().replace("experiment: servecheck", "experiment: servejudged")
+        + f"ground_truth: {{qrels: {qrels}}}\n"
+    )
+    out = run_cli("run", cfg)
+    assert out.returncode == 0, out.stderr[-3000:]
+    comparison = json.loads((base / "runs" / "servejudged" / "comparison.json").read_text())
+    assert comparison["summary"]["ground_truth"] == {"kind": "qrels", "judged_queries": 1, "unjudged_rule": "condensed"}
+    results = json.loads((base / "runs" / "servejudged" / "results.json").read_text())
+    path = next(q["query"] for q in results["queries"] if str(q["id"]) == qid)
+    rows = {r["model"]: r for r in comparison["per_query"] if r["query"] == path}
+    for model, value in p_at_k.items():
+        # every image of the pool was judged: judged@k is 1 and the condensed P@k is the explorer's P@k
+        assert rows[model]["judged_at_k"] == 1.0
+        assert rows[model]["p_at_k"] == pytest.approx(value)
