@@ -105,3 +105,77 @@ def test_several_runs_side_by_side_and_the_size_budget(tmp_path):
     assert out.stat().st_size < 10_000_000
     text = out.read_text()
     assert text.count("<section class='run'") == 2 and text.count(".i7{") == 1  # one thumbnail rule per image
+
+
+# --- evidence: the verdict on top, every quality figure with its interval, the paired tests with their method ------
+
+QUALITY_HEADER = r"P@k|R@k|mAP@k|nDCG@k|judged@k|overlap@k|RBO|all copies|MRR@k|difference|crop|blur"
+
+# In the page: every table column headed by a quality figure holds, in each row, a mean with its [low, high]
+# interval (or '–' where there is no figure); every off-diagonal heat-map cell too. Returns the offending cells.
+CHECK_INTERVALS = """(pattern) => {
+  const re = new RegExp(pattern), iv = /\\[-?\\d+\\.\\d+, -?\\d+\\.\\d+\\]/, bad = [], seen = [];
+  document.querySelectorAll('section.run table').forEach((t) => {
+    const rows = Array.from(t.querySelectorAll('tr'));
+    if (t.classList.contains('heat')) {
+      rows.slice(1).forEach((tr, i) => tr.querySelectorAll('td').forEach((td, j) => {
+        if (i !== j) { seen.push('heat'); if (!iv.test(td.innerText) && td.innerText.trim() !== '–')
+          bad.push(t.querySelector('caption').innerText + ': ' + td.innerText); }
+      }));
+      return;
+    }
+    const head = Array.from(rows[0].querySelectorAll('th')).map((th) => th.innerText);
+    head.forEach((h, c) => {
+      if (!re.test(h)) return;
+      seen.push(h);
+      rows.slice(1).forEach((tr) => {
+        const td = tr.children[c];
+        if (td && !iv.test(td.innerText) && td.innerText.trim() !== '–') bad.push(h + ': ' + td.innerText);
+      });
+    });
+  });
+  return {bad: bad, seen: seen.length};
+}"""
+
+
+def render_evidence(html_path: Path, screenshot: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page, errors = open_page(p)
+        page.goto(html_path.as_uri())
+        out = page.evaluate(CHECK_INTERVALS, QUALITY_HEADER)
+        out["verdict"] = page.locator(".verdict").first.inner_text()
+        out["verdict_y"] = page.locator(".verdict").first.bounding_box()["y"]
+        out["models_y"] = page.locator("h2", has_text="Models").first.bounding_box()["y"]
+        out["method"] = page.locator("table.pairs").first.evaluate("t => t.previousElementSibling.innerText")
+        out["pair_rows"] = page.locator("table.pairs tr").count() - 1
+        page.screenshot(path=str(screenshot), full_page=False)
+        page.locator("table.pairs").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(screenshot.with_name(screenshot.stem + "-pairs.png")), full_page=False)
+        browser.close()
+    return out | {"errors": errors}
+
+
+@pytest.mark.parametrize("judged", [False, True], ids=["labels", "judgments"])
+def test_report_shows_the_verdict_and_an_interval_on_every_quality_figure(tmp_path, judged):
+    from tests.evidence_runs import make_run
+
+    run = make_run(tmp_path, "ev", judged=judged)
+    comparison = json.loads((run / "comparison.json").read_text())
+    page = write_html_report([run], tmp_path / "ev.html")
+    shot = tmp_path / "ev.png"
+    seen = render_evidence(page, shot)
+    assert seen["errors"] == []
+    assert seen["bad"] == [] and seen["seen"] >= 10, seen
+    assert comparison["evidence"]["verdict"]["text"] in seen["verdict"]
+    assert seen["verdict_y"] < seen["models_y"]  # the verdict comes first
+    assert "paired randomisation (sign-flip)" in seen["method"] and "Holm" in seen["method"]
+    assert "bootstrap" in seen["method"] and "seed 0" in seen["method"]
+    assert seen["pair_rows"] == sum(len(v) for v in comparison["evidence"]["pairs"].values()) > 0
+    if judged:
+        assert "condensed lists" in page.read_text() and "judged@k" in page.read_text()
+    keep = Path(__file__).resolve().parents[1] / ".cache"
+    keep.mkdir(exist_ok=True)
+    for png in tmp_path.glob("ev*.png"):
+        shutil.copy(png, keep / f"report-evidence-{'judged' if judged else 'labels'}{png.stem[2:]}.png")

@@ -16,6 +16,7 @@ from ..compare import rankings
 from .card import CARD_CSS, card_html, hit_html, model_row_html, query_html
 from .families import families_of, grouped_models
 from .format import fmt, index_text, relative
+from .html_evidence import EVIDENCE_CSS, evidence_of, pairs_html, value_html, verdict_html
 from .html_parts import esc, heatmap, svg_histograms, thumbnail_css
 from .html_quality import robustness_html, variants_html
 from .multi import Comparison, RunView, compare_runs
@@ -100,29 +101,42 @@ def _metrics(run: dict) -> str:
     """The model table, grouped by family (when the run recorded families): family, dim, vector source, quality
     and cost side by side."""
     s, cost = run["comparison"].get("summary", {}), run["comparison"].get("cost", {}).get("models", {})
+    quality = evidence_of(run["comparison"]).get("quality") or {}
     fams = families_of(run["results"])
-    keys = [("p_at_k", "P@k"), ("ap_at_k", "mAP@k"), ("ndcg_at_k", "nDCG@k"), ("top1_z", "top-1 z")]
+    keys = [("p_at_k", "P@k"), ("recall_at_k", "R@k"), ("ap_at_k", "mAP@k"), ("ndcg_at_k", "nDCG@k"),
+            ("judged_at_k", "judged@k"), ("top1_z", "top-1 z")]  # fmt: skip
     keys = [(k, t) for k, t in keys if any(k in v for v in s.get("models", {}).values())]
+    ci = " <span class='meta'>[95% CI]</span>"
     head = "<tr><th>model</th>" + ("<th>family</th><th>dim</th><th>vector</th>" if fams else "")
-    head += "<th>top-1 cos</th>" + "".join(f"<th>{t}</th>" for _, t in keys)
+    head += "<th>top-1 cos</th>" + "".join(f"<th>{t}{ci if k in quality else ''}</th>" for k, t in keys)
     head += "<th>img/s (model)</th><th>query p50 ms</th><th>MB</th>" if cost else ""
     rows = []
     for m in grouped_models(run["results"], list(s.get("models", {}))):
         ms, f = s["models"][m], fams.get(m, {})
         cells = [esc(m)] + ([esc(f.get("family")), fmt(f.get("dim")), esc(f.get("vector"))] if fams else [])
-        cells += [fmt(ms["top1_cosine"].get("median"), 4)] + [fmt(ms.get(k)) for k, _ in keys]
+        cells += [fmt(ms["top1_cosine"].get("median"), 4)]
+        cells += [value_html(ms.get(k), quality.get(k, {}).get(m)) for k, _ in keys]
         if cost and m in cost:
             c = cost[m]
             cells += [fmt(c["img_per_s_model_only"], 1), fmt(c["query_embed"]["p50_ms"], 1), fmt(c["file_mb"], 1)]
         rows.append("<tr>" + "".join(f"<td>{v}</td>" for v in cells) + "</tr>")
-    return f"<h2>Models</h2><table>{head}</tr>{''.join(rows)}</table>"
+    gt = s.get("ground_truth") or {}
+    note = ""
+    if gt.get("kind") == "qrels":
+        note = (f"<p class='meta'>Quality on judged relevance: {gt.get('judged_queries')} judged queries; "
+                "unjudged hits are removed before scoring (condensed lists); judged@k is the share of each model's "
+                "top-k that was judged.</p>")  # fmt: skip
+    return f"<h2>Models</h2>{note}<table class='models'>{head}</tr>{''.join(rows)}</table>"
 
 
 def _agreement_and_distances(run: dict) -> str:
     r, s = run["results"], run["comparison"].get("summary", {})
     models, pairs = r["models"], s.get("pairs", {})
-    out = ["<h2>Agreement</h2><div class='heats'>", heatmap(models, pairs, "overlap_at_k", f"overlap@{r['top_k']}"),
-           heatmap(models, pairs, "rbo", "rank-biased overlap"), "</div><h2>Distances</h2>"]  # fmt: skip
+    ivs = evidence_of(run["comparison"]).get("agreement") or {}
+    ci = " [95% CI]" if ivs else ""
+    out = ["<h2>Agreement</h2><div class='heats'>",
+           heatmap(models, pairs, "overlap_at_k", f"overlap@{r['top_k']}{ci}", ivs),
+           heatmap(models, pairs, "rbo", f"rank-biased overlap{ci}", ivs), "</div><h2>Distances</h2>"]  # fmt: skip
     ranked = rankings(r["hits"])
     out.append(
         svg_histograms(
@@ -201,8 +215,9 @@ def _multi_top(cmp: Comparison) -> str:
 
 def _section(run: dict, i: int, missing: set[int], out: Path, view: RunView | None) -> str:
     """One run's full report; on a multi-run page it sits in a collapsed ``<details>`` headed by its letter."""
-    quality = robustness_html(run["results"]) + variants_html(run["results"], run["comparison"])
-    body = _header(run) + _metrics(run) + _agreement_and_distances(run) + quality + _cards(run, missing)
+    quality = robustness_html(run["results"], run["comparison"]) + variants_html(run["results"], run["comparison"])
+    body = _header(run) + verdict_html(run["comparison"]) + _metrics(run) + pairs_html(run["comparison"])
+    body += _agreement_and_distances(run) + quality + _cards(run, missing)
     body += _raw_links(run, out)
     if view is None:
         return f"<section class='run' id='run{i}'>{body}</section>"
@@ -227,7 +242,8 @@ def build_report(run_dirs: list[Path], out: Path, reference: str | None = None) 
     sections = [_section(run, i, missing, out, cmp.runs[i] if cmp else None) for i, run in enumerate(runs)]
     title = " vs ".join(run["results"]["experiment"] for run in runs)
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)} — onnx-search</title>"
-            f"<style>{CARD_CSS}{STYLE}{MULTI_CSS if cmp else ''}\n{css}</style></head><body>{top}{''.join(sections)}"
+            f"<style>{CARD_CSS}{STYLE}{EVIDENCE_CSS}{MULTI_CSS if cmp else ''}\n{css}</style></head>"
+            f"<body>{top}{''.join(sections)}"
             f"<script>{SCRIPT}</script></body></html>")  # fmt: skip
 
 

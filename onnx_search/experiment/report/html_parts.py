@@ -91,8 +91,11 @@ def svg_histograms(series: dict[str, list[float]], title: str, width: int = 520,
     return "".join(parts)
 
 
-def heatmap(models: list[str], pairs: dict, key: str, title: str) -> str:
-    """A model x model table whose cells are coloured by ``key`` (overlap@k or RBO); readable without JS."""
+def heatmap(models: list[str], pairs: dict, key: str, title: str, intervals: dict | None = None) -> str:
+    """A model x model table whose cells are coloured by ``key`` (overlap@k or RBO); readable without JS.
+
+    ``intervals``: "a|b" -> key -> {"mean","low","high"} (evidence["agreement"]): each cell shows its 95% interval.
+    """
     cells = ["<table class='heat'><caption>" + esc(title) + "</caption><tr><th></th>"]
     cells += [f"<th>{esc(m)}</th>" for m in models] + ["</tr>"]
     for a in models:
@@ -103,6 +106,8 @@ def heatmap(models: list[str], pairs: dict, key: str, title: str) -> str:
                 cells.append("<td>–</td>")
                 continue
             shade = int(255 - 155 * max(0.0, min(1.0, v)))
-            cells.append(f"<td style='background:rgb({shade},{shade + 20 if shade < 235 else 255},255)'>{v:.2f}</td>")
+            iv = (intervals or {}).get(f"{a}|{b}", (intervals or {}).get(f"{b}|{a}", {})).get(key) if a != b else None
+            text = f"{v:.2f}" + (f"<span class='ci'>[{iv['low']:.2f}, {iv['high']:.2f}]</span>" if iv else "")
+            cells.append(f"<td style='background:rgb({shade},{shade + 20 if shade < 235 else 255},255)'>{text}</td>")
         cells.append("</tr>")
     return "".join(cells) + "</table>"

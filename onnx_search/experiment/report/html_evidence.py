@@ -1,0 +1,103 @@
+"""report.html's evidence: the verdict at the top, figures with their 95% intervals, the pairwise test table.
+
+Everything reads comparison["evidence"] (experiment/evidence_section.py); a run without it shows point figures.
+"""
+
+from __future__ import annotations
+
+from .format import fmt, fmt_p
+from .html_parts import esc
+
+EVIDENCE_CSS = """
+.verdict{border-left:5px solid #2b6cb0;background:#eef4fb;padding:10px 14px;margin:12px 0;font-size:15px}
+.verdict.unsure{border-color:#b7791f;background:#fdf6e7}.verdict b{font-weight:600}
+.ci{display:block;color:#666;font-size:11px;white-space:nowrap}.sig{font-weight:bold}
+.method{color:#555;max-width:900px}
+"""
+
+METRIC_TITLES = {"p_at_k": "P@k", "recall_at_k": "R@k", "ap_at_k": "mAP@k", "ndcg_at_k": "nDCG@k",
+                 "judged_at_k": "judged@k", "recall_at_1": "recall@1 on copies",
+                 "mrr_at_k": "MRR@k on copies"}  # fmt: skip
+
+
+def evidence_of(comparison: dict) -> dict:
+    return comparison.get("evidence") or {}
+
+
+COST_NAMES = {"img_per_s": "model-only img/s", "query_p50": "query p50", "file_mb": "file size"}
+
+
+def num(x: float, digits: int = 3) -> str:
+    """A number with ``digits`` decimals, never ``-0.000``."""
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def iv_html(iv: dict | None, digits: int = 3) -> str:
+    """``0.950`` over ``[0.867, 1.000]`` (the interval on its own small line); ``–`` when there is no figure."""
+    if not iv or iv.get("mean") is None:
+        return "–"
+    mean = num(iv["mean"], digits)
+    if iv.get("low") is None or iv.get("high") is None:
+        return mean
+    return f"{mean}<span class='ci'>[{num(iv['low'], digits)}, {num(iv['high'], digits)}]</span>"
+
+
+def value_html(value, iv: dict | None, digits: int = 3) -> str:
+    """The interval when the evidence has one, else the point figure."""
+    return iv_html(iv, digits) if iv and iv.get("mean") is not None else fmt(value, digits)
+
+
+def method_text(ev: dict) -> str:
+    """One sentence saying how the intervals and the tests were made."""
+    m = ev.get("method") or {}
+    if not m:
+        return ""
+    conf = round(100 * float(m.get("confidence", 0.95)))
+    return (
+        f"Intervals: {conf}% {esc(m.get('interval', 'bootstrap over queries'))}, {esc(m.get('resamples'))} resamples, "
+        f"seed {esc(m.get('seed'))}. Pairs: {esc(m.get('test', ''))}"
+        + (f" ({esc(m['test_library'])})" if m.get("test_library") else "")
+        + f" on the same queries, {esc(m.get('correction', 'Holm'))}-corrected across the pairs of each metric."
+    )
+
+
+def verdict_html(comparison: dict) -> str:
+    """The verdict box for the top of the page; empty when the run has no evidence."""
+    ev = evidence_of(comparison)
+    v = ev.get("verdict") or {}
+    if not v.get("text"):
+        return ""
+    unsure = "" if v.get("separable") else " unsure"
+    lines = [f"<b>Verdict.</b> {esc(v['text'])}"]
+    if v.get("best") is not None:
+        tied = ", ".join(v.get("tied") or []) or "none"
+        cost = COST_NAMES.get(v.get("cost"), v.get("cost"))
+        lines.append(f"<br><span class='meta'>On {esc(v.get('metric_label'))}: best {esc(v['best'])}; tied with "
+                     f"it: {esc(tied)}; pick (the cheapest of those on {esc(cost)}): {esc(v.get('pick'))}."
+                     "</span>")  # fmt: skip
+    need = ", ".join(f"{esc(d)}: {esc(n)}" for d, n in (v.get("queries_for") or {}).items())
+    if need:
+        lines.append(f"<br><span class='meta'>Queries a paired test needs to detect a difference of (80% power): "
+                     f"{need}.</span>")  # fmt: skip
+    return f"<div class='verdict{unsure}' role='note'>{''.join(lines)}</div>"
+
+
+def pairs_html(comparison: dict) -> str:
+    """Every pair of models on every tested metric: mean difference [95% CI], p, Holm p; the method beside it."""
+    ev = evidence_of(comparison)
+    pairs = {k: rows for k, rows in (ev.get("pairs") or {}).items() if rows}
+    if not pairs:
+        return ""
+    head = ("<tr><th>metric</th><th>model a</th><th>model b</th><th>difference a − b [95% CI]</th><th>p</th>"
+            "<th>p (Holm)</th><th>significant at 0.05</th></tr>")  # fmt: skip
+    rows = []
+    for metric, rs in pairs.items():
+        for r in rs:
+            sig = "<span class='sig'>yes</span>" if r.get("significant") else "no (tied)"
+            rows.append(f"<tr><td>{esc(METRIC_TITLES.get(metric, metric))}</td><td>{esc(r['a'])}</td>"
+                        f"<td>{esc(r['b'])}</td><td>{iv_html(r.get('diff'))}</td><td>{fmt_p(r.get('p'))}</td>"
+                        f"<td>{fmt_p(r.get('p_holm'))}</td><td>{sig}</td></tr>")  # fmt: skip
+    return (f"<h2>Paired tests between models</h2><p class='meta method'>{method_text(ev)} A difference whose "
+            "interval holds 0 and whose Holm p is 0.05 or more is a tie: this run cannot tell the two apart.</p>"
+            f"<table class='pairs'>{head}{''.join(rows)}</table>")  # fmt: skip
