@@ -154,7 +154,7 @@ def test_a_non_loopback_host_without_a_token_is_refused(tmp_path):
 
 def test_maps_have_one_point_per_image_and_follow_the_collection(served, redis_server):
     server = served.server
-    status, pca = server.json("/api/map/mean?method=pca")
+    status, pca = server.json("/api/map/mean?method=pca&wait=60")
     images = {str(image_id(p)) for p in _images(served)}
     assert status == 200 and set(pca["ids"]) == images and len(pca["ids"]) == len(images)
     xy = np.asarray(pca["xy"]).reshape(-1, 2)
@@ -169,11 +169,11 @@ def test_maps_have_one_point_per_image_and_follow_the_collection(served, redis_s
     sha = catalog.done("mean")[gone]
     catalog.unmark("mean", [gone])
     try:
-        again = server.json("/api/map/mean?method=pca")[1]
+        again = server.json("/api/map/mean?method=pca&wait=60")[1]
         assert str(gone) not in again["ids"] and len(again["ids"]) == len(images) - 1 and again["seconds"] > 0
     finally:
         catalog.mark_done("mean", {gone: sha})
-    status, tsne = server.json("/api/map/quad?method=tsne")
+    status, tsne = server.json("/api/map/quad?method=tsne&wait=120")
     assert status == 200 and set(tsne["ids"]) == images and tsne["method"] == "tsne"
     assert server.json("/api/map/quad?method=umap")[0] == 400
 
@@ -217,3 +217,115 @@ def test_the_page_and_its_assets_come_from_the_package(served):
         status, body = served.server.get(f"/static/{name}")
         assert status == 200 and b"https://" not in body and b"http://" not in body
     assert served.server.get("/static/../app.py")[0] == 404
+
+
+def test_an_uploaded_catalogued_image_is_left_out_of_its_own_hits_when_asked(served):
+    image = _images(served)[3]
+    mine = str(image_id(image))
+    status, kept = served.server.json(f"/api/query?k={K}&exclude_self=0", image.read_bytes())
+    assert status == 200 and all(hits[0]["id"] == mine for hits in kept["models"].values())
+    status, out = served.server.json(f"/api/query?k={K}&exclude_self=1", image.read_bytes())
+    assert status == 200 and out["exclude_self"] is True and out["query"]["excluded"] == [mine]
+    for model, hits in out["models"].items():
+        assert mine not in [h["id"] for h in hits] and [h["rank"] for h in hits] == list(range(1, K + 1))
+        assert [h["id"] for h in hits] == [h["id"] for h in kept["models"][model][1:]] + [hits[-1]["id"]]
+    status, other = served.server.json(f"/api/query?k={K}&exclude_self=1", _recoded(image))
+    assert status == 200 and other["query"]["excluded"] == []  # other bytes: not the catalogued file
+
+
+def _recoded(image: Path) -> bytes:
+    buf = io.BytesIO()
+    Image.open(image).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_percentile_and_z_equal_the_run_reports_for_the_same_hit(served):
+    results = json.loads((served.run / "results.json").read_text())
+    status, models = served.server.json("/api/models")
+    assert all(m["baseline_source"] == f"run {served.run.name}" for m in models["models"])
+    compared = 0
+    for q in results["queries"]:
+        status, out = served.server.json(f"/api/query/{image_id(q['query'])}?k={results['top_k']}&exclude_self=1")
+        assert status == 200
+        for model, hits in out["models"].items():
+            want = {str(h["id"]): h for h in results["hits"] if h["query"] == q["query"] and h["model"] == model}
+            for h in hits:
+                # equal as the report shows them; z may differ in its 6th decimal (the index's float32 cosines)
+                assert h["percentile"] == want[h["id"]]["percentile"], (model, h)
+                assert abs(h["z"] - want[h["id"]]["z"]) < 5e-6, (model, h)
+                compared += 1
+    assert compared == len(results["hits"])
+
+
+def test_every_error_is_json_and_the_bearer_scheme_is_case_insensitive(served):
+    server = served.server
+    for method, path, want in (("GET", "/no/such/route", 404), ("GET", "/api/nothing", 404),
+                               ("DELETE", "/api/models", 405), ("PUT", "/api/query", 405)):  # fmt: skip
+        status, body = _raw(server, path, method)
+        assert status == want and json.loads(body)["error"], (path, body[:200])
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        status, _ = server.get("/api/health", headers={"Authorization": f"{scheme} {server.token}"})
+        assert status == 200, scheme
+    assert server.get("/api/health", headers={"Authorization": f"Basic {server.token}"})[0] == 401
+    status, out = server.json("/api/models")
+    assert out["limits"]["k"] == {"min": 1, "max": 100, "default": 10} and out["unavailable"] == []
+    for k in (0, 101, 500):
+        status, body = _raw(server, f"/api/query/{image_id(_images(served)[0])}?k={k}")
+        assert status == 400 and "between 1 and 100" in json.loads(body)["error"]
+
+
+def test_each_models_header_data(served):
+    status, out = served.server.json("/api/models")
+    by_name = {m["name"]: m for m in out["models"]}
+    assert by_name["mean"]["dim"] == 3 and by_name["quad"]["dim"] == 12
+    assert all(m["images"] == len(_images(served)) for m in by_name.values())
+    assert by_name["quad"]["weights"] == "none (quadrant means)" and by_name["quad"]["random_weights"] is False
+    comparison = json.loads((served.run / "comparison.json").read_text())
+    evidence = comparison.get("evidence") or {}
+    metric = (evidence.get("verdict") or {}).get("metric")
+    if metric:  # the run's headline figure with its interval, as the report has it
+        for name, m in by_name.items():
+            want = evidence["quality"][metric][name]
+            assert {k: m["quality"][k] for k in ("mean", "low", "high", "n")} == want
+    else:
+        assert all("quality" not in m for m in by_name.values())
+
+
+def test_the_gallery_pages_through_the_catalogue_by_label(served):
+    server = served.server
+    images = _images(served)
+    status, first = server.json("/api/gallery?limit=7")
+    assert status == 200 and first["total"] == len(images) and len(first["items"]) == 7
+    assert {x["name"]: x["count"] for x in first["labels"]} == {c: 5 for c in ("circles", "stripes", "checkers",
+                                                                               "gradient")}  # fmt: skip
+    pages, offset = [], 0
+    while offset < first["total"]:
+        pages += server.json(f"/api/gallery?limit=7&offset={offset}")[1]["items"]
+        offset += 7
+    assert sorted(x["id"] for x in pages) == sorted(str(image_id(p)) for p in images) and len(pages) == len(images)
+    status, stripes = server.json("/api/gallery?label=stripes&limit=200")
+    assert stripes["total"] == 5 and {x["label"] for x in stripes["items"]} == {"stripes"}
+    assert {x["id"] for x in stripes["items"]} == {str(image_id(p)) for p in images if p.parent.name == "stripes"}
+    for bad in ("label=nope", "limit=0", "limit=201", "offset=-1", "limit=x"):
+        status, out = server.json(f"/api/gallery?{bad}")
+        assert status == 400 and out["error"], bad
+
+
+def test_a_chunked_upload_without_content_length_is_cut_at_the_byte_limit(served):
+    u = urlsplit(served.server.url)
+
+    def send(total: int) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        chunk = b"\0" * 16384
+        body = (chunk for _ in range(total // len(chunk)))
+        headers = {"Authorization": f"Bearer {served.server.token}", "Content-Type": "image/jpeg"}
+        conn.request("POST", "/api/query?k=2", body=body, encode_chunked=True, headers=headers)
+        r = conn.getresponse()
+        out = r.status, r.read()
+        conn.close()
+        return out
+
+    status, body = send(served.max_upload + 65536)
+    assert status == 413 and b"upload exceeds the" in body  # cut while streaming, not after reading it all
+    status, body = send(16384 * 4)  # under the limit: read whole, then refused as no image (not 413)
+    assert status == 400 and b"not a usable image" in body

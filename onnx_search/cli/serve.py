@@ -53,8 +53,19 @@ def cmd_serve(args) -> int:
     settings, models_dir, runs = _settings_and_models_dir(args)
     stores = open_stores(settings)
     try:
-        sessions = open_sessions(stores, args.model, Path(models_dir), session_config(args))
-        ex = Explorer(stores, sessions, settings.data_dir / "explorer", runs, int(args.max_upload_mb * 1024 * 1024))
+        sessions, unavailable = open_sessions(stores, args.model, Path(models_dir), session_config(args))
+        for u in unavailable:
+            print(f"not serving {u.model}: {u.reason}; fix: {u.fix}", flush=True)
+        ex = Explorer(
+            stores,
+            sessions,
+            settings.data_dir / "explorer",
+            runs,
+            int(args.max_upload_mb * 1024 * 1024),
+            unavailable=unavailable,
+            workers=args.workers,
+            queue=args.queue,
+        )
         sock = bind(args.host, args.port)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
@@ -86,4 +97,6 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8765, help="port (0: any free one; default 8765)")
     p.add_argument("--token", default=None, help="required of every request (needed for a non-loopback --host)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest query upload accepted (default 20)")
+    p.add_argument("--workers", type=int, default=2, help="uploads embedded at once (default 2)")
+    p.add_argument("--queue", type=int, default=16, help="uploads waiting beyond those; more get 503 (default 16)")
     p.set_defaults(func=cmd_serve)

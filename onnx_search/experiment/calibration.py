@@ -22,9 +22,15 @@ def baseline(
     return np.sort(cos[~same].astype(np.float64))
 
 
+# A hit is often in the baseline's own sample, so its cosine ties with one baseline pair; the two are computed apart
+# (the index vs numpy) and differ in the last float32 bits. "At or below" allows this much, so a tie counts the
+# same however the rounding fell (the explorer and the run then agree on every hit's percentile).
+TIE = 1e-6
+
+
 def percentile(cos, base: np.ndarray):
-    """Share of the baseline at or below ``cos`` (0..1)."""
-    return np.searchsorted(base, np.asarray(cos, np.float64), side="right") / len(base)
+    """Share of the baseline at or below ``cos`` (0..1), cosines within ``TIE`` counted as equal."""
+    return np.searchsorted(base, np.asarray(cos, np.float64) + TIE, side="right") / len(base)
 
 
 def zscore(cos, base: np.ndarray):

@@ -6,12 +6,14 @@ never from a path in the request. Uploads are read with a byte limit before anyt
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
@@ -20,7 +22,7 @@ from starlette.routing import Route
 
 from ..errors import DecodeError, OnnxSearchError
 from .explorer import Explorer
-from .guard import RequestError, parse_id, parse_k
+from .guard import K_DEFAULT, K_MAX, K_MIN, LIMIT_MAX, RequestError, bearer_token, parse_id, parse_int, parse_k
 from .judging import judge_routes
 from .thumbs import PREVIEW_SIDE, THUMB_SIDE, jpeg_bytes
 
@@ -47,7 +49,7 @@ class TokenGate:
             await self.app(scope, receive, send)
             return
         req = Request(scope)
-        bearer = req.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        bearer = bearer_token(req.headers.get("authorization", ""))
         in_query = req.query_params.get("token", "")
         if not (self._ok(bearer) or self._ok(in_query) or self._ok(req.cookies.get(self.COOKIE, ""))):
             await JSONResponse({"error": "a valid token is required (?token=... or Bearer)"}, 401)(scope, receive, send)
@@ -65,8 +67,8 @@ class TokenGate:
         await self.app(scope, receive, send_with_cookie)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -105,17 +107,38 @@ def build_app(ex: Explorer, token: str | None = None, loopback: bool = True) -> 
         kind = "text/javascript" if name.endswith(".js") else "text/css"
         return FileResponse(STATIC / name, media_type=kind, headers={"Cache-Control": "no-cache"})
 
+    unavailable = [u.as_dict() for u in ex.unavailable]
+    limits = {
+        "k": {"min": K_MIN, "max": K_MAX, "default": K_DEFAULT},
+        "max_upload_bytes": ex.max_upload,
+        "gallery_limit_max": LIMIT_MAX,
+    }
+
     async def health(request: Request) -> Response:
-        return JSONResponse({"ok": True, "models": list(ex.sessions), "runs": len(ex.runs)})
+        return JSONResponse({"ok": True, "models": list(ex.sessions), "runs": len(ex.runs), "unavailable": unavailable})
 
     async def models(request: Request) -> Response:
-        return JSONResponse({"models": await run_in_threadpool(ex.models), "runs": [r.describe() for r in ex.runs]})
+        return JSONResponse(
+            {
+                "models": await run_in_threadpool(ex.models),
+                "runs": [r.describe() for r in ex.runs],
+                "unavailable": unavailable,
+                "limits": limits,
+            }
+        )
 
     async def query(request: Request) -> Response:
         k = parse_k(request.query_params.get("k"))
         data = await read_limited(request, ex.max_upload)
-        out = await run_in_threadpool(ex.query_upload, data, k, _models_param(request))
-        return JSONResponse(out)
+        job = ex.uploads.submit(ex.query_upload, data, k, _models_param(request), _flag(request, "exclude_self"))
+        return JSONResponse(await asyncio.wrap_future(job))
+
+    async def gallery(request: Request) -> Response:
+        q = request.query_params
+        offset = parse_int(q.get("offset"), "offset", 0, 0, 10**9)
+        limit = parse_int(q.get("limit"), "limit", 60, 1, LIMIT_MAX)
+        label = q.get("label")
+        return JSONResponse(await run_in_threadpool(ex.gallery, label, offset, limit))
 
     async def query_id(request: Request) -> Response:
         image_id = parse_id(request.path_params["id"])
@@ -144,7 +167,9 @@ def build_app(ex: Explorer, token: str | None = None, loopback: bool = True) -> 
 
     async def map_(request: Request) -> Response:
         method = request.query_params.get("method", "pca")
-        return JSONResponse(await run_in_threadpool(ex.map, request.path_params["model"], method))
+        wait = parse_int(request.query_params.get("wait"), "wait", 0, 0, 600)
+        out = await run_in_threadpool(ex.map, request.path_params["model"], method, float(wait))
+        return JSONResponse(out, status_code=200 if out["state"] == "ready" else 202)
 
     def _pair(request: Request) -> tuple[str, str]:
         a, b = request.query_params.get("a", ""), request.query_params.get("b", "")
@@ -169,7 +194,13 @@ def build_app(ex: Explorer, token: str | None = None, loopback: bool = True) -> 
         return Response(jpeg_bytes(img, THUMB_SIDE), media_type="image/jpeg")
 
     async def on_request_error(request: Request, exc: RequestError) -> Response:
-        return _error(exc.status, str(exc))
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return _error(exc.status, str(exc), headers)
+
+    async def on_http(request: Request, exc: HTTPException) -> Response:
+        """Starlette's own refusals (no such route: 404, wrong method: 405) as JSON like every other error."""
+        message = {404: f"no such route: {request.url.path[:200]}", 405: f"{request.method} is not allowed here"}
+        return _error(exc.status_code, message.get(exc.status_code, exc.detail), exc.headers)
 
     async def on_lookup(request: Request, exc: KeyError) -> Response:
         return _error(400, str(exc.args[0]) if exc.args else "not found")
@@ -184,6 +215,7 @@ def build_app(ex: Explorer, token: str | None = None, loopback: bool = True) -> 
         Route("/api/models", models),
         Route("/api/query", query, methods=["POST"]),
         Route("/api/query/{id}", query_id),
+        Route("/api/gallery", gallery),
         Route("/api/thumb/{id}", thumb),
         Route("/api/image/{id}", image),
         Route("/api/map/{model}", map_),
@@ -198,7 +230,12 @@ def build_app(ex: Explorer, token: str | None = None, loopback: bool = True) -> 
     return Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={RequestError: on_request_error, KeyError: on_lookup, OnnxSearchError: on_error},
+        exception_handlers={
+            RequestError: on_request_error,
+            HTTPException: on_http,
+            KeyError: on_lookup,
+            OnnxSearchError: on_error,
+        },
     )
 
 

@@ -19,9 +19,16 @@ class ServeError(OnnxSearchError):
 class RequestError(OnnxSearchError):
     """A request the explorer answers with a 4xx status and this message."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.retry_after = status, retry_after
+
+
+class Busy(RequestError):
+    """More work is waiting than the explorer queues: answered 503 with a Retry-After of ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: int = 2) -> None:
+        super().__init__(503, message, retry_after)
 
 
 def is_loopback(host: str) -> bool:
@@ -52,11 +59,26 @@ def parse_id(text: str) -> int:
     return int(text)
 
 
-def parse_k(text: str | None, default: int = 10, most: int = 100) -> int:
+K_MIN, K_MAX, K_DEFAULT = 1, 100, 10  # the k a query may ask for (GET /api/models: "k")
+LIMIT_MAX = 200  # gallery page size
+
+
+def bearer_token(header: str) -> str:
+    """The credentials of an ``Authorization: Bearer X`` header; the scheme is case-insensitive (RFC 7235)."""
+    scheme, _, rest = header.strip().partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" else ""
+
+
+def parse_int(text: str | None, name: str, default: int, least: int, most: int) -> int:
+    """A whole-number query parameter within [least, most] (400 with the range otherwise)."""
     try:
-        k = int(text) if text not in (None, "") else default
+        n = int(text) if text not in (None, "") else default
     except ValueError:
-        raise RequestError(400, f"k must be a whole number, got {text[:20]!r}") from None
-    if not 1 <= k <= most:
-        raise RequestError(400, f"k must be between 1 and {most}, got {k}")
-    return k
+        raise RequestError(400, f"{name} must be a whole number, got {text[:20]!r}") from None
+    if not least <= n <= most:
+        raise RequestError(400, f"{name} must be between {least} and {most}, got {n}")
+    return n
+
+
+def parse_k(text: str | None, default: int = K_DEFAULT, most: int = K_MAX) -> int:
+    return parse_int(text, "k", default, K_MIN, most)

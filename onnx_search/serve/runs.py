@@ -33,6 +33,29 @@ class RunView:
     def name(self) -> str:
         return self.path.name
 
+    def seed(self) -> int:
+        """The run's seed (its config's ``seed``, default 0): what its calibration sample was drawn with."""
+        try:
+            manifest = json.loads((self.path / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return 0
+        return int((manifest.get("config") or {}).get("seed", 0) or 0)
+
+    def quality(self) -> dict[str, dict]:
+        """Per model the run's headline quality figure with its interval (comparison["evidence"]; {} without)."""
+        try:
+            comparison = json.loads((self.path / "comparison.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        ev = comparison.get("evidence") or {}
+        table = ev.get("quality") or {}
+        verdict = ev.get("verdict") or {}
+        metric = verdict.get("metric") or next(iter(table), None)
+        if metric not in table:
+            return {}
+        label = verdict.get("metric_label") or metric
+        return {m: {"metric": metric, "label": label, **iv} for m, iv in table[metric].items()}
+
     def describe(self) -> dict:
         rob = self.results.get("robustness") or {}
         return {
@@ -113,6 +136,34 @@ class RunView:
         if json.loads(json.dumps(params)) != copy["params"]:
             raise LookupError(f"copy {c} of run {self.name} cannot be made again exactly")
         return out.convert("RGB")
+
+
+def run_baselines(run: RunView, stores, sessions: dict) -> dict[str, np.ndarray]:
+    """Each model's baseline as the run computed it (``experiment.augmented.baselines``): the run's queries
+    against the seeded sample of its dataset's catalogued images, so percentile and z equal the report's."""
+    from ..embed.images import embed_images
+    from ..experiment.augmented import baselines
+
+    models = [m for m in run.results["models"] if m in sessions]
+    root = run.results.get("dataset_root")
+    qpaths = [Path(q["query"]) for q in run.results["queries"]]
+    if not models or not qpaths or not root:
+        return {}
+    catalogue = stores.catalog.get_images(stores.catalog.ids())
+    cat_ids = [i for i, r in catalogue.items() if r.root == root]
+    qids = [image_id(p) for p in qpaths]
+    qvecs = {}
+    for m in models:
+        found = stores.fetch_present(m, qids)
+        missing = [p for p, i in zip(qpaths, qids, strict=True) if i not in found]
+        if missing:  # queries from outside the collection: embedded again, as the run did
+            try:
+                made = embed_images({m: sessions[m]}, [decode(read_bytes(str(p))) for p in missing])[m]
+            except Exception:  # noqa: BLE001 - an unreadable query: this model keeps the collection baseline
+                continue
+            found |= {image_id(p): v for p, v in zip(missing, made, strict=True)}
+        qvecs[m] = np.stack([found[i] for i in qids])
+    return baselines(stores, list(qvecs), qpaths, qvecs, cat_ids, run.seed())
 
 
 def _sid(i) -> str | None:
