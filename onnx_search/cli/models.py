@@ -112,11 +112,6 @@ def _report_conversion(r, args, peak_mb: float) -> None:
             f"parity max|diff| {p['max_abs_diff']:.2e} (tolerance {p['tolerance']:g}), "
             f"min cosine {p['min_cosine']:.7f}; peak memory {peak_mb:,.0f} MB (a child process)"
         )
-    if r.metadata["weights"].startswith("factory:") and not args.reads:
-        print(
-            f"  NOTE: {r.name}'s weights are its factory's own; files the factory reads are NOT tracked: name them "
-            "with --reads FILE so a change to them converts again."
-        )
     if r.metadata["weights"].startswith("random"):
         print(f"  NOTE: {r.name} has RANDOM weights (seed {args.seed}); its vectors carry no learned meaning.")
 
