@@ -1,6 +1,7 @@
 """Deployment variants: self-describing files that name their parent, rebuilt when it changes."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -126,7 +127,7 @@ def test_int8_calibration_from_an_empty_or_unreadable_folder_fails_clearly(own_m
         empty,
     )
     assert r.returncode == 2 and "holds no image files" in r.stderr and "Traceback" not in r.stderr
-    assert not (own_models / "resnet50.int8.onnx").exists()
+    assert not (own_models / "resnet50.int8.onnx").exists() and not list(own_models.glob("resnet50.int8.*"))
 
 
 def test_cli_writes_variants(own_models, tmp_path):
@@ -151,4 +152,63 @@ def test_cli_writes_variants(own_models, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "vgg16.fp16: wrote" in r.stdout and "vgg16.int8: wrote" in r.stdout and "cosine to its parent" in r.stdout
-    assert np.isclose(read_metadata_file(own_models / "vgg16.int8.onnx")["made_by"]["calibration_images"], 4)
+    int8 = resolve_model_path("vgg16.int8", own_models)  # the one INT8 of vgg16 here, named by its inputs
+    assert np.isclose(read_metadata_file(int8)["made_by"]["calibration_images"], 4)
+
+
+def _run_experiment(name: str, images, models, base, redis_url) -> dict:
+    """``onnx-search run`` of a one-model experiment (Lite0 + its INT8) in a child; its manifest."""
+    import json
+    import subprocess
+
+    from tests.helpers import cli_command
+
+    cfg = base / f"{name}.yaml"
+    cfg.write_text(
+        f"experiment: {name}\noutput: {base / 'runs'}\ndata_dir: {base / (name + '-data')}\nmodels_dir: {models}\n"
+        f"top_k: 3\ndataset: {{root: {images}}}\nseed: 0\n"
+        "models:\n  - {name: efficientnet-lite0, weights: imagenet, variants: [fp32, int8], providers: [cpu]}\n"
+        f"store: {{redis_url: '{redis_url}', namespace: {name}}}\nqueries: {{sample: 2}}\ncost: null\n"
+    )
+    out = subprocess.run(cli_command("run", cfg), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return json.loads((base / "runs" / name / "manifest.json").read_text())
+
+
+def test_experiments_alternating_on_one_models_folder_never_remake_or_reembed_each_others_int8(
+    trained_dir, tmp_path, redis_url
+):
+    """A, then B (other images), then A again, sharing models_dir: B's INT8 sits beside A's, the second A
+    re-quantises nothing and re-embeds nothing, its manifest and collection name the file, and its explorer starts."""
+    from onnx_search.synth import generate_labelled_set
+    from tests.serve_fixture import start_server
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(trained_dir / "efficientnet-lite0.onnx", models / "efficientnet-lite0.onnx")
+    sets = {"a": tmp_path / "images-a", "b": tmp_path / "images-b"}
+    generate_labelled_set(sets["a"], per_class=3, classes=("circles", "stripes"), size=96, seed=1)
+    generate_labelled_set(sets["b"], per_class=3, classes=("checkers", "gradient"), size=96, seed=2)
+
+    first = _run_experiment("a", sets["a"], models, tmp_path, redis_url)
+    int8_a = Path(first["models"]["efficientnet-lite0.int8"]["path"])
+    sha_a = file_sha256(int8_a)
+    second = _run_experiment("b", sets["b"], models, tmp_path, redis_url)
+    int8_b = Path(second["models"]["efficientnet-lite0.int8"]["path"])
+    assert int8_b != int8_a and int8_b.parent == int8_a.parent == models  # named by their calibration sets
+    assert file_sha256(int8_a) == sha_a  # B left A's file as it was
+    third = _run_experiment("a", sets["a"], models, tmp_path, redis_url)
+    remade = [c for c in third["children"] if c["task"] == "variant" and not c["skipped"]]
+    assert remade == [], third["children"]  # 0 re-quantised
+    assert third["ingest"]["embedded"] in ({}, {"efficientnet-lite0": 0, "efficientnet-lite0.int8": 0}), third["ingest"]
+    assert third["ingest"]["unchanged"] == 6  # 0 re-embedded
+    assert third["models"]["efficientnet-lite0.int8"]["path"] == str(int8_a) and file_sha256(int8_a) == sha_a
+    assert {c["path"] for c in third["children"] if c["task"] == "variant"} == {str(int8_a)}
+
+    server = start_server(tmp_path / "runs" / "a")  # the explorer's own startup check over A's collections
+    try:
+        status, health = server.json("/api/health")
+        assert status == 200 and health["unavailable"] == [], health
+        assert sorted(health["models"]) == ["efficientnet-lite0", "efficientnet-lite0.int8"]
+    finally:
+        server.stop()

@@ -52,11 +52,12 @@ def bench_matrix(
     """img/s per cell (median of ``reps`` interleaved passes) and each variant's speed-up over FP32 at the
     largest batch size."""
     calib = calibration_files(photo_folder(work / "photos", photos))
-    t, peaks = {}, {}
+    t, peaks, files = {}, {}, {}
     for name in names:
         for v in variants:
             if v != "fp32":  # a child process each: quantisation's memory never joins the sessions measured below
                 child = variant_isolated(name, v, models_dir, calibration=calib)
+                files[(name, v)] = child.result.path  # an INT8 file is named by its calibration set
                 t[variant_name(name, v)] = round(child.seconds, 1)
                 peaks[variant_name(name, v)] = round(child.peak_rss_mb, 1)
     cells, raw = {}, {}
@@ -65,7 +66,8 @@ def bench_matrix(
         x = prepare_batch(parity_images(spec, n=max(batches), seed=3), spec.recipe)
         for v in variants:
             for prov in _providers():
-                s = ModelSession(spec.onnx_path(models_dir, v), SessionConfig([prov], strict=True))
+                path = files.get((name, v), spec.onnx_path(models_dir, v))
+                s = ModelSession(path, SessionConfig([prov], strict=True))
                 for b in batches:
                     s.embed(x[:b])  # warm-up
                     cells[(name, v, prov, b)] = (s, x[:b])
@@ -74,11 +76,15 @@ def bench_matrix(
         for key, (s, xb) in cells.items():
             raw[key].append(_img_per_s(s, xb, max(batches)))
     out = _tabulate(names, variants, raw, t, reps, batches) | {"make_peak_rss_mb": peaks}
-    return out | family_rows(models_dir, names, variants, out, agreement_images)
+    return out | family_rows(models_dir, names, variants, out, agreement_images, files)
 
 
-def family_rows(models_dir: Path, names, variants, out: dict, images: list[Path] | None) -> dict:
-    """Each model's family, each variant's ``made_by`` method and (given images) top-10 agreement with FP32."""
+def family_rows(
+    models_dir: Path, names, variants, out: dict, images: list[Path] | None, files: dict | None = None
+) -> dict:
+    """Each model's family, each variant's ``made_by`` method and (given images) top-10 agreement with FP32;
+    ``files``: each (model, variant)'s file where it is not ``<name>.<variant>.onnx`` (INT8)."""
+    files = files or {}
     from ..models.family import family
     from ..models.recipe import read_metadata_file
     from .int8_methods import embed_files, top_k_agreement
@@ -88,11 +94,12 @@ def family_rows(models_dir: Path, names, variants, out: dict, images: list[Path]
         out[name]["family"] = family(read_metadata_file(spec.onnx_path(models_dir)) or {})
         fp32 = embed_files(ModelSession(spec.onnx_path(models_dir), SessionConfig(["cpu"])), images) if images else None
         for v in variants:
-            meta = read_metadata_file(spec.onnx_path(models_dir, v)) or {}
+            path = files.get((name, v), spec.onnx_path(models_dir, v))
+            meta = read_metadata_file(path) or {}
             if meta.get("made_by"):
                 out[name][v]["made_by"] = meta["made_by"].get("method")
             if fp32 is not None:
-                mine = embed_files(ModelSession(spec.onnx_path(models_dir, v), SessionConfig(["cpu"])), images)
+                mine = embed_files(ModelSession(path, SessionConfig(["cpu"])), images)
                 out[name][v]["top10_agreement"] = round(top_k_agreement(fp32, mine), 3)
     return {"agreement_images": len(images) if images else 0}
 

@@ -28,10 +28,12 @@ CHILD = (
 def ladder(models_dir: Path, names: list[str], calibration: list[Path], n: int) -> list[Path]:
     """The first ``n`` of: FP32 files of ``names``, then their int8, then their fp16 variants (made when missing)."""
     order = [(name, v) for v in ("fp32", "int8", "fp16") for name in names][:n]
-    for name, v in order:
-        if v != "fp32":
-            variant_isolated(name, v, models_dir, calibration=calibration)
-    return [get_spec(name).onnx_path(models_dir, v) for name, v in order]
+    return [
+        variant_isolated(name, v, models_dir, calibration=calibration).result.path  # INT8: named by its inputs
+        if v != "fp32"
+        else get_spec(name).onnx_path(models_dir)
+        for name, v in order
+    ]
 
 
 def run_peak_rss_mb(config: Path, data: Path) -> float:

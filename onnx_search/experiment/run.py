@@ -21,6 +21,7 @@ from ..models.family import family_info
 from ..models.identity import model_identity
 from ..models.recipe import read_metadata_file, recipe_from_metadata
 from ..models.session import ModelSession, SessionConfig, resolve_model_path
+from ..models.zoo import variant_name
 from ..provenance import library_versions, machine, peak_rss_mb
 from ..search import QueryVectors, query_vectors, search_embedded
 from ..store.stores import Stores, open_stores
@@ -75,7 +76,8 @@ def convert_models(exp: Experiment, dataset_files: list[Path], stage: Path) -> t
         for variant in entry.variants:
             if variant != "fp32":
                 child = variant_isolated(entry.name, variant, exp.models_dir, calibration=dataset_files, seed=exp.seed)
-                children.append(child.as_dict())
+                made = {"key": variant_name(entry.key, variant), "path": str(child.result.path)}
+                children.append(child.as_dict() | made)
     return staged, children
 
 
@@ -112,8 +114,10 @@ def commit_staged(stores: Stores, staged: dict[str, Path], models_dir: Path, reb
         os.replace(partial, final)
 
 
-def open_sessions(exp: Experiment) -> dict[str, ModelSession]:
-    """One onnxruntime session per model and variant, from the files in models_dir (or the path given)."""
+def open_sessions(exp: Experiment, made: dict[str, str] | None = None) -> dict[str, ModelSession]:
+    """One onnxruntime session per model and variant, from the files in models_dir (or the path given); ``made``:
+    the exact file of each variant this run made or found (an INT8 file is named by its calibration set)."""
+    made = made or {}
     out = {}
     for entry in exp.models:
         options = SessionConfig(entry.providers, entry.strict, entry.threads)
@@ -121,6 +125,9 @@ def open_sessions(exp: Experiment) -> dict[str, ModelSession]:
             out[entry.key] = ModelSession(Path(exp.models_dir) / f"{entry.key}.onnx", options)
             continue
         for key in entry.keys:  # a model given as a path is that file, even when its stem looks like a variant
+            if key in made:
+                out[key] = ModelSession(Path(made[key]), options)
+                continue
             out[key] = ModelSession(resolve_model_path(entry.name if entry.name.endswith(".onnx") else key,
                                                       exp.models_dir), options)  # fmt: skip
     return out
@@ -202,7 +209,8 @@ class ExperimentRun:
                 stores.close()
                 raise
         try:
-            models = self._timed("load_s", open_sessions, exp)
+            made = {c["key"]: c["path"] for c in children if c.get("path")}
+            models = self._timed("load_s", open_sessions, exp, made)
             ing = self._timed("ingest_s", self.ingest, stores, models)
             catalogue = stores.catalog.get_images(stores.catalog.ids())
             root = str(exp.dataset.root.expanduser().resolve())

@@ -50,6 +50,14 @@ def resolve_model_path(name_or_path: str | Path, models_dir: str | Path = "model
         return own  # a converted model under its own name (the user's own models have no registry line)
     spec = get_spec(base)
     p = spec.onnx_path(models_dir, variant)
+    if not p.is_file() and variant != "fp32":  # a variant named by its inputs: <name>.<variant>.<inputs>.onnx
+        made = sorted(p.parent.glob(p.name.removesuffix(".onnx") + ".*.onnx"))
+        if len(made) > 1:
+            raise ModelFileError(
+                f"{len(made)} {variant} files of {spec.name} in {models_dir} (made from different inputs: "
+                f"{', '.join(m.name for m in made)}): pass the one you mean as --model PATH"
+            )
+        p = made[0] if made else p
     if not p.is_file():
         how = f"--model {spec.name}" + (f" --variant {variant}" if variant != "fp32" else "")
         raise ModelFileError(

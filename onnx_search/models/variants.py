@@ -7,12 +7,15 @@ MatMul-heavy (a transformer): dynamic quantisation of the MatMul/Gemm weights, L
 ``made_by`` records the method and the graph kind.
 ``fp16``: float16 weights and activations, float32 inputs and outputs kept. ``optimized``: ORT's offline graph
 optimisation saved to a file. Each file records its parent's hash, so a changed parent makes it stale.
+An INT8 file's name also carries a digest of its inputs (``<name>.int8.<inputs>.onnx``, ``variant_file``): two
+experiments calibrating on their own images keep two files and never re-make each other's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import logging
 import os
 import time
@@ -179,7 +182,9 @@ def make_variant(
     seed: int = 0,
     force: bool = False,
 ) -> ConvertResult:
-    """Write ``models_dir/<name>.<variant>.onnx`` from the converted parent, unless an identical one exists."""
+    """Write ``models_dir/<name>.<variant>.onnx`` from the converted parent, unless an identical one exists.
+
+    INT8 is named by its inputs too (``variant_file``): ``<name>.int8.<inputs>.onnx``."""
     if variant not in VARIANTS or variant == "fp32":
         raise ConfigError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS[1:])}")
     spec = get_spec(name)
@@ -196,17 +201,24 @@ def make_variant(
         recipe = spec.recipe
     # the parent's identity (graph, weights, recipe), not its file hash: converting it again unchanged keeps this
     request = {"parent_identity": model_identity(parent, recipe), "variant": variant, "code": _fingerprint()}
+    method = None
     if variant == "int8":
         if not calibration:
             raise ConfigError("int8 needs calibration images: give --calibrate DIR (or run it from an experiment)")
-        request["calibration"] = {"files": _files_digest(calibration), "seed": seed, "images": CALIBRATION_IMAGES}
+        kind = graph_kind(parent)
+        method = "static" if kind == "conv" else INT8_MATMUL_METHOD
+        request["method"] = {"int8": method, "graph": kind}
+        if method == "static":  # dynamic INT8 reads no image: its file does not depend on them
+            request["calibration"] = {"files": _files_digest(calibration), "seed": seed, "images": CALIBRATION_IMAGES}
+        out = variant_file(out, request)
     if not force and (meta := up_to_date(out, request)):
         return ConvertResult(out.stem, out, True, meta, 0.0)
     t0 = time.perf_counter()
     tmp = out.with_name(f".{out.name}.partial")
     try:
         if variant == "int8":
-            how = _int8(parent, tmp, calibration_batches(calibration, recipe, seed=seed))
+            batches = calibration_batches(calibration, recipe, seed=seed) if method == "static" else []
+            how = _int8(parent, tmp, batches, method)
         elif variant == "fp16":
             how = _fp16(parent, tmp)
         else:
@@ -231,10 +243,25 @@ def make_variant(
     return ConvertResult(meta["name"], out, False, meta, seconds)
 
 
+def variant_file(plain: Path, request: dict) -> Path:
+    """``<name>.<variant>.<inputs>.onnx``: ``<inputs>`` digests everything the file is made from besides the code
+    (the parent's identity, the method, the calibration set, seed and sample size), so variants made from other
+    inputs (another experiment's images) sit beside each other instead of overwriting each other."""
+    inputs = {k: v for k, v in request.items() if k != "code"}
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
+    return plain.with_name(f"{plain.name.removesuffix('.onnx')}.{digest}.onnx")
+
+
 def _files_digest(paths: list[Path]) -> str:
+    """The calibration set: every file's path, size and modification time (a changed image changes it)."""
     h = hashlib.sha256()
     for p in sorted(map(str, paths)):
-        h.update(p.encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            st = os.stat(p)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(p.encode("utf-8", "surrogateescape") + b"\0" + stamp.encode() + b"\0")
     return h.hexdigest()[:16]
 
 
