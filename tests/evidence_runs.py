@@ -30,11 +30,12 @@ def make_run(
     queries_from: int = 0,
     copies_seed: int = 0,
     top_k: int = 5,
+    reverse: bool = False,
 ) -> Path:
     """A complete run folder ``root/name`` (results.json, comparison.json with evidence, manifest.json).
 
     ``queries_from`` shifts which images are queries (another query set); ``copies_seed`` another copy set;
-    ``dataset`` another dataset root.
+    ``dataset`` another dataset root; ``reverse`` lists the queries in reverse order.
     """
     rng = np.random.default_rng(seed)
     imgs = Path(dataset) if dataset else root / "images"
@@ -51,6 +52,7 @@ def make_run(
          "label": labels[(j + queries_from) % 3], "in_dataset": True, "excluded": True}
         for j in range(n_queries)
     ]  # fmt: skip
+    queries = queries[::-1] if reverse else queries
     hits = []
     for q in queries:
         for m in MODELS:
@@ -91,7 +93,7 @@ def make_run(
         "models": MODELS,
         "queries": queries,
         "hits": hits,
-        "label_counts": {} if judged else counts,
+        "label_counts": counts,  # the folders still have labels; a judged run scores against the judgments
         "random_weights": [],
         "robustness": robust,
         "variants": {"alpha.int8": {"parent": "alpha", "overlap_at_k": pair["overlap_at_k"], "rbo": pair["rbo"],

@@ -134,8 +134,9 @@ def test_two_runs_compared_in_one_table_through_the_cli(two_runs, tmp_path):
 
     fa, fb = _figures(a, "resnet50"), _figures(b, "resnet50")
     for run, f in (("A", fa), ("B", fb)):  # both runs' figures, as the runs saved them
-        assert cell("resnet50", run, "p_at_k")["text"] == fmt(f["p_at_k"], 3)
-        assert cell("resnet50", run, "recall_at_1")["text"] == fmt(f["recall_at_1"], 3)
+        assert cell("resnet50", run, "p_at_k")["text"].split("\n")[0] == fmt(f["p_at_k"], 3)
+        assert cell("resnet50", run, "recall_at_1")["text"].split("\n")[0] == fmt(f["recall_at_1"], 3)
+        assert "[" in cell("resnet50", run, "p_at_k")["text"]  # with its 95% interval
         assert cell("resnet50", run, "img_s")["text"] == fmt(f["img_s"], 1)
     assert fa["weights"] in rows["resnet50"]["head"]
     # the difference column: speed subtracts (same machine), data-dependent figures do not (datasets differ)
@@ -219,3 +220,73 @@ def test_differences_are_subtracted_only_like_for_like():
     assert other.column_title(col["p_at_k"]) == "P@k" and same.column_title(col["p_at_k"]) == "P@3"
     with pytest.raises(ConfigError, match="--reference nosuch"):
         compare_runs([_fake("a", "/d"), _fake("b", "/d")], "nosuch")
+
+
+# --- paired differences between runs, and each notice that keeps figures apart -------------------------------------
+
+
+def _per_unit(run_dir: Path, model: str, key: str) -> dict:
+    comp = json.loads((run_dir / "comparison.json").read_text())
+    return {r["query"]: r[key] for r in comp["per_query"] if r["model"] == model and key in r}
+
+
+def test_differences_between_runs_are_paired_on_the_same_queries_or_not_shown(tmp_path):
+    import numpy as np
+
+    from onnx_search.experiment.evidence import paired
+    from onnx_search.experiment.report.format import fmt_p
+    from onnx_search.experiment.report.html_evidence import num
+    from tests.evidence_runs import make_run
+
+    other = tmp_path / "elsewhere"
+    runs = [
+        make_run(tmp_path, "A", seed=0),
+        make_run(tmp_path, "B", seed=1, reverse=True),  # the same queries in another order: paired
+        make_run(tmp_path, "C", seed=2, dataset=str(other)),  # datasets differ
+        make_run(tmp_path, "D", seed=3, queries_from=7),  # query sets differ
+        make_run(tmp_path, "E", seed=4, copies_seed=1),  # copies differ (queries the same)
+        make_run(tmp_path, "F", seed=5, judged=True),  # ground truth differs (queries the same)
+    ]
+    out = tmp_path / "all.html"
+    r = run_cli("report", *runs, "--output", out)
+    assert r.returncode == 0, r.stderr
+    seen, _, errors, _ = _browse(out, READ_TABLE, tmp_path / "all.png")
+    assert errors == []
+    rows = {row["model"]: row for row in seen["rows"]}
+
+    def delta(model, run, col):
+        (c,) = [c for c in rows[model]["cells"] if c["run"] == run and c["col"] == col and "delta" in c["cls"]]
+        return c
+
+    # B: the same queries listed in reverse: the difference is paired query by query, with interval and p
+    a, b = _per_unit(runs[0], "beta", "p_at_k"), _per_unit(runs[1], "beta", "p_at_k")
+    keys = sorted(a)
+    ref = paired(np.array([b[k] for k in keys]), np.array([a[k] for k in keys]), seed=0)
+    cell = delta("beta", "B", "p_at_k")
+    lines = cell["text"].replace("−", "-").split("\n")
+    assert float(lines[0]) == pytest.approx(ref["diff"]["mean"], abs=5e-4)
+    assert lines[1] == f"[{num(ref['diff']['low'])}, {num(ref['diff']['high'])}]" and lines[2] == f"p {fmt_p(ref['p'])}"
+    assert cell["title"] == "B − A on the same 20 queries, paired"
+    for col in ("ap_at_k", "ndcg_at_k", "overlap", "recall_at_1", "mrr_at_k"):
+        assert "[" in delta("alpha.int8", "B", col)["text"], col
+    # every run cell of a quality figure shows its interval
+    for row in seen["rows"]:
+        for c in row["cells"]:
+            if c["col"] in ("p_at_k", "ap_at_k", "recall_at_1") and "delta" not in c["cls"] and c["text"] != "–":
+                assert "[" in c["text"], (row["model"], c)
+    # each notice, and n/c with the reason where the units do not pair
+    notices = {n.split(" and A ")[0]: n for n in seen["notices"]}
+    assert "datasets differ" in notices["C"]
+    assert "query sets differ" in notices["D"] and "datasets differ" not in notices["D"]
+    assert "augmented copies differ" in notices["E"] and "query sets differ" not in notices["E"]
+    assert "ground truth differs" in notices["F"]
+    assert "B" not in notices  # like for like
+    expected = [("C", "p_at_k", "datasets differ"), ("D", "p_at_k", "query sets differ"),
+                ("D", "overlap", "query sets differ"), ("E", "recall_at_1", "augmented copies differ"),
+                ("E", "mrr_at_k", "augmented copies differ"), ("F", "ndcg_at_k", "ground truth differs")]  # fmt: skip
+    for run, col, reason in expected:
+        c = delta("alpha", run, col)
+        assert c["text"] == "n/c" and reason in c["title"], (run, col, c)
+    assert "[" in delta("alpha", "E", "p_at_k")["text"]  # other copies, same queries: P@k still pairs
+    assert "[" in delta("alpha", "F", "recall_at_1")["text"]  # judgments instead of labels: copies still pair
+    shutil.copy(tmp_path / "all.png", SHOT.with_name("report-multi-paired.png"))

@@ -2,7 +2,9 @@
 runs' figures comparable (same data, same queries, same k, same copies, same machine) or not.
 
 Runs are lettered A, B, ... in the order given; differences are always against run A. A difference is only
-computed where both runs measured the figure under the same conditions: otherwise the reason is given instead.
+computed where both runs measured the figure under the same conditions: otherwise the reason is given instead. A
+quality figure's difference is paired: the same queries (or copies) in both runs, with a paired bootstrap interval
+and a paired randomisation p (evidence.paired).
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ...errors import ConfigError
+from ..evidence import paired
 
 
 @dataclass(frozen=True)
@@ -20,15 +25,18 @@ class Column:
     digits: int
     better: int  # +1: higher is better, -1: lower is better, 0: neither (agreement, calibrated distance)
     needs: tuple[str, ...]  # the conditions (keys of ``differences``) both runs must share to subtract
+    paired: str = ""  # "query" / "copy": a quality figure, compared between runs only paired on the same units
 
 
+QUALITY_NEEDS = ("dataset", "queries", "top_k", "ground_truth")
 COLUMNS = (
-    Column("p_at_k", "P@k", 3, +1, ("dataset", "queries", "top_k")),
-    Column("ap_at_k", "mAP@k", 3, +1, ("dataset", "queries", "top_k")),
-    Column("recall_at_1", "recall@1 (copies)", 3, +1, ("dataset", "copies")),
-    Column("mrr_at_k", "MRR@k (copies)", 3, +1, ("dataset", "copies", "top_k")),
+    Column("p_at_k", "P@k", 3, +1, QUALITY_NEEDS, "query"),
+    Column("ap_at_k", "mAP@k", 3, +1, QUALITY_NEEDS, "query"),
+    Column("ndcg_at_k", "nDCG@k", 3, +1, QUALITY_NEEDS, "query"),
+    Column("recall_at_1", "recall@1 (copies)", 3, +1, ("dataset", "copies"), "copy"),
+    Column("mrr_at_k", "MRR@k (copies)", 3, +1, ("dataset", "copies", "top_k"), "copy"),
     Column("top1_z", "top-1 z", 2, 0, ("dataset", "queries")),
-    Column("overlap", "overlap@k with {ref}", 3, 0, ("dataset", "queries", "top_k")),
+    Column("overlap", "overlap@k with {ref}", 3, 0, ("dataset", "queries", "top_k"), "query"),
     Column("img_s", "img/s (model only)", 1, +1, ("machine",)),
 )
 RSS = Column("peak_rss_mb", "peak RSS MB (the run process)", 0, -1, ("machine",))
@@ -75,12 +83,49 @@ class RunView:
         return {
             "p_at_k": ms.get("p_at_k"),
             "ap_at_k": ms.get("ap_at_k"),
+            "ndcg_at_k": ms.get("ndcg_at_k"),
             "recall_at_1": robust.get("recall_at_1"),
             "mrr_at_k": robust.get("mrr_at_k"),
             "top1_z": ms.get("top1_z"),
             "overlap": overlap,
             "img_s": cost.get("img_per_s_model_only"),
         }
+
+    def interval(self, model: str, key: str, reference: str) -> dict | None:
+        """This run's 95% interval of a figure (comparison["evidence"]), None when the run has none."""
+        ev = self.comparison.get("evidence") or {}
+        if key in ("recall_at_1", "mrr_at_k"):
+            return ((ev.get("robustness") or {}).get(model) or {}).get("all", {}).get(key)
+        if key == "overlap":
+            agree = ev.get("agreement") or {}
+            return (agree.get(f"{model}|{reference}") or agree.get(f"{reference}|{model}") or {}).get("overlap_at_k")
+        return ((ev.get("quality") or {}).get(key) or {}).get(model)
+
+    def units(self, model: str, col: Column, reference: str) -> dict:
+        """The figure's value per query (or per copy), keyed so that two runs' values pair up."""
+        if col.paired == "copy":
+            rows = (self.results.get("robustness") or {}).get("rows") or []
+            k = self.results.get("top_k") or 0
+            out = {}
+            for r in rows:
+                if r["model"] == model:
+                    rank = r["rank"]
+                    hit = rank is not None and rank <= k
+                    out[r["copy"]] = float(rank == 1) if col.key == "recall_at_1" else (1.0 / rank if hit else 0.0)
+            return out
+        if col.key == "overlap":
+            if model == reference:
+                return {q["query"]: 1.0 for q in self.results.get("queries", [])}
+            return {p["query"]: p["overlap_at_k"] for p in self.comparison.get("pairs", [])
+                    if {p["model_a"], p["model_b"]} == {model, reference}}  # fmt: skip
+        return {r["query"]: r[col.key] for r in self.comparison.get("per_query", [])
+                if r["model"] == model and isinstance(r.get(col.key), (int, float))}  # fmt: skip
+
+    def ground_truth(self) -> tuple:
+        """What the quality figures were measured against: folder labels, or this set of judgments."""
+        gt = (self.comparison.get("summary") or {}).get("ground_truth") or {}
+        qrels = self.results.get("qrels")
+        return (gt.get("kind"), sorted((q, sorted(d.items())) for q, d in qrels.items()) if qrels else None)
 
     @property
     def peak_rss_mb(self) -> float | None:
@@ -119,6 +164,24 @@ class Comparison:
         why = [w for w in dict.fromkeys(why) if w]
         return (None, "; ".join(why)) if why else (b - a, "")
 
+    def paired(self, run: RunView, col: Column, model: str) -> tuple[dict | None, str]:
+        """Run ``run`` against run A on ``model``'s per-query (per-copy) values, paired on the same units:
+        {"diff": interval of mean(run - A), "p": paired randomisation p, "n"}; else None and the reason."""
+        a = self.runs[0]
+        if model not in a.models or model not in run.models:
+            return None, ""
+        why = [self.differences.get(run.letter, {}).get(n) for n in col.needs]
+        why = [w for w in dict.fromkeys(why) if w]
+        if why:
+            return None, "; ".join(why)
+        va, vb = a.units(model, col, self.reference), run.units(model, col, self.reference)
+        keys = [k for k in va if k in vb]
+        if len(keys) < 2:
+            return None, "fewer than 2 queries measured in both runs: nothing to pair"
+        seed = ((a.comparison.get("evidence") or {}).get("method") or {}).get("seed") or 0
+        res = paired(np.array([vb[k] for k in keys]), np.array([va[k] for k in keys]), seed=seed)
+        return res | {"n": len(keys)}, ""
+
     def column_title(self, col: Column) -> str:
         ks = {r.results.get("top_k") for r in self.runs}
         title = col.title.format(ref=self.reference)
@@ -139,6 +202,8 @@ def _differences(a: RunView, b: RunView) -> dict[str, str]:
         out["top_k"] = f"top_k differs ({a.letter}: {ka}; {b.letter}: {kb})"
     if a.copies() != b.copies() and a.copies() and b.copies():
         out["copies"] = "augmented copies differ (originals, transforms or seed)"
+    if a.ground_truth() != b.ground_truth():
+        out["ground_truth"] = "ground truth differs (folder labels against judgments, or other judgments)"
     ma, mb = a.manifest.get("machine"), b.manifest.get("machine")
     if ma != mb:
         out["machine"] = "measured on different machines" if ma and mb else "machine not recorded"

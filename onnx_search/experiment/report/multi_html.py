@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from .format import fmt, index_text
+from .format import fmt, fmt_p, index_text
+from .html_evidence import num, value_html
 from .html_parts import esc
 from .multi import COLUMNS, RSS, Column, Comparison, RunView
 
 MULTI_CSS = """
 .notice{background:#fff4d6;border:1px solid #d9a520;padding:8px 12px;border-radius:4px;margin:8px 0;max-width:1100px}
-table.xrun td,table.xrun th{white-space:nowrap;padding:3px 5px}
+table.xrun td,table.xrun th{white-space:nowrap;padding:3px 5px}table.xrun small{display:block;color:#555}
 table.xrun th.grp{border-left:2px solid #888;text-align:center;white-space:normal}
 table.xrun td.first,table.xrun th.first{border-left:2px solid #888}table.xrun tbody th{text-align:left}
 .delta{background:#f6f6f6}.better{color:#17751a;font-weight:bold}.worse{color:#b00020;font-weight:bold}
@@ -37,6 +38,23 @@ def _delta_cell(cmp: Comparison, run: RunView, col: Column, a: float | None, b: 
         f"<br><small>{_signed(100 * d / a, 0)}%</small>" if col.key == "img_s" and a else ""
     )
     return f"<td {attrs.format(cls=cls)} title='{run.letter} − A'>{text}</td>"
+
+
+def _paired_cell(cmp: Comparison, run: RunView, col: Column, model: str) -> str:
+    """The paired difference (run − A) with its 95% interval and p; n/c with the reason where not paired."""
+    res, why = cmp.paired(run, col, model)
+    attrs = f"class='delta{{cls}}' data-run='{run.letter}' data-col='{col.key}'"
+    if why:
+        return f"<td {attrs.format(cls=' nc')} title='not comparable: {esc(why)}'>n/c</td>"
+    if res is None:
+        return f"<td {attrs.format(cls='')}></td>"
+    d, p = res["diff"], res["p"]
+    sig = p < 0.05 and (d["low"] > 0 or d["high"] < 0)
+    cls = (" better" if d["mean"] * col.better > 0 else " worse" if d["mean"] * col.better < 0 else "") if sig else ""
+    text = (f"{_signed(d['mean'], col.digits)}<span class='ci'>[{num(d['low'], col.digits)}, "
+            f"{num(d['high'], col.digits)}]</span><small>p {fmt_p(p)}</small>")  # fmt: skip
+    title = f"{run.letter} − A on the same {res['n']} {'copies' if col.paired == 'copy' else 'queries'}, paired"
+    return f"<td {attrs.format(cls=cls)} title='{title}'>{text}</td>"
 
 
 def _runs_table(cmp: Comparison) -> str:
@@ -116,18 +134,24 @@ def _models_table(cmp: Comparison) -> str:
                                  f"title='not in run {r.letter}'>–</td>")  # fmt: skip
                 else:
                     v = figs[(r.letter, m)][c.key]
-                    cells.append(
-                        f"<td class='v{first}' data-run='{r.letter}' data-col='{c.key}'>{fmt(v, c.digits)}</td>"
-                    )
-                if i:
+                    iv = r.interval(m, c.key, cmp.reference) if c.paired else None
+                    text = value_html(v, iv, c.digits)
+                    cells.append(f"<td class='v{first}' data-run='{r.letter}' data-col='{c.key}'>{text}</td>")
+                if i and c.paired:
+                    cells.append(_paired_cell(cmp, r, c, m))
+                elif i:
                     b = figs.get((r.letter, m), {}).get(c.key)
                     cells.append(_delta_cell(cmp, r, c, a if m in cmp.runs[0].models else None, b))
         rows.append(f"<tr data-model='{esc(m)}'>{''.join(cells)}</tr>")
     return (f"<h2>Models across runs</h2><div class='scroll'><table class='xrun'><thead><tr>{''.join(head1)}</tr>"
             f"<tr>{head2}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-            "<p class='meta'>Models are matched by name. Δ: the run's figure minus run A's (green better, red worse; "
-            "overlap and z are neither); n/c: not comparable, hover for why; –: not measured, or the model is not in "
-            "that run. img/s: model only, median of the cost phase; peak RSS: the run's own process.</p>")  # fmt: skip
+            "<p class='meta'>Models are matched by name. Each quality figure shows its 95% interval. Δ: the run's "
+            "figure minus run A's. For quality figures the difference is paired on the same queries (or copies) of "
+            "both runs: mean difference, its 95% paired bootstrap interval and a paired randomisation p (not "
+            "corrected across cells); green better, red worse only where p < 0.05 and the interval excludes 0, so an "
+            "uncoloured Δ is a tie. n/c: not comparable (other data, queries, copies, k or ground truth), hover for "
+            "why; –: not measured, or the model is not in that run. img/s: model only, median of the cost phase; "
+            "peak RSS: the run's own process.</p>")  # fmt: skip
 
 
 def comparison_html(cmp: Comparison) -> str:
