@@ -23,3 +23,18 @@ def test_identical_points_are_both_on_the_frontier():
 
 def test_one_point_and_no_points():
     assert pareto({"only": (0.0, 0.0)}) == ["only"] and pareto({}) == []
+
+
+def test_with_a_test_a_model_is_dominated_only_by_a_faster_and_significantly_better_one():
+    pts = {"lite0": (100.0, 0.95), "int8": (350.0, 0.93), "resnet": (40.0, 0.60), "noise": (90.0, 0.94)}
+    wins = {("lite0", "resnet"), ("int8", "resnet"), ("noise", "resnet")}  # the paired tests' significant wins
+
+    def better(a, b):
+        return (a, b) in wins
+
+    assert pareto(pts) == ["int8", "lite0"]  # point-wise: int8 is faster, lite0 better, noise beaten by lite0
+    # with the test: lite0's 0.01 over noise and int8's speed over a tie dominate nothing; resnet is beaten
+    assert pareto(pts, better) == ["int8", "lite0", "noise"]
+    assert pareto({"a": (5.0, 0.9), "b": (5.0, 0.5)}, lambda x, y: (x, y) == ("a", "b")) == ["a"]  # same speed
+    assert pareto({"slow": (1.0, 0.9), "fast": (9.0, 0.5)}, lambda x, y: (x, y) == ("slow", "fast")) == [
+        "fast", "slow"]  # fmt: skip

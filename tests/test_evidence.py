@@ -138,3 +138,111 @@ def test_verdict_equal_models_tied_cheapest_picked_with_detectable():
     assert f"{v['detectable']:.3f}" in v["text"] and f"{v['queries_for']['0.05']} queries" in v["text"]
     small = ev.verdict(vals, pairs, metric="p_at_k", metric_label="P@5", cost="file_mb", cost_models=COST)
     assert small["pick"] == "lite0.int8" and "3.8 MB vs 14.0 MB" in small["text"]
+
+
+def test_calibration_by_simulation():
+    """1000 seeded synthetic experiments at n = 50 with P@10-like values (binomial hits over Beta(2, 0.8) query
+    difficulty), through the code a run uses: size <= 6.5%, power > 80% at 0.5 SD, 95% coverage in 90-97%.
+    500 resamples here to keep the test short; bench/evidence_calibration.json has the run's 2000."""
+    from onnx_search.bench.evidence_calibration import SHAPES, simulate
+
+    sim = simulate(SHAPES["easy (Beta(2, 0.8), P@k ~0.71)"], experiments=1000, n=50, resamples=500)
+    print(f"\ncalibration (n=50, 1000 experiments): {sim}")
+    assert sim["null_rejection"] <= 0.065
+    assert sim["power_half_sd"] > 0.80
+    assert 0.90 <= sim["coverage"][ev.INTERVAL_METHOD] <= 0.97
+
+
+def _comparison(n_queries: int, shift: float, seed: int = 0) -> tuple[dict, dict]:
+    """A comparison built by compare() from constructed hits: 'lite0' and 'lite0.int8' alike, 'resnet' worse by
+    ``shift`` per hit; copies for robustness, lite0.int8 a variant of lite0, and measured costs."""
+    from onnx_search.experiment.compare import compare
+
+    rng = np.random.default_rng(seed)
+    labels = ["a", "b", "c"]
+    models = ["lite0", "lite0.int8", "resnet"]
+    queries, hits = [], []
+    for qi in range(n_queries):
+        ql, easy = labels[qi % 3], rng.beta(3, 1)
+        queries.append({"query": f"q{qi}", "label": ql, "in_dataset": False, "excluded": False})
+        for m in models:
+            p = easy - (shift if m == "resnet" else 0.0)
+            for r in range(1, 6):
+                lab = ql if rng.random() < p else labels[(qi + 1) % 3]
+                hits.append({"query": f"q{qi}", "model": m, "rank": r, "id": int(rng.integers(0, 99)), "label": lab,
+                             "cosine": 0.9 - r / 100})  # fmt: skip
+    c = compare(hits, queries, models, 5, {"a": 30, "b": 30, "c": 30})
+    c["cost"] = {"models": COST}
+    copies = [{"copy": i, "model": m, "transform": ("identity", "blur")[i % 2], "rank": 1 if rng.random() < 0.8 else 3}
+              for i in range(20) for m in models]  # fmt: skip
+    results = {
+        "variants": {"lite0.int8": {"parent": "lite0", "overlap_at_k": 0.5, "rbo": 0.5, "mean_parent_cosine": 0.99,
+                                    "min_parent_cosine": 0.98}},
+        "robustness": {"rows": copies, "transforms": ["identity", "blur"]},
+    }  # fmt: skip
+    return c, results
+
+
+def test_build_evidence_has_the_contract_shape():
+    from onnx_search.experiment.evidence_section import build_evidence
+
+    c, results = _comparison(30, 0.5)
+    e = build_evidence(c, results, seed=3)
+    assert e["method"]["seed"] == 3 and e["method"]["resamples"] == ev.DEFAULT_RESAMPLES
+    assert set(e["quality"]) == {"p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k"}
+    assert e["quality"]["p_at_k"]["lite0"]["mean"] == pytest.approx(c["summary"]["models"]["lite0"]["p_at_k"])
+    assert set(e["pairs"]) == {"p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k", "recall_at_1", "mrr_at_k"}
+    assert len(e["pairs"]["p_at_k"]) == 3 and set(e["agreement"]) == set(c["summary"]["pairs"])
+    assert set(e["robustness"]["resnet"]) == {"all", "identity", "blur"} and e["robustness"]["resnet"]["all"][
+        "recall_at_1"]["n"] == 20  # fmt: skip
+    assert e["variants"]["lite0.int8"]["rbo"]["mean"] == pytest.approx(c["summary"]["pairs"]["lite0|lite0.int8"]["rbo"])
+    v = e["verdict"]
+    assert v["metric"] == "p_at_k" and v["best"] in ("lite0", "lite0.int8") and v["tied"] != ["resnet"]
+    assert "resnet" not in v["tied"] and v["pick"] == "lite0.int8"  # worse than the best; int8 the fastest tied
+    assert build_evidence(c, results, seed=3) == e  # seeded: the same every time
+    copies = build_evidence(c, results, seed=3, metric="mrr_at_k")["verdict"]
+    assert copies["metric_label"] == "MRR@5 on copies" and copies["n"] == 20
+
+
+def test_verdict_without_ground_truth_says_so():
+    from onnx_search.experiment.evidence_section import build_evidence
+
+    c, _ = _comparison(10, 0.0)
+    for r in c["per_query"]:
+        for key in ("p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k"):
+            r.pop(key)
+    e = build_evidence(c, {}, seed=0)
+    assert e["quality"] == {} and e["pairs"] == {} and e["verdict"]["best"] is None
+    assert e["verdict"]["text"].startswith("No verdict on quality: the run has no ground truth")
+
+
+def test_summary_shows_the_verdict_first_and_every_figure_with_its_interval():
+    from onnx_search.experiment.evidence_section import build_evidence
+    from onnx_search.experiment.report.summary import header_lines, summary_markdown
+
+    c, results = _comparison(30, 0.5)
+    c["cost"] |= {"images": 4, "repeats": 1, "peak_rss_mb": 10.0}
+    for m in c["cost"]["models"].values():
+        m |= {"startup_s": 0.1, "img_per_s_end_to_end": 1.0, "search": None, "providers": ["CPUExecutionProvider"]}
+        m["query_embed"] |= {"p99_ms": 50.0}
+    c["evidence"] = e = build_evidence(c, results, seed=0)
+    results |= {"robustness": results["robustness"] | {"originals": 10, "seed": 0, "margin_z": {}, "winners": {},
+                "per_model": {m: {} for m in COST}}}  # fmt: skip
+    md = summary_markdown(c, header_lines("x", []), results=results)
+    assert md.index("## Verdict") < md.index("## Models") and f"**{e['verdict']['text']}**" in md
+    models = md.split("## Models")[1].split("##")[0]
+    for key in ("p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k"):
+        assert fmt_iv(e["quality"][key]["resnet"]) in models
+    assert "Holm-adjusted across the pairs" in models  # the method beside the table
+    paired = md.split("## Paired differences")[1].split("\n## ")[0]
+    assert "| P@5: a vs b | a − b [95% CI] | p | Holm p | verdict |" in paired
+    for r in e["pairs"]["p_at_k"]:
+        assert f"| {r['a']} vs {r['b']} | {fmt_iv(r['diff'])} | {fmt_p(r['p'])} | {fmt_p(r['p_holm'])} |" in paired
+    assert "| lite0 vs resnet |" in paired and "| lite0 better |" in paired.split("| lite0 vs resnet |")[1][:200]
+    agree = e["agreement"]["lite0|resnet"]
+    assert f"| lite0 vs resnet | {fmt_iv(agree['overlap_at_k'])} |" in md
+    assert f"| lite0.int8 | lite0 | {fmt_iv(e['variants']['lite0.int8']['overlap_at_k'])} |" in md
+    robust = md.split("## Robustness")[1].split("\n## ")[0]
+    assert fmt_iv(e["robustness"]["resnet"]["blur"]["recall_at_1"], 2) in robust
+    cost = md.split("## Cost")[1]
+    assert fmt_iv(e["quality"]["p_at_k"]["resnet"]) in cost and "significantly better" in cost

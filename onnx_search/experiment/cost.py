@@ -8,6 +8,7 @@ runs, which is why they live beside the results (cost.json, comparison.json) and
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +85,16 @@ def measure_costs(
     return {"models": out, "images": len(paths), "repeats": repeats, "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
-def pareto(points: dict[str, tuple[float, float]]) -> list[str]:
-    """Names of the points no other point beats on both axes (higher is better on both)."""
+def pareto(points: dict[str, tuple[float, float]], better: Callable[[str, str], bool] | None = None) -> list[str]:
+    """Names of the points no other point beats on both axes (higher is better on both).
+
+    With ``better(a, b)`` (a's quality is significantly better than b's, a paired test), a point is dominated
+    only by another that is at least as fast AND significantly better: a difference within the noise dominates
+    nothing.
+    """
+    if better is not None:
+        return sorted(n for n, (x, _) in points.items()
+                      if not any(ox >= x and better(o, n) for o, (ox, _) in points.items() if o != n))  # fmt: skip
     return sorted(
         n
         for n, (x, y) in points.items()

@@ -49,10 +49,22 @@ def sweep_plot(sweep: list[dict], out: Path, title: str) -> Path:
     return _finish(fig, ax, "queries per second (one at a time)", "recall@k vs exact search", title, out)
 
 
+def quality_error(comparison: dict, model: str, y: float) -> tuple[float, float]:
+    """The 95% interval (comparison["evidence"]) of the figure plotted at ``y`` for ``model``: the verdict's
+    metric when its mean is that point; (y, y) when the run has no interval for it."""
+    ev = comparison.get("evidence") or {}
+    metric = (ev.get("verdict") or {}).get("metric")
+    ivs = [((ev.get("quality") or {}).get(metric) or {}).get(model),
+           (((ev.get("robustness") or {}).get(model) or {}).get("all") or {}).get(metric)]  # fmt: skip
+    for iv in ivs:
+        if iv and iv.get("mean") is not None and abs(iv["mean"] - y) < 1e-9 and iv.get("low") is not None:
+            return float(iv["low"]), float(iv["high"])
+    return y, y
+
+
 def quality_speed_plot(comparison: dict, out: Path, title: str) -> Path | None:
     """Quality (P@k or RBO with the reference model) against model-only img/s, the Pareto frontier as a line."""
-    from ..cost import pareto
-    from .costs import speed_quality_points
+    from .costs import frontier, speed_quality_points
 
     label, points = speed_quality_points(comparison)
     if not points:
@@ -63,7 +75,11 @@ def quality_speed_plot(comparison: dict, out: Path, title: str) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    front = pareto(points)
+    for name, (x, y) in points.items():  # each model's 95% interval on the quality axis
+        low, high = quality_error(comparison, name, y)
+        if high > low:
+            ax.errorbar(x, y, yerr=[[y - low], [high - y]], fmt="none", ecolor="0.45", elinewidth=1, capsize=3)
+    front = frontier(comparison)  # dominated only by a model at least as fast and significantly better
     for i, (name, (x, y)) in enumerate(points.items()):
         ax.scatter(x, y, s=50, color="C3" if name in front else "C0", zorder=3)
         ax.annotate(name, (x, y), fontsize=7, xytext=(4, 4 - 10 * (i % 3)), textcoords="offset points")

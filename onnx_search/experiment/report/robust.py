@@ -6,27 +6,34 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .format import fmt
+from .format import fmt, fmt_iv
 from .grid import THUMB, _thumb, short_name
 
 
-def robustness_tables(robust: dict | None) -> list[str]:
+def robustness_tables(robust: dict | None, intervals: dict | None = None) -> list[str]:
+    """recall@1 of the original per model x transform; with ``intervals`` (evidence["robustness"]) each figure
+    carries its 95% interval over copies."""
     if not robust:
         return []
     transforms, per_model = robust["transforms"], robust["per_model"]
+    iv = intervals or {}
+    ci = " [95% CI]" if iv else ""
     lines = [
         f"## Robustness: recall@1 of the original ({robust['originals']} originals x {len(transforms)} transforms, "
         f"seed {robust['seed']})",
         "",
-        "| model | " + " | ".join(transforms) + " | mean | MRR@k (mean) | margin z (median) |",
+        "| model | " + " | ".join(transforms) + f" | all copies{ci} | MRR@k (all copies){ci} | margin z (median) |",
         "|---|" + "---|" * (len(transforms) + 3),
     ]
     for m, pm in per_model.items():
-        cells = [fmt(pm["transforms"][t]["recall_at_1"], 2) for t in transforms]
-        lines.append(
-            f"| {m} | " + " | ".join(cells) + f" | {fmt(pm['mean']['recall_at_1'])} | {fmt(pm['mean']['mrr_at_k'])} | "
-            f"{fmt(robust['margin_z'].get(m), 2)} |"
-        )
+        cells = iv.get(m)
+        if cells:
+            row = [fmt_iv(cells[t]["recall_at_1"], 2) for t in transforms]
+            row += [fmt_iv(cells["all"]["recall_at_1"]), fmt_iv(cells["all"]["mrr_at_k"])]
+        else:
+            row = [fmt(pm["transforms"][t]["recall_at_1"], 2) for t in transforms]
+            row += [fmt(pm["mean"]["recall_at_1"]), fmt(pm["mean"]["mrr_at_k"])]
+        lines.append(f"| {m} | " + " | ".join(row) + f" | {fmt(robust['margin_z'].get(m), 2)} |")
     wins = {m: [t for t, ws in robust["winners"].items() if m in ws] for m in per_model}
     lines += [
         "",
@@ -60,8 +67,9 @@ def calibration_table(calibration: dict | None, comparison: dict) -> list[str]:
     return lines
 
 
-def robustness_plot(robust: dict, out: Path, title: str) -> Path:
-    """Small multiples: one panel per transform, recall@1 per model, so a model's weak spots stand out."""
+def robustness_plot(robust: dict, out: Path, title: str, intervals: dict | None = None) -> Path:
+    """Small multiples: one panel per transform, recall@1 per model, so a model's weak spots stand out; with
+    ``intervals`` (evidence["robustness"]) each bar carries its 95% interval over copies as an error bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,6 +82,12 @@ def robustness_plot(robust: dict, out: Path, title: str) -> Path:
     for ax, t in zip(axes.flat, transforms, strict=False):
         vals = [robust["per_model"][m]["transforms"][t]["recall_at_1"] or 0.0 for m in models]
         ax.bar(range(len(models)), vals, color=[f"C{i}" for i in range(len(models))])
+        ivs = [((intervals or {}).get(m) or {}).get(t, {}).get("recall_at_1") or {} for m in models]
+        if any(iv.get("low") is not None for iv in ivs):
+            low = [v if iv.get("low") is None else min(v, iv["low"]) for v, iv in zip(vals, ivs, strict=True)]
+            high = [v if iv.get("high") is None else max(v, iv["high"]) for v, iv in zip(vals, ivs, strict=True)]
+            err = [[v - lo for v, lo in zip(vals, low, strict=True)], [h - v for v, h in zip(vals, high, strict=True)]]
+            ax.errorbar(range(len(models)), vals, yerr=err, fmt="none", ecolor="0.2", elinewidth=1, capsize=2)
         ax.set_title(t, fontsize=8)
         ax.set_ylim(0, 1.05)
         ax.set_xticks(range(len(models)), [short_name(m) for m in models], fontsize=6, rotation=30)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .costs import cost_table, variants_table
 from .families import families_table
-from .format import fmt, relative
+from .format import fmt, fmt_iv, fmt_p, relative
 from .robust import calibration_table, robustness_tables
 
 
@@ -18,35 +18,82 @@ def header_lines(experiment: str, random_models: list[str]) -> list[str]:
     return lines
 
 
-def _models_table(s: dict) -> list[str]:
-    label = any("p_at_k" in m for m in s["models"].values())
+QUALITY_COLUMNS = {"p_at_k": "P@k", "recall_at_k": "R@k", "ap_at_k": "mAP@k", "ndcg_at_k": "nDCG@k",
+                   "judged_at_k": "judged@k"}  # fmt: skip
+
+
+def method_line(ev: dict) -> str:
+    """How the intervals and tests were made, written next to every table that shows them."""
+    m = ev["method"]
+    return (f"Intervals: {int(m['confidence'] * 100)}% {m['interval']}, {m['resamples']} resamples, seed {m['seed']}. "
+            f"Tests: {m['test']} on the same queries ({m['test_library']}, exact up to n = {m['exact_up_to_n']}), "
+            f"{m['correction']}-adjusted across the pairs of each metric.")  # fmt: skip
+
+
+def verdict_lines(ev: dict | None) -> list[str]:
+    if not ev or not ev.get("verdict"):
+        return []
+    v = ev["verdict"]
+    lines = ["## Verdict", "", f"**{v['text']}**"]
+    if v.get("best") is not None:
+        cost = {"img_per_s": "model-only img/s", "query_p50": "query embed p50", "file_mb": "file size"}[v["cost"]]
+        lines += ["", f"Primary metric {v['metric_label']} on {v.get('n', '?')} queries; tied = Holm-adjusted "
+                  f"p ≥ 0.05 against the best; the pick is the cheapest of the best and its ties on {cost} "
+                  "(set `verdict: {metric, cost}` in the YAML)."]  # fmt: skip
+    return lines
+
+
+def _models_table(s: dict, ev: dict | None = None) -> list[str]:
+    quality = (ev or {}).get("quality") or {}
+    shown = [k for k in QUALITY_COLUMNS if any(k in m for m in s["models"].values())]
     cols = ["model", "top-1 cos (median)", "top-k cos (median)", "top-k cos (p25–p75)"]
-    cols += ["P@k", "R@k", "mAP@k", "nDCG@k"] if label else []
+    cols += [QUALITY_COLUMNS[k] + (" [95% CI]" if k in quality else "") for k in shown]
     lines = ["## Models", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for m, ms in s["models"].items():
         t1, tk = ms["top1_cosine"], ms["topk_cosine"]
         row = [m, fmt(t1.get("median")), fmt(tk.get("median")), f"{fmt(tk.get('p25'))}–{fmt(tk.get('p75'))}"]
-        if label:
-            row += [fmt(ms.get(k)) for k in ("p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k")]
+        row += [fmt_iv(quality[k].get(m)) if k in quality else fmt(ms.get(k)) for k in shown]
         lines.append("| " + " | ".join(row) + " |")
+    if shown and quality:
+        lines += ["", method_line(ev)]
     return lines
 
 
-def _pairs_table(s: dict, root: str | None) -> list[str]:
+def paired_tables(ev: dict | None, top_k: int) -> list[str]:
+    """Every pair of models on each tested metric: difference [interval], p, Holm p, tied or better."""
+    pairs = (ev or {}).get("pairs") or {}
+    if not pairs:
+        return []
+    from ..evidence_section import metric_label
+
+    lines = ["## Paired differences between models (same queries)", "", method_line(ev)]
+    for metric, rows in pairs.items():
+        lines += ["", f"| {metric_label(metric, top_k)}: a vs b | a − b [95% CI] | p | Holm p | verdict |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for r in rows:
+            d = r["diff"]
+            word = "tied" if not r["significant"] else f"{r['a'] if d['mean'] > 0 else r['b']} better"
+            lines.append(f"| {r['a']} vs {r['b']} | {fmt_iv(d)} | {fmt_p(r['p'])} | {fmt_p(r['p_holm'])} | {word} |")
+    return lines
+
+
+def _pairs_table(s: dict, root: str | None, ev: dict | None = None) -> list[str]:
     if not s["pairs"]:
         return []
+    agreement = (ev or {}).get("agreement") or {}
     lines = [
         "## Agreement between models",
         "",
-        "| pair | overlap@k | Jaccard | RBO | Kendall τ (union) | most disagreed query |",
+        "| pair | overlap@k [95% CI] | Jaccard | RBO [95% CI] | Kendall τ (union) | most disagreed query |",
         "|---|---|---|---|---|---|",
     ]
     for pair, ps in s["pairs"].items():
         worst = ps["most_disagreed"][0] if ps["most_disagreed"] else {"query": "–", "rbo": None}
+        iv = agreement.get(pair) or {}
         lines.append(
-            f"| {pair.replace('|', ' vs ')} | {fmt(ps['overlap_at_k'])} | {fmt(ps['jaccard'])} | "
-            f"{fmt(ps['rbo'])} | {fmt(ps['kendall_tau'])} | {relative(worst['query'], root)} "
-            f"(RBO {fmt(worst['rbo'])}) |"
+            f"| {pair.replace('|', ' vs ')} | {fmt_iv(iv['overlap_at_k']) if iv else fmt(ps['overlap_at_k'])} | "
+            f"{fmt(ps['jaccard'])} | {fmt_iv(iv['rbo']) if iv else fmt(ps['rbo'])} | {fmt(ps['kendall_tau'])} | "
+            f"{relative(worst['query'], root)} (RBO {fmt(worst['rbo'])}) |"
         )
     return lines
 
@@ -79,17 +126,20 @@ def summary_markdown(
     """Header, the skipped files, then the computed tables (models, agreement, variants), then the measured ones
     (cost, index sweep)."""
     s = comparison["summary"]
-    lines = [*header, "", f"top_k = {s['top_k']}, queries = {s['queries']}"]
+    ev = comparison.get("evidence")
+    verdict = verdict_lines(ev)
+    lines = [*header, *(["", *verdict] if verdict else []), "", f"top_k = {s['top_k']}, queries = {s['queries']}"]
     if skipped is not None:
         lines += ["", f"Ingest skipped {skipped['count']} files (listed with reasons in {skipped['list']})."]
     results = results or {}
     tables = (
-        _models_table(s),
+        _models_table(s, ev),
+        paired_tables(ev, s["top_k"]),
         families_table(results, comparison),
-        _pairs_table(s, root),
+        _pairs_table(s, root, ev),
         calibration_table(results.get("calibration"), comparison),
-        robustness_tables(results.get("robustness")),
-        variants_table(results.get("variants") or {}),
+        robustness_tables(results.get("robustness"), (ev or {}).get("robustness")),
+        variants_table(results.get("variants") or {}, (ev or {}).get("variants")),
         cost_table(comparison),
     )
     for section in (*tables, _sweep_table(sweep or [])):
