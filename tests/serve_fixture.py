@@ -47,19 +47,19 @@ def quadrant_model(path: Path, like: str = "resnet50", size: int = 224) -> Path:
     return path
 
 
-def make_run(base: Path, redis_url: str) -> Path:
+def make_run(base: Path, redis_url: str, name: str = "servecheck") -> Path:
     """Models, images and one complete run (with robustness copies) made in a child process, since a Milvus
     Lite folder stays locked until the process that opened it exits; returns the run folder."""
     code = "import sys\nfrom pathlib import Path\nfrom tests.serve_fixture import run_in_this_process as r\n"
-    code += "print(r(Path(sys.argv[1]), sys.argv[2]))"
+    code += "print(r(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))"
     out = subprocess.run(
-        [sys.executable, "-c", code, str(base), redis_url], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code, str(base), redis_url, name], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def run_in_this_process(base: Path, redis_url: str) -> Path:
+def run_in_this_process(base: Path, redis_url: str, name: str = "servecheck") -> Path:
     from onnx_search.experiment.run import run_experiment
     from onnx_search.models.tiny import write_pixel_mean_model
     from onnx_search.synth import generate_labelled_set
@@ -72,10 +72,10 @@ def run_in_this_process(base: Path, redis_url: str) -> Path:
     generate_labelled_set(images, per_class=PER_CLASS, classes=CLASSES, size=64, seed=5)
     cfg = base / "serve.yaml"
     cfg.write_text(
-        f"experiment: servecheck\noutput: {base / 'runs'}\ndata_dir: {base / 'data'}\nmodels_dir: {mdir}\n"
+        f"experiment: {name}\noutput: {base / 'runs'}\ndata_dir: {base / 'data'}\nmodels_dir: {mdir}\n"
         f"top_k: 4\ndataset: {{root: {images}}}\n"
         f"models:\n  - {{name: {mean}, providers: [cpu]}}\n  - {{name: {quad}, providers: [cpu]}}\n"
-        f"store: {{redis_url: '{redis_url}', namespace: servecheck}}\n"
+        f"store: {{redis_url: '{redis_url}', namespace: {name}}}\n"
         "queries: {sample: 6, augment: {sample: 5, transforms: [hflip, blur, rotate, crop, pad]}}\ncost: null\n"
     )
     return run_experiment(cfg, progress=False).run_dir

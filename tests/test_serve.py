@@ -329,3 +329,49 @@ def test_a_chunked_upload_without_content_length_is_cut_at_the_byte_limit(served
     assert status == 413 and b"upload exceeds the" in body  # cut while streaming, not after reading it all
     status, body = send(16384 * 4)  # under the limit: read whole, then refused as no image (not 413)
     assert status == 400 and b"not a usable image" in body
+
+
+def test_a_changed_or_missing_model_file_is_left_out_and_the_others_are_served(tmp_path, redis_url_module):
+    """Degrade, don't refuse; and the maps computed before a restart are read from disk after it."""
+    from onnx_search.models.convert import annotate
+    from tests.serve_fixture import make_run, start_server
+
+    run = make_run(tmp_path, redis_url_module, "servedegrade")
+    query = image_id(sorted((tmp_path / "images").rglob("*.jpg"))[0])
+    server = start_server(run)
+    try:
+        for method in ("pca", "tsne"):
+            assert server.json(f"/api/map/mean?method={method}&wait=120")[1]["seconds"] > 0
+    finally:
+        assert server.stop() == 0
+    maps = sorted((tmp_path / "data" / "explorer" / "maps").glob("*.npz"))
+    mtimes = [p.stat().st_mtime_ns for p in maps]
+    assert len(maps) == 2
+    quad = tmp_path / "models" / "quad.onnx"
+    annotate(quad, "resnet50", weights="remade after the run")  # same graph, another file: another sha256
+    server = start_server(run)
+    try:
+        assert "not serving quad" in "".join(server.lines)
+        status, out = server.json("/api/models")
+        assert status == 200 and [m["name"] for m in out["models"]] == ["mean"]
+        (gone,) = out["unavailable"]
+        assert gone["model"] == "quad" and "differs from the file" in gone["reason"]
+        assert "--model quad --rebuild" in gone["fix"]
+        status, answer = server.json(f"/api/query/{query}?k=3")
+        assert status == 200 and list(answer["models"]) == ["mean"]
+        status, refused = server.json(f"/api/query/{query}?k=3&models=quad")
+        assert status == 400 and "differs from the file" in refused["error"]
+        for method in ("pca", "tsne"):  # read from the disk cache after the restart, not computed again
+            status, m = server.json(f"/api/map/mean?method={method}")
+            assert status == 200 and m["seconds"] == 0, method
+        assert [p.stat().st_mtime_ns for p in maps] == mtimes
+    finally:
+        assert server.stop() == 0
+    quad.unlink()
+    server = start_server(run)
+    try:
+        (gone,) = server.json("/api/health")[1]["unavailable"]
+        assert gone["model"] == "quad" and "does not exist" in gone["reason"] and "convert" in gone["fix"]
+        assert server.json(f"/api/query/{query}?k=2")[0] == 200
+    finally:
+        assert server.stop() == 0

@@ -20,7 +20,7 @@ def _settings_and_models_dir(args):
 
         manifest = json.loads((runs[0].path / "manifest.json").read_text())
         cfg = Path(manifest["config_file"])
-        exp = load_experiment(cfg)
+        exp = load_experiment(cfg, check_files=False)  # a model file gone since the run: left out, not refused
         settings = exp.store.settings(exp.stores_dir, exp.experiment)
         return settings, args.models_dir or exp.models_dir, runs
     args.data_dir = args.data_dir or "data"

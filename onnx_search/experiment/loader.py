@@ -87,8 +87,11 @@ def raw_config(path: str | Path) -> dict:
     return _parse_yaml(read_config_text(path), Path(path))[1] or {}
 
 
-def load_experiment(path: str | Path, base: Path | None = None) -> Experiment:
-    """Parse, interpolate ``${ENV}`` and validate; relative paths are taken from ``base`` (default: cwd)."""
+def load_experiment(path: str | Path, base: Path | None = None, check_files: bool = True) -> Experiment:
+    """Parse, interpolate ``${ENV}`` and validate; relative paths are taken from ``base`` (default: cwd).
+
+    ``check_files=False`` skips checking that the dataset, queries and model files exist (the explorer reads a
+    finished run's config for its stores, and serves what is still there)."""
     path = Path(path)
     node, data = _parse_yaml(read_config_text(path), path)
     data = data or {}
@@ -111,7 +114,7 @@ def load_experiment(path: str | Path, base: Path | None = None) -> Experiment:
         if len(lines) == 1:  # one problem, one line
             raise ConfigError(f"invalid experiment config: {lines[0]}") from None
         raise ConfigError("invalid experiment config\n  " + "\n  ".join(lines)) from None
-    return _check_files(exp, path)
+    return _check_files(exp, path) if check_files else exp
 
 
 def _check_files(exp: Experiment, path: Path) -> Experiment:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..embed.decode import decode, read_bytes
 from ..embed.images import embed_images
-from ..errors import CollectionMismatchError, DecodeError, ModelChangedError, ModelFileError
+from ..errors import CollectionMismatchError, DecodeError, ModelChangedError, ModelFileError, OnnxSearchError
 from ..experiment.augmented import calibrate_hits
 from ..experiment.calibration import baseline, describe, sample_ids
 from ..ids import content_hash
@@ -63,12 +63,14 @@ def open_sessions(
         if info is None:
             raise CollectionMismatchError(f"model {name} has no collection in namespace {stores.catalog.ns}")
         rebuild = f"onnx-search ingest FOLDER --model {name} --rebuild"
-        path = Path(info["path"]) if info.get("path") and Path(info["path"]).is_file() else None
+        recorded = Path(info["path"]) if info.get("path") else None
         try:
-            path = path or resolve_model_path(name, models_dir)
+            if recorded is not None and not recorded.is_file():
+                raise ModelFileError(f"model file {recorded} does not exist")
+            path = recorded or resolve_model_path(name, models_dir)
             session = ModelSession(path, config or SessionConfig(providers=["auto"]))
-        except ModelFileError as exc:
-            where = info.get("path") or f"{models_dir}/{name}.onnx"
+        except OnnxSearchError as exc:  # missing, unknown or unreadable: this model is left out
+            where = recorded or f"{models_dir}/{name}.onnx"
             fix = f"put the model file back at {where} (a registry model: `onnx-search convert --model {name}`)"
             fix += f", or `{rebuild}`"
             left_out.append(Unavailable(name, f"{exc} (collection {info['collection']} was built with it)", fix))
