@@ -433,3 +433,28 @@ def test_cli_import_merges_and_refuses_a_bad_line_writing_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "2 new, 1 changed" in r.stdout
     assert read_qrels(dest) == {"1": {"2": 0, str(image_id((tmp_path / "img.jpg").resolve())): 2}, "5": {"6": 1}}
+
+
+def test_judged_queries_are_the_default_query_set(tmp_path):
+    from onnx_search.experiment.loader import load_experiment
+    from onnx_search.experiment.queries import select_queries
+    from onnx_search.ids import image_id
+
+    imgs = tmp_path / "imgs"
+    (imgs / "a").mkdir(parents=True)
+    files = []
+    for n in range(4):
+        files.append((imgs / "a" / f"{n}.jpg").resolve())
+        files[-1].write_bytes(b"")
+    (tmp_path / "j.qrels").write_text(
+        f"{image_id(files[2])} 0 {image_id(files[0])} 1\nimgs/a/1.jpg 0 77 0\n999 0 1 1\n"
+    )
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(CONFIG.format(root=imgs, qrels="j.qrels"))
+    assert select_queries(load_experiment(cfg), files) == [files[1], files[2]]  # judged and catalogued
+    cfg.write_text(CONFIG.format(root=imgs, qrels="j.qrels") + "queries:\n  sample: 3\n")
+    assert len(select_queries(load_experiment(cfg), files)) == 3  # a named query source wins
+    (tmp_path / "j.qrels").write_text("999 0 1 1\n")
+    cfg.write_text(CONFIG.format(root=imgs, qrels="j.qrels"))
+    with pytest.raises(ConfigError, match="none of the 1 judged queries"):
+        select_queries(load_experiment(cfg), files)

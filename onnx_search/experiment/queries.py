@@ -14,6 +14,8 @@ from .config import DEFAULT_QUERY_SAMPLE, Experiment
 def select_queries(exp: Experiment, catalogued: list[Path]) -> list[Path]:
     """The query paths; a sample draws (seeded) from images the ingest catalogued, never unreadable ones."""
     q = exp.queries
+    if exp.ground_truth is not None and not (q.sample or q.folder or q.paths):
+        return judged_queries(exp, catalogued)
     if q.sampled:
         n = q.sample or min(DEFAULT_QUERY_SAMPLE, len(catalogued))
         if n > len(catalogued):
@@ -25,6 +27,21 @@ def select_queries(exp: Experiment, catalogued: list[Path]) -> list[Path]:
     if q.folder:
         return scan_folder(q.folder, exp.dataset.extensions).files
     return [p.expanduser().resolve() for p in q.paths or []]
+
+
+def judged_queries(exp: Experiment, catalogued: list[Path]) -> list[Path]:
+    """With ``ground_truth.qrels`` and no query source named: the judged queries that are catalogued images."""
+    from ..ids import image_id
+    from .qrels import read_qrels_ids
+
+    judged = set(read_qrels_ids(exp.ground_truth.qrels))
+    picks = [p for p in sorted(catalogued) if str(image_id(p)) in judged]
+    if not picks:
+        raise ConfigError(
+            f"none of the {len(judged)} judged queries in {exp.ground_truth.qrels} is a catalogued image under "
+            f"{exp.dataset.root}; judge queries of this dataset, or name the queries (queries.paths or folder)"
+        )
+    return picks
 
 
 def query_rows(queries: list[Path], ok: set[str], catalogued_ids: set[int], exp: Experiment) -> list[dict]:
