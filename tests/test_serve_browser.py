@@ -102,6 +102,18 @@ def test_the_page_queries_requeries_and_links_the_maps(served, chromium, tmp_pat
     for model in ("mean", "quad"):
         expect(page.locator(f"canvas[data-model='{model}'][data-points='{len(images)}']")).to_have_count(1)
     expect(page.locator(f"canvas[data-query='{clicked}']")).to_have_count(2)  # the query, marked on every map
+    # answers that a later choice superseded are dropped: switch projection and models while t-SNE computes
+    page.select_option("#method", "tsne")
+    page.uncheck("#toggles input[value='quad']")
+    page.select_option("#method", "pca")
+    page.check("#toggles input[value='quad']")
+    for model in ("mean", "quad"):
+        assert server.json(f"api/map/{model}?method=tsne&wait=120")[0] == 200  # the superseded ones are ready now
+    page.wait_for_timeout(1500)  # the page polls every 0.5 s: it has seen them
+    expect(page.locator("canvas[data-method='pca'][data-points]")).to_have_count(2)
+    expect(page.locator(".mapbox")).to_have_count(2)
+    assert page.evaluate("Object.values(explorer.state.maps).map(m => m.method)") == ["pca", "pca"]
+    expect(page.locator(f"canvas[data-query='{clicked}']")).to_have_count(2)
     one = str(image_id(images[3]))
     x, y = page.evaluate(f"explorer.pointXY('mean', '{one}')")
     page.mouse.click(x, y)
@@ -211,6 +223,31 @@ def test_the_url_holds_the_view_and_back_works_and_k_is_checked_where_typed(serv
     page.context.close()
     other.context.close()
     assert errors == [] and other_errors == [], errors + other_errors
+
+
+def test_percentile_and_z_equal_the_runs_for_the_same_hits(served, chromium):
+    """The explorer calibrates each hit against the served run's own baseline, so it shows results.json's values."""
+    import json
+
+    from playwright.sync_api import expect
+
+    results = json.loads((served.run / "results.json").read_text())
+    page, errors = new_page(chromium)
+    compared = 0
+    for q in results["queries"][:2]:
+        assert q["excluded"]  # the run left each query out of its own hits, as exclude-self does here
+        page.goto(page_url(served, view="search", q=q["id"], k=results["top_k"]))
+        expect(page.locator(f"#columns[data-query='{q['id']}'] .hit")).to_have_count(2 * results["top_k"])
+        for h in (h for h in results["hits"] if h["query"] == q["query"]):
+            card = page.locator(f".col[data-model='{h['model']}'] .hit[data-id='{h['id']}']")
+            assert float(card.get_attribute("data-pct")) == pytest.approx(h["percentile"], abs=1e-6)
+            assert float(card.get_attribute("data-z")) == pytest.approx(h["z"], abs=1e-6)
+            pct = f"pct {100 * h['percentile']:.1f}% · z {h['z']:.2f}"
+            expect(card).to_contain_text(pct)
+            compared += 1
+    assert compared == 2 * 2 * results["top_k"]
+    page.context.close()
+    assert errors == [], errors
 
 
 def _axe_serious(page) -> list[str]:

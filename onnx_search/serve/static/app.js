@@ -260,7 +260,8 @@ function renderResults(out) {
         el("div", { class: "num", text: `cos ${fmt(h.cosine, 4)}` }),
         el("div", { class: "num", text: `pct ${h.percentile == null ? "–" : fmt(100 * h.percentile, 1) + "%"} · z ${fmt(h.z, 2)}` }),
         also);
-      const card = el("div", { class: "hit", "data-id": h.id, title: `${h.name}: Enter or click searches from it` },
+      const card = el("div", { class: "hit", "data-id": h.id, "data-pct": String(h.percentile), "data-z": String(h.z),
+        title: `${h.name}: Enter or click searches from it` },
         thumb(h.id, "thumb", altText(h.label, h.name)), meta);
       activatable(card, () => queryId(h.id, h.name), `#${h.rank} ${altText(h.label, h.name)}, cosine ${fmt(h.cosine, 3)}: search from it`);
       col.append(card);
