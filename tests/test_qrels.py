@@ -374,6 +374,9 @@ def test_run_with_qrels_equals_pytrec_eval(judged_run):
         summary = comp["summary"]["models"][model]
         assert summary["judged_at_k"] == pytest.approx(sum(r["judged_at_k"] for r in rows) / 3)
     assert unjudged_hits > 0  # the third class is unjudged, so the condensed-list rule was exercised
+    ev = comp["evidence"]  # judged@k and the judged metrics carry intervals; the verdict is on nDCG@k
+    assert set(ev["quality"]["judged_at_k"]) == set(res["models"]) and ev["verdict"]["metric"] == "ndcg_at_k"
+    assert all(ev["quality"]["ndcg_at_k"][m]["n"] == 3 for m in res["models"])
 
 
 def test_recompare_of_a_judged_run_gives_the_same_figures(judged_run):

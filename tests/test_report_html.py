@@ -60,9 +60,14 @@ def test_every_run_writes_a_self_contained_report_that_renders(html_run, tmp_pat
     assert seen["first_by_rbo"] != seen["first"]
     assert seen["rows_hidden"] == 8  # one model unticked: its row hidden in every card
     assert shot.read_bytes()[:4] == b"\x89PNG"
+    ev = render_evidence(page, tmp_path / "ev.png")  # a real run: the verdict on top, intervals everywhere
+    assert ev["errors"] == [] and ev["bad"] == [] and ev["seen"] >= 6, ev
+    comparison = json.loads((out.run_dir / "comparison.json").read_text())
+    assert comparison["evidence"]["verdict"]["text"] in ev["verdict"] and ev["verdict_y"] < ev["models_y"]
     keep = Path(__file__).resolve().parents[1] / ".cache" / "report-screenshot.png"  # for a person to look at
     keep.parent.mkdir(exist_ok=True)
     shutil.copy(shot, keep)
+    shutil.copy(tmp_path / "ev.png", keep.with_name("report-evidence-real-run.png"))
 
 
 def test_a_deleted_image_renders_as_a_placeholder(html_run, tmp_path):
@@ -179,3 +184,22 @@ def test_report_shows_the_verdict_and_an_interval_on_every_quality_figure(tmp_pa
     keep.mkdir(exist_ok=True)
     for png in tmp_path.glob("ev*.png"):
         shutil.copy(png, keep / f"report-evidence-{'judged' if judged else 'labels'}{png.stem[2:]}.png")
+
+
+def test_quality_plots_carry_the_intervals_as_error_bars(tmp_path):
+    from onnx_search.experiment.report.plots import quality_error, quality_speed_plot
+    from onnx_search.experiment.report.robust import robustness_plot
+    from tests.evidence_runs import MODELS, make_run
+
+    run = make_run(tmp_path, "ev")
+    comparison = json.loads((run / "comparison.json").read_text())
+    results = json.loads((run / "results.json").read_text())
+    ev = comparison["evidence"]
+    metric = ev["verdict"]["metric"]
+    for m in MODELS:
+        iv = ev["quality"][metric][m]
+        assert quality_error(comparison, m, iv["mean"]) == (iv["low"], iv["high"]) and iv["high"] > iv["low"]
+        assert quality_error(comparison, m, iv["mean"] + 0.01) == (iv["mean"] + 0.01,) * 2  # not that figure
+    assert quality_speed_plot(comparison, tmp_path / "qs.png", "q").read_bytes()[:4] == b"\x89PNG"
+    out = robustness_plot(results["robustness"], tmp_path / "rob.png", "r", ev["robustness"])
+    assert out.read_bytes()[:4] == b"\x89PNG"

@@ -234,8 +234,7 @@ def test_differences_between_runs_are_paired_on_the_same_queries_or_not_shown(tm
     import numpy as np
 
     from onnx_search.experiment.evidence import paired
-    from onnx_search.experiment.report.format import fmt_p
-    from onnx_search.experiment.report.html_evidence import num
+    from onnx_search.experiment.report.html_evidence import num, p_text
     from tests.evidence_runs import make_run
 
     other = tmp_path / "elsewhere"
@@ -265,7 +264,8 @@ def test_differences_between_runs_are_paired_on_the_same_queries_or_not_shown(tm
     cell = delta("beta", "B", "p_at_k")
     lines = cell["text"].replace("−", "-").split("\n")
     assert float(lines[0]) == pytest.approx(ref["diff"]["mean"], abs=5e-4)
-    assert lines[1] == f"[{num(ref['diff']['low'])}, {num(ref['diff']['high'])}]" and lines[2] == f"p {fmt_p(ref['p'])}"
+    assert lines[1] == f"[{num(ref['diff']['low'])}, {num(ref['diff']['high'])}]"
+    assert lines[2] == f"p {p_text(ref['p'])}"
     assert cell["title"] == "B − A on the same 20 queries, paired"
     for col in ("ap_at_k", "ndcg_at_k", "overlap", "recall_at_1", "mrr_at_k"):
         assert "[" in delta("alpha.int8", "B", col)["text"], col

@@ -20,6 +20,11 @@ METRIC_TITLES = {"p_at_k": "P@k", "recall_at_k": "R@k", "ap_at_k": "mAP@k", "ndc
                  "mrr_at_k": "MRR@k on copies"}  # fmt: skip
 
 
+def p_text(p: float | None) -> str:
+    """fmt_p, with three decimals near 0.05 so that 0.049 and 0.051 do not both read 0.05."""
+    return f"{p:.3f}" if p is not None and 0.04 <= p < 0.06 else fmt_p(p)
+
+
 def evidence_of(comparison: dict) -> dict:
     return comparison.get("evidence") or {}
 
@@ -96,8 +101,8 @@ def pairs_html(comparison: dict) -> str:
         for r in rs:
             sig = "<span class='sig'>yes</span>" if r.get("significant") else "no (tied)"
             rows.append(f"<tr><td>{esc(METRIC_TITLES.get(metric, metric))}</td><td>{esc(r['a'])}</td>"
-                        f"<td>{esc(r['b'])}</td><td>{iv_html(r.get('diff'))}</td><td>{fmt_p(r.get('p'))}</td>"
-                        f"<td>{fmt_p(r.get('p_holm'))}</td><td>{sig}</td></tr>")  # fmt: skip
+                        f"<td>{esc(r['b'])}</td><td>{iv_html(r.get('diff'))}</td><td>{p_text(r.get('p'))}</td>"
+                        f"<td>{p_text(r.get('p_holm'))}</td><td>{sig}</td></tr>")  # fmt: skip
     return (f"<h2>Paired tests between models</h2><p class='meta method'>{method_text(ev)} A difference whose "
             "interval holds 0 and whose Holm p is 0.05 or more is a tie: this run cannot tell the two apart.</p>"
             f"<table class='pairs'>{head}{''.join(rows)}</table>")  # fmt: skip

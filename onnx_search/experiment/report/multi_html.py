@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .format import fmt, fmt_p, index_text
-from .html_evidence import num, value_html
+from .format import fmt, index_text
+from .html_evidence import num, p_text, value_html
 from .html_parts import esc
 from .multi import COLUMNS, RSS, Column, Comparison, RunView
 
@@ -52,7 +52,7 @@ def _paired_cell(cmp: Comparison, run: RunView, col: Column, model: str) -> str:
     sig = p < 0.05 and (d["low"] > 0 or d["high"] < 0)
     cls = (" better" if d["mean"] * col.better > 0 else " worse" if d["mean"] * col.better < 0 else "") if sig else ""
     text = (f"{_signed(d['mean'], col.digits)}<span class='ci'>[{num(d['low'], col.digits)}, "
-            f"{num(d['high'], col.digits)}]</span><small>p {fmt_p(p)}</small>")  # fmt: skip
+            f"{num(d['high'], col.digits)}]</span><small>p {p_text(p)}</small>")  # fmt: skip
     title = f"{run.letter} − A on the same {res['n']} {'copies' if col.paired == 'copy' else 'queries'}, paired"
     return f"<td {attrs.format(cls=cls)} title='{title}'>{text}</td>"
 
