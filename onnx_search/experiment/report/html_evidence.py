@@ -91,7 +91,10 @@ def verdict_html(comparison: dict) -> str:
 def pairs_html(comparison: dict) -> str:
     """Every pair of models on every tested metric: mean difference [95% CI], p, Holm p; the method beside it."""
     ev = evidence_of(comparison)
-    pairs = {k: rows for k, rows in (ev.get("pairs") or {}).items() if rows}
+    given = {k: rows for k, rows in (ev.get("pairs") or {}).items() if rows}
+    pairs = {k: given[k] for k in sorted(given, key=lambda k: (list(METRIC_TITLES).index(k) if k in METRIC_TITLES
+                                                               else len(METRIC_TITLES), k))}  # fmt: skip
+    top_k = (comparison.get("summary") or {}).get("top_k", "k")
     if not pairs:
         return ""
     head = ("<tr><th>metric</th><th>model a</th><th>model b</th><th>difference a − b [95% CI]</th><th>p</th>"
@@ -100,7 +103,8 @@ def pairs_html(comparison: dict) -> str:
     for metric, rs in pairs.items():
         for r in rs:
             sig = "<span class='sig'>yes</span>" if r.get("significant") else "no (tied)"
-            rows.append(f"<tr><td>{esc(METRIC_TITLES.get(metric, metric))}</td><td>{esc(r['a'])}</td>"
+            title = METRIC_TITLES.get(metric, metric).replace("@k", f"@{top_k}")
+            rows.append(f"<tr><td>{esc(title)}</td><td>{esc(r['a'])}</td>"
                         f"<td>{esc(r['b'])}</td><td>{iv_html(r.get('diff'))}</td><td>{p_text(r.get('p'))}</td>"
                         f"<td>{p_text(r.get('p_holm'))}</td><td>{sig}</td></tr>")  # fmt: skip
     return (f"<h2>Paired tests between models</h2><p class='meta method'>{method_text(ev)} A difference whose "
