@@ -51,6 +51,16 @@ def make_fixed():  # takes 16x16 inputs only
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 4))
 
 
+class Svd(torch.nn.Module):  # an operator torch.onnx cannot export
+    def forward(self, x):
+        f = x.mean(dim=(2, 3))
+        return torch.linalg.svd(f.T @ f)[0]
+
+
+def make_svd():
+    return Svd()
+
+
 def make_self():  # loads its own checkpoint, beside this module
     net = Net()
     net.load_state_dict(torch.load(Path(__file__).with_name("ckpt.pth"), weights_only=True))
@@ -163,6 +173,7 @@ RUN_CASES = [
     ("garbage-pth", T.format(f="make", r=R) + ", weights: garbage.pth", "garbage.pth is not a state dict torch can"),
     ("wrong-size", T.format(f="make_fixed", r=R), "cannot take the recipe's 32x32 NCHW input"),
     ("4d-output", T.format(f="make", r=R) + ", layer: conv", "not one vector per image; pool it"),
+    ("not-exportable", T.format(f="make_svd", r=R), "torch.onnx.export cannot export the factory's model"),
     ("corrupt-keras", f"source: keras, file: corrupt.keras, recipe: {R}", "corrupt.keras is not a Keras model file"),
     ("onnx-no-recipe", "source: onnx, file: bare.onnx", "bare.onnx has no onnx-search metadata, so give its recipe"),
     ("garbage-onnx", f"source: onnx, file: garbage.onnx, recipe: {R}", "garbage.onnx is not an ONNX model"),
@@ -333,3 +344,13 @@ def test_a_refused_rerun_keeps_the_file_and_rebuild_re_embeds_only_the_changed_m
     capfd.readouterr()
     run_experiment(good_run["cfg"], progress=True)  # nothing to convert or embed: no empty progress bar
     assert "embed" not in capfd.readouterr().err
+
+
+def test_an_unexpected_error_converting_a_user_model_is_one_line_naming_it():
+    """The safety net under the backends' own messages: a foreign exception from the child, for a user model."""
+    from onnx_search.models.isolated import _rebuild_error
+
+    err = {"ours": False, "module": "builtins", "qualname": "KeyError", "message": "'conv'\nmore", "traceback": "TB"}
+    text = str(_rebuild_error(err, "mine"))
+    assert text.startswith("mine: KeyError while converting your model: 'conv'; run with -v") and "\n" not in text
+    assert "TB" in str(_rebuild_error(err))  # a registry model's failure is still reported as our bug

@@ -8,7 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ConfigError, ModelFileError
-from .convert_keras import export, forward, keras_forward  # noqa: F401 - the same export and forward pass
+from .convert_keras import export as keras_export
+from .convert_keras import forward, keras_forward  # the same forward pass as the registry's Keras models
 from .frameworks import tensorflow_safely
 from .parity import parity_images
 from .recipe import prepare_batch
@@ -70,3 +71,15 @@ def describe(model, spec: ModelSpec) -> ModelSpec:
     out = forward(model, prepare_batch(parity_images(spec, 2), spec.recipe))
     where = f"layer {spec.pooling[6:]!r}" if spec.pooling.startswith("layer:") else "the model's output"
     return replace(spec, dim=vector_dim(out.shape, spec.name, where))
+
+
+def export(model, spec: ModelSpec, path, opset: int) -> None:
+    """tf2onnx as for the registry's Keras models; a model it cannot convert is one line naming the model."""
+    try:
+        keras_export(model, spec, path, opset)
+    except Exception as exc:  # noqa: BLE001 - tf2onnx's own errors about the user's layers
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelFileError(
+            f"{spec.name}: tf2onnx cannot convert {spec.builder}: {type(exc).__name__}: {why}; replace the layer it "
+            "names with standard Keras layers, or export it to ONNX yourself and use --source onnx"
+        ) from None

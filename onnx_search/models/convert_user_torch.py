@@ -114,7 +114,7 @@ def build(spec: ModelSpec, choice: WeightsChoice):
         tap = _tap(model.eval(), spec.pooling.removeprefix("layer:") if spec.pooling != "output" else None)
     except ConfigError as exc:
         raise ConfigError(f"{spec.name}: {exc}") from None
-    tap.choice = choice  # describe says when the weights are the factory's own and untracked
+    tap.choice = choice  # export says when the weights are the factory's own and untracked
     return tap
 
 
@@ -131,10 +131,7 @@ def describe(model, spec: ModelSpec) -> ModelSpec:
             f"input: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         ) from None
     where = f"layer {spec.pooling[6:]!r}" if spec.pooling.startswith("layer:") else "the module's output"
-    spec = replace(spec, dim=vector_dim(model.raw_shape, spec.name, where))
-    if note := untracked_note(spec, model.choice):
-        log.warning("%s", note)
-    return spec
+    return replace(spec, dim=vector_dim(model.raw_shape, spec.name, where))
 
 
 def forward(model, x: np.ndarray) -> np.ndarray:
@@ -149,7 +146,16 @@ def export(model, spec: ModelSpec, path, opset: int) -> None:
 
     s = spec.input_size
     dummy = torch.zeros((2, 3, s, s) if spec.layout == "NCHW" else (2, s, s, 3))
-    torch.onnx.export(
-        model, (dummy,), str(path), input_names=["input"], output_names=["embedding"],
-        dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}}, opset_version=opset, dynamo=False,
-    )  # fmt: skip
+    try:
+        torch.onnx.export(
+            model, (dummy,), str(path), input_names=["input"], output_names=["embedding"],
+            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}}, opset_version=opset, dynamo=False,
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - an operator or control flow torch.onnx cannot export
+        raise ModelFileError(
+            f"{spec.name}: torch.onnx.export cannot export the factory's model: {type(exc).__name__}: "
+            f"{_first(exc)}; make the module exportable (standard ops, no data-dependent control flow) or export it "
+            "yourself and use --source onnx"
+        ) from None
+    if note := untracked_note(spec, model.choice):  # said once the model is exported
+        log.warning("%s", note)

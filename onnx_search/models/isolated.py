@@ -90,7 +90,7 @@ def run_child(task: str, kwargs: dict) -> ChildResult:
         for name, level, message in data["logs"]:
             logging.getLogger(name).log(level, "%s", message)
         if "error" in data:
-            raise _rebuild_error(data["error"])
+            raise _rebuild_error(data["error"], kwargs["name"] if kwargs.get("user") else None)
         r = data["result"]
         cr = ConvertResult(r["name"], Path(r["path"]), r["skipped"], r["metadata"], r["seconds"])
         return ChildResult(task, cr, data["peak_rss_mb"], seconds)
@@ -133,8 +133,9 @@ def _death(task: str, name: str, rc: int, seen_mb: float, logfile: Path) -> str:
     return f"{task} of {name} in a child process {how}{last}"
 
 
-def _rebuild_error(err: dict) -> Exception:
-    """The child's exception as the same class here when it is one of ours, else a one-line error with the cause."""
+def _rebuild_error(err: dict, user_model: str | None = None) -> Exception:
+    """The child's exception as the same class here when it is one of ours, else a one-line error with the cause
+    (for the user's own model, ``user_model``, one line naming it; the traceback is logged, shown with -v)."""
     if err.get("ours"):
         try:
             cls = getattr(importlib.import_module(err["module"]), err["qualname"])
@@ -143,6 +144,13 @@ def _rebuild_error(err: dict) -> Exception:
         except (ImportError, AttributeError, TypeError):
             pass
         return OnnxSearchError(err["message"])
+    if user_model:  # most likely the user's model or code, not ours: one line, the traceback under -v
+        log.info("the conversion child's traceback:\n%s", err["traceback"])
+        first = (err["message"].strip().splitlines() or [""])[0][:200]
+        return ChildFailedError(
+            f"{user_model}: {err['qualname']} while converting your model: {first}; run with -v for the traceback, "
+            "and report it if your model is not the cause"
+        )
     return ChildFailedError(
         f"{err['qualname']} in the conversion child: {err['message']} (a bug: please report it with this "
         f"traceback)\n{err['traceback']}"
