@@ -41,6 +41,18 @@ class ModelEntry(_Strict):
     reads: list[str] | None = None  # torch: files the factory itself reads (checkpoints), tracked for staleness
     base: str | None = Field(None, exclude=True)  # the YAML file's folder (set by the loader, not written)
 
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        if "source" not in info.data:  # the source itself is wrong: its own error says so, no unrelated one here
+            return v
+        if info.data["source"] is None and not v.endswith(".onnx"):
+            try:
+                get_spec(v)
+            except UnknownModelError as exc:
+                raise ValueError(str(exc)) from None
+        return v.lower() if v.lower() in REGISTRY and info.data["source"] is None else v
+
     @model_validator(mode="before")
     @classmethod
     def _from_yaml_folder(cls, data, info: ValidationInfo):
@@ -73,13 +85,6 @@ class ModelEntry(_Strict):
             given = [k for k in ("factory", "file", "layer", "recipe", "reads") if getattr(self, k) is not None]
             if given:
                 raise ValueError(f"{', '.join(given)}: only for the user's own model; add source: torch|keras|onnx")
-            if not self.name.endswith(".onnx"):
-                try:
-                    get_spec(self.name)
-                except UnknownModelError as exc:
-                    raise ValueError(str(exc)) from None
-                if self.name.lower() in REGISTRY:
-                    self.name = self.name.lower()
         else:
             if self.source != "torch" and self.weights != "auto":
                 raise ValueError(
