@@ -67,6 +67,12 @@ bench: setup convert
 	unshare -n bash -c "ip link set lo up && RAY_USAGE_STATS_ENABLED=0 $(PY) -m onnx_search.bench.ray_speed models"
 	# the explorer: query latency p50/p99 per model through its HTTP API at 1k and 10k images (bench/serve.json)
 	$(PY) -m onnx_search.bench.serve --models-dir models --out bench
+	$(MAKE) --no-print-directory bench-evidence
+
+# Calibration of the evidence statistics by simulation: size, power and interval coverage of the paired tests and
+# bootstrap intervals on synthetic P@k-like values (bench/evidence_calibration.json; ~15 min on 2 busy cores)
+bench-evidence: setup
+	$(PY) -m onnx_search.bench.evidence_calibration --out bench
 
 demo: setup
 	$(CLI) demo

@@ -246,3 +246,21 @@ def test_summary_shows_the_verdict_first_and_every_figure_with_its_interval():
     assert fmt_iv(e["robustness"]["resnet"]["blur"]["recall_at_1"], 2) in robust
     cost = md.split("## Cost")[1]
     assert fmt_iv(e["quality"]["p_at_k"]["resnet"]) in cost and "significantly better" in cost
+
+
+def test_verdict_section_in_the_yaml_is_validated(tmp_path):
+    from pydantic import ValidationError
+
+    from onnx_search.experiment.config import Experiment
+
+    base = {"experiment": "x", "dataset": {"root": str(tmp_path)}, "models": [{"name": "resnet50"}]}
+    exp = Experiment(**base)
+    assert (exp.verdict.metric, exp.verdict.cost) == ("auto", "img_per_s")
+    assert Experiment(**base, verdict={"metric": "ndcg_at_k", "cost": "file_mb"}).verdict.cost == "file_mb"
+    with pytest.raises(ValidationError, match="measured on copies: add queries.augment"):
+        Experiment(**base, verdict={"metric": "mrr_at_k"})
+    assert Experiment(**base, verdict={"metric": "mrr_at_k"}, queries={"augment": {"sample": 3}}).verdict
+    with pytest.raises(ValidationError, match="needs folder labels"):
+        Experiment(**(base | {"dataset": {"root": str(tmp_path), "labels": False}}), verdict={"metric": "p_at_k"})
+    with pytest.raises(ValidationError, match="cost"):
+        Experiment(**base, verdict={"cost": "watts"})

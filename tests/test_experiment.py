@@ -74,12 +74,17 @@ STABLE_FILES = ("results.json", "comparison.json", "per_query.csv", "pairs.csv",
 
 def _stable(path: Path) -> str:
     """A result file as text, less what is measured rather than computed: the cost figures, the timing columns of
-    the sweep and of the family table, and the data folder named in the summary's line about skipped files."""
+    the sweep and of the family table, the data folder named in the summary's line about skipped files, and the
+    verdict's pick and text (the cheapest of the tied models is a speed measurement)."""
     text = path.read_text()
     if path.name == "comparison.json":
-        return json.dumps({k: v for k, v in json.loads(text).items() if k != "cost"}, sort_keys=True)
+        data = {k: v for k, v in json.loads(text).items() if k != "cost"}
+        for key in ("pick", "text"):
+            data["evidence"]["verdict"].pop(key)
+        return json.dumps(data, sort_keys=True)
     if path.name != "summary.md":
         return text
+    text = text.split("## Verdict")[0] + "top_k =" + text.split("\ntop_k =", 1)[1]
     head, _, sweep = text.partition("## Index sweep")
     head = head.partition("## Cost")[0]
     head = "\n".join(line.split(" (listed with reasons in")[0] for line in head.splitlines())
@@ -113,6 +118,35 @@ def test_run_writes_every_result_file(run):
     assert r["label_counts"] == {"circles": 4, "stripes": 4, "checkers": 4}
     assert r["random_weights"] == ["resnet50", "vgg16"] and "RANDOM weights" in out.summary_md
     assert "| resnet50 |" in out.summary_md and "resnet50 vs vgg16" in out.summary_md
+
+
+def test_evidence_gives_every_figure_an_interval_and_records_its_method(run):
+    d = run["out"].run_dir
+    c = json.loads((d / "comparison.json").read_text())
+    ev, s = c["evidence"], c["summary"]
+    m = ev["method"]
+    assert m["seed"] == 7 and m["resamples"] == 2000 and m["confidence"] == 0.95 and "bootstrap" in m["interval"]
+    assert m["correction"] == "Holm" and m["test"].startswith("paired randomisation")
+    for key in ("p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k"):
+        for model in ("resnet50", "vgg16"):
+            iv = ev["quality"][key][model]
+            assert iv["n"] == 5 and iv["low"] <= iv["mean"] <= iv["high"]
+            assert iv["mean"] == pytest.approx(s["models"][model][key])  # the same figure, now with its interval
+        (pair,) = ev["pairs"][key]  # one pair: Holm leaves its p as it is
+        assert (pair["a"], pair["b"]) == ("resnet50", "vgg16") and pair["p_holm"] == pair["p"]
+        a, b = ev["quality"][key]["resnet50"]["mean"], ev["quality"][key]["vgg16"]["mean"]
+        assert pair["diff"]["mean"] == pytest.approx(a - b) and 0 < pair["p"] <= 1
+    agree = ev["agreement"]["resnet50|vgg16"]
+    assert agree["rbo"]["mean"] == pytest.approx(s["pairs"]["resnet50|vgg16"]["rbo"]) and agree["rbo"]["n"] == 5
+    v = ev["verdict"]
+    assert v["metric"] == "p_at_k" and v["metric_label"] == "P@4" and v["best"] in ("resnet50", "vgg16")
+    assert v["pick"] in [v["best"], *v["tied"]] and v["detectable"] > 0
+    md = (d / "summary.md").read_text()
+    assert md.index("## Verdict") < md.index("## Models") and v["text"] in md
+    iv = ev["quality"]["p_at_k"]["vgg16"]
+    assert f"| {iv['mean']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}] |" in md.split("## Models")[1]
+    assert "## Paired differences between models (same queries)" in md and "| resnet50 vs vgg16 |" in md
+    assert "Holm-adjusted across the pairs" in md
 
 
 def test_manifest_records_versions_models_providers_and_index(run):
@@ -397,7 +431,15 @@ def test_identity_copies_are_all_found_first_and_results_are_reproducible(run, t
     assert (a["mean"], a["std"]) != (b["mean"], b["std"])  # two baselines, so a mix-up would show above
     md = out.summary_md
     assert "## Robustness: recall@1 of the original (6 originals x 3 transforms, seed 1)" in md
-    assert "| resnet50 | 1.00 |" in md and "## Distances in comparable units" in md
+    assert "| resnet50 | 1.00 [1.00, 1.00] |" in md and "## Distances in comparable units" in md
+    ev = json.loads((out.run_dir / "comparison.json").read_text())["evidence"]
+    cells = ev["robustness"]["resnet50"]  # every copy figure, overall and per transform, with its interval
+    assert cells["identity"]["recall_at_1"] == {"mean": 1.0, "low": 1.0, "high": 1.0, "n": 6}
+    for t in ("all", "hflip", "blur"):
+        got = r["per_model"]["resnet50"]["transforms"][t]["recall_at_1"] if t != "all" else None
+        iv = cells[t]["recall_at_1"]
+        assert iv["low"] <= iv["mean"] <= iv["high"] and (got is None or iv["mean"] == pytest.approx(got))
+    assert ev["verdict"]["metric"] == "p_at_k" and {"recall_at_1", "mrr_at_k"} <= set(ev["pairs"])
     assert (out.run_dir / "robustness.png").is_file()
     again = run_experiment(cfg, progress=False)
     assert (again.run_dir / "results.json").read_bytes() == first

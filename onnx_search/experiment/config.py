@@ -224,6 +224,14 @@ class GroundTruth(_Strict):
     qrels: Path  # the loader takes a relative path from the YAML file's folder
 
 
+class VerdictSection(_Strict):
+    """The verdict at the top of summary.md: the primary quality metric and the cost that picks among ties."""
+
+    # auto: nDCG@k on judgments (ground_truth.qrels), P@k on folder labels, MRR@k on copies (queries.augment)
+    metric: Literal["auto", "p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k", "recall_at_1", "mrr_at_k"] = "auto"
+    cost: Literal["img_per_s", "query_p50", "file_mb"] = "img_per_s"  # model-only img/s, query embed p50, file MB
+
+
 class Experiment(_Strict):
     experiment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     output: Path = Path("runs")
@@ -240,6 +248,19 @@ class Experiment(_Strict):
     cost: CostSection | None = Field(default_factory=CostSection)  # null: no speed measurements
     engine: EngineSection = Field(default_factory=EngineSection)
     ground_truth: GroundTruth | None = None  # judged relevance instead of folder labels
+    verdict: VerdictSection = Field(default_factory=VerdictSection)
+
+    @model_validator(mode="after")
+    def _verdict_has_ground_truth(self):
+        m = self.verdict.metric
+        if m in ("recall_at_1", "mrr_at_k") and self.queries.augment is None:
+            raise ValueError(f"verdict.metric {m} is measured on copies: add queries.augment, or use metric: auto")
+        if m in ("p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k") and not (self.dataset.labels or self.ground_truth):
+            raise ValueError(
+                f"verdict.metric {m} needs folder labels (dataset.labels: true) or ground_truth.qrels; "
+                "or use metric: auto"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_models(self):

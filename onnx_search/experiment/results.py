@@ -58,6 +58,18 @@ def load_results(run_dir: str | Path) -> dict:
 
 
 def recompare(run_dir: str | Path) -> dict:
-    """Recompute the comparison from saved results without touching the stores."""
+    """Recompute the comparison from saved results without touching the stores; the evidence with the run's
+    seed and verdict settings (from its manifest) and its measured costs (cost.json, left out of the result)."""
+    from .evidence_section import build_evidence
+
     r = load_results(run_dir)
-    return compare(r["hits"], r["queries"], r["models"], r["top_k"], r["label_counts"] or None, r.get("qrels"))
+    c = compare(r["hits"], r["queries"], r["models"], r["top_k"], r["label_counts"] or None, r.get("qrels"))
+    d = Path(run_dir).parent if Path(run_dir).is_file() else Path(run_dir)
+    config = json.loads((d / "manifest.json").read_text()).get("config") or {}
+    verdict = config.get("verdict") or {}
+    cost = json.loads((d / "cost.json").read_text()) if (d / "cost.json").is_file() else None
+    c["evidence"] = build_evidence(
+        c | ({"cost": cost} if cost else {}), r, seed=int(config.get("seed", 0)),
+        metric=verdict.get("metric", "auto"), cost=verdict.get("cost", "img_per_s"),
+    )  # fmt: skip
+    return c

@@ -30,6 +30,7 @@ from .calibration import describe
 from .compare import compare
 from .config import Augment, Experiment
 from .cost import measure_costs
+from .evidence_section import build_evidence
 from .lineage import variant_agreement
 from .loader import load_experiment, raw_config
 from .qrels import read_qrels_ids
@@ -250,6 +251,9 @@ class ExperimentRun:
             if cost:
                 cost["children"] = children
                 comparison["cost"] = cost
+            v = exp.verdict  # intervals, paired tests and the verdict, seeded by the experiment's seed
+            comparison["evidence"] = self._timed("evidence_s", lambda: build_evidence(
+                comparison, results, seed=exp.seed, metric=v.metric, cost=v.cost))  # fmt: skip
             self.timings["total_s"] = round(time.perf_counter() - t_start, 3)
             manifest = self.manifest(stores, models, ing, qv, len(files), len(catalogue), sweep, random_models)
             manifest["children"] = children
