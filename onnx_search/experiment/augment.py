@@ -44,19 +44,16 @@ def color(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict
     f = rng.uniform(0.6, 1.4, 3)
     if np.abs(f - 1).max() < 0.2:
         f[int(rng.integers(0, 3))] = 1.3
+    f = np.round(f, 3)  # the factors applied are the ones recorded
     out = ImageEnhance.Brightness(img).enhance(f[0])
     out = ImageEnhance.Contrast(out).enhance(f[1])
     out = ImageEnhance.Color(out).enhance(f[2])
-    return out, {
-        "brightness": round(float(f[0]), 3),
-        "contrast": round(float(f[1]), 3),
-        "saturation": round(float(f[2]), 3),
-    }
+    return out, {"brightness": float(f[0]), "contrast": float(f[1]), "saturation": float(f[2])}
 
 
 def blur(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
-    radius = float(rng.uniform(1.0, 3.0))
-    return img.filter(ImageFilter.GaussianBlur(radius)), {"radius": round(radius, 2)}
+    radius = round(float(rng.uniform(1.0, 3.0)), 2)  # the radius applied is the one recorded
+    return img.filter(ImageFilter.GaussianBlur(radius)), {"radius": radius}
 
 
 def jpeg(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
@@ -79,15 +76,16 @@ def grayscale(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, 
 
 
 def overlay(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
-    """A caption bar with text, as a watermark or logo would sit on a photo."""
+    """A caption bar with text, as a watermark or logo would sit on a photo: ``bar`` [top, height] is exactly the
+    rows it covers (full width); the text is clipped to it."""
     w, h = img.size
     out = img.copy()
-    d = ImageDraw.Draw(out)
-    bh = max(8, int(h * rng.uniform(0.1, 0.2)))
+    bh = min(h, max(8, int(h * rng.uniform(0.1, 0.2))))
     top = int(rng.integers(0, h - bh + 1))
-    d.rectangle((0, top, w, top + bh), fill=(255, 255, 255))
+    bar = Image.new("RGB", (w, bh), (255, 255, 255))
     text = f"© onnx-search {int(rng.integers(1000, 9999))}"
-    d.text((4, top + bh // 4), text, fill=(200, 0, 0))
+    ImageDraw.Draw(bar).text((4, bh // 4), text, fill=(200, 0, 0))
+    out.paste(bar, (0, top))
     return out, {"text": text, "bar": [top, bh]}
 
 
