@@ -70,7 +70,7 @@ bench: setup convert
 	$(MAKE) --no-print-directory bench-evidence
 
 # Calibration of the evidence statistics by simulation: size, power and interval coverage of the paired tests and
-# bootstrap intervals on synthetic P@k-like values (bench/evidence_calibration.json; ~15 min on 2 busy cores)
+# bootstrap intervals on synthetic P@k-like values (bench/evidence_calibration.json; 29 min on 2 busy cores)
 bench-evidence: setup
 	$(PY) -m onnx_search.bench.evidence_calibration --out bench
 
