@@ -268,6 +268,8 @@ def test_every_view_is_accessible_and_fits_the_screen(served, chromium, width, t
     images = sorted((served.base / "images").rglob("*.jpg"))
     qid = str(image_id(images[11]))
     page, errors = new_page(chromium, width, 900)
+    # file choosers are intercepted from the start (Playwright turns that on with the first listener, not at once)
+    page.on("filechooser", lambda chooser: None)
     page.goto(page_url(served, k=K))
     expect(page.locator("#ggrid button")).to_have_count(len(images))  # the start gallery
     shots = {}
@@ -294,7 +296,17 @@ def test_every_view_is_accessible_and_fits_the_screen(served, chromium, width, t
     shots["search"] = page.screenshot(full_page=True)
     views = {"search": None}
     page.click("#tabs button[data-tab='judge']")
-    expect(page.locator(f"#jpool[data-query='{qid}'] .jcard").first).to_be_focused()
+    expect(page.locator(f"#jpool[data-query='{qid}'] .jcard")).not_to_have_count(0)
+    rels = page.locator("#jpool .jcard").evaluate_all("els => els.map(e => e.dataset.rel)")
+    at = rels.index("")  # the focus starts on the first image not judged yet (an earlier width judged some)
+    expect(page.locator("#jpool .jcard").nth(at)).to_be_focused()
+    page.keyboard.press("1")  # judged with the keyboard: this image relevant, the next one not
+    expect(page.locator("#jpool .jcard").nth(at + 1)).to_be_focused()
+    page.keyboard.press("0")
+    expect(page.locator("#jpool .jcard").nth(at + 1)).to_have_attribute("data-rel", "0")
+    got = page.locator("#jpool .jcard").evaluate_all("els => els.map(e => e.dataset.rel)")
+    assert got[at : at + 2] == ["1", "0"] and got[:at] == rels[:at]
+    expect(page.locator("#jsummary tr[data-model='mean']")).to_be_visible()
     views["judge"] = page.screenshot(full_page=True)
     page.click("#tabs button[data-tab='maps']")
     expect(page.locator(f"canvas[data-query='{qid}']")).to_have_count(2)
@@ -311,6 +323,15 @@ def test_every_view_is_accessible_and_fits_the_screen(served, chromium, width, t
     target.focus()
     page.keyboard.press("Enter")
     expect(page.locator(f"#columns[data-query='{target_id}']")).to_have_count(1)
+    # the judgments made above show beside each model, with their interval
+    expect(page.locator(".col[data-model='mean'] [data-judged]")).to_contain_text(f"judged@{K} ")
+    # the file input is used with the keyboard too: Enter on it opens the chooser, the choice is searched
+    page.focus("#file")
+    with page.expect_file_chooser(timeout=10_000) as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(images[5]))
+    expect(page.locator(f".col[data-model='quad'] .hit[data-id='{image_id(images[5])}']")).to_have_count(0)
+    expect(page.locator("#qname")).to_contain_text(images[5].name)
     page.context.close()
     # dark mode: the page follows prefers-color-scheme and stays accessible (contrast included)
     dark, dark_errors = new_page(chromium, width, 900, color_scheme="dark")

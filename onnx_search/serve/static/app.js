@@ -378,7 +378,7 @@ async function loadOneMap(model, method, canvas, box, seq) {
 }
 
 function px(map, i) {
-  const pad = 16, side = map.canvas.width - 2 * pad;
+  const pad = 26, side = map.canvas.width - 2 * pad;  // room for the query's ring at an edge
   return [pad + map.xy[2 * i] * side, pad + (1 - map.xy[2 * i + 1]) * side];
 }
 
