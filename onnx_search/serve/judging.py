@@ -27,6 +27,7 @@ from .guard import RequestError, parse_id, parse_k
 
 MAX_GRADE = 3  # the page marks 0 / 1; graded judgments up to 3 are accepted from scripts
 SEED = 0  # the intervals' bootstrap seed
+POOL_CACHE = 10_000  # (query, k, models) top-k lists kept in memory
 
 
 def blind_order(query_id: str, ids: list[str]) -> list[str]:
@@ -65,6 +66,8 @@ class Judging:
         out = self.ex.query_id(query_id, k, True, list(models))
         ranked = {m: [h["id"] for h in hits] for m, hits in out["models"].items()}
         with self._lock:
+            if len(self._pools) >= POOL_CACHE:  # ad-hoc queries add up: start again rather than grow without end
+                self._pools.clear()
             self._pools[key] = ranked
         return ranked
 
