@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import onnx
 import pytest
 
 from onnx_search.errors import ChildFailedError, ModelChangedError, ModelFileError, UnknownModelError
@@ -60,26 +61,77 @@ def _tiny(path, name: str | None = None, size: int = 32):
     return path
 
 
+BARE_RECIPE = {"input_size": 32, "preprocess": "meanstd", "layout": "NHWC", "std": [0.25, 0.25, 0.25]}
+KERAS_TINY = (
+    "import sys, keras\nkeras.utils.set_random_seed(0)\ninp = keras.Input((32, 32, 3))\n"
+    "x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inp))\nkeras.Model(inp, x).save(sys.argv[1])"
+)
+
+
+def _convert_bare(bare, out, mean: float):
+    """The user's bare .onnx through ``onnx-search convert --source onnx`` (a process of its own), ``mean`` its
+    recipe's per-channel mean; the file written."""
+    recipe = json.dumps(BARE_RECIPE | {"mean": [mean] * 3})
+    r = run_cli("convert", "--model", "tiny", "--source", "onnx", "--file", bare, "--recipe", recipe,
+                "--models-dir", out)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out / "tiny.onnx"
+
+
 def test_reconverting_an_identical_model_keeps_its_collection_and_a_changed_one_is_explained(
     tmp_path, labelled_set, make_stores, caplog
 ):
-    path = _tiny(tmp_path / "tiny.onnx")
-    first = ModelSession(path, SessionConfig(["cpu"]))
+    bare = write_pixel_mean_model(tmp_path / "bare.onnx", size=32)
+    first = ModelSession(_convert_bare(bare, tmp_path / "m1", 0.5), SessionConfig(["cpu"]))
     stores = make_stores()
     assert ingest(labelled_set, {"tiny": first}, stores, progress=False).embedded == {"tiny": 12}
-    time.sleep(1.1)  # a reconversion: same graph and weights, new converted_at (the file's sha256 changes)
-    write_metadata(path, read_metadata_file(path) | {"converted_at": time.strftime("%H:%M:%S")})
-    again = ModelSession(path, SessionConfig(["cpu"]))
+    time.sleep(1.1)  # a real reconversion, in another process: same graph and recipe, a new converted_at
+    again = ModelSession(_convert_bare(bare, tmp_path / "m2", 0.5), SessionConfig(["cpu"]))
     assert again.sha256 != first.sha256 and again.identity == first.identity
     r = ingest(labelled_set, {"tiny": again}, stores, progress=False)
     assert r.embedded == {"tiny": 0} and r.unchanged == 12
-    _tiny(path, size=48)  # really changed: another graph (input size)
-    changed = ModelSession(path, SessionConfig(["cpu"]))
+    changed = ModelSession(_convert_bare(bare, tmp_path / "m3", 0.4), SessionConfig(["cpu"]))  # only the recipe
     assert changed.identity != first.identity
     with pytest.raises(ModelChangedError, match="changed since collection"):
         ingest(labelled_set, {"tiny": changed}, stores, progress=False)
     r = ingest(labelled_set, {"tiny": changed}, stores, rebuild_changed=True, progress=False)
     assert r.embedded == {"tiny": 12} and "changed since collection" in caplog.text and "rebuilding" in caplog.text
+
+
+@pytest.mark.parametrize("route", ["keras", "torch"])
+def test_the_same_model_converted_twice_in_two_processes_has_one_identity(tmp_path, route):
+    """tf2onnx (a user's Keras file) and torch.onnx (a timm model, seeded weights), each converted twice, each time
+    by ``onnx-search convert`` in a process of its own: the files differ (converted_at), the identity does not."""
+    if route == "keras":
+        src = tmp_path / "tiny.keras"
+        made = subprocess.run([sys.executable, "-c", KERAS_TINY, str(src)], capture_output=True, text=True, timeout=300)
+        assert made.returncode == 0, made.stderr[-2000:]
+        args, stem = (
+            ["--model", "tinyk", "--source", "keras", "--file", src, "--recipe", "{input_size: 32, preprocess: tf}"],
+            "tinyk",
+        )
+    else:
+        args, stem = (
+            ["--model", "timm/test_efficientnet", "--weights", "random", "--seed", "0"],
+            "timm/test_efficientnet",
+        )
+    sessions = []
+    for out in ("a", "b"):
+        r = run_cli("convert", *args, "--models-dir", tmp_path / out, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        sessions.append(ModelSession(tmp_path / out / f"{stem}.onnx", SessionConfig(["cpu"])))
+        time.sleep(1.1)  # converted_at has one-second resolution
+    a, b = sessions
+    assert a.sha256 != b.sha256 and a.identity == b.identity
+
+
+def test_the_identity_follows_the_recipe_alone(tmp_path):
+    """The same bare graph annotated with another mean: same weights and nodes, another identity."""
+    bare = write_pixel_mean_model(tmp_path / "bare.onnx", size=32)
+    a = ModelSession(_convert_bare(bare, tmp_path / "a", 0.5), SessionConfig(["cpu"]))
+    b = ModelSession(_convert_bare(bare, tmp_path / "b", 0.45), SessionConfig(["cpu"]))
+    assert onnx.load(str(a.path)).graph == onnx.load(str(b.path)).graph
+    assert a.recipe.mean != b.recipe.mean and a.identity != b.identity
 
 
 def test_embed_writes_one_file_per_model_whatever_its_name(tmp_path, labelled_set, models_dir):
