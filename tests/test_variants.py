@@ -212,3 +212,13 @@ def test_experiments_alternating_on_one_models_folder_never_remake_or_reembed_ea
         assert sorted(health["models"]) == ["efficientnet-lite0", "efficientnet-lite0.int8"]
     finally:
         server.stop()
+
+
+def test_a_variant_name_resolves_to_its_one_file_and_several_are_refused_naming_them(tmp_path):
+    from onnx_search.errors import ModelFileError
+
+    (tmp_path / "resnet50.int8.aaaaaaaaaaaa.onnx").write_bytes(b"x")
+    assert resolve_model_path("resnet50.int8", tmp_path) == tmp_path / "resnet50.int8.aaaaaaaaaaaa.onnx"
+    (tmp_path / "resnet50.int8.bbbbbbbbbbbb.onnx").write_bytes(b"x")
+    with pytest.raises(ModelFileError, match=r"2 int8 files of resnet50 .*aaaa.*bbbb.*--model PATH"):
+        resolve_model_path("resnet50.int8", tmp_path)
