@@ -146,7 +146,7 @@ def register(sub) -> None:
         "--variant",
         action="append",
         choices=["int8", "fp16", "optimized"],
-        help="also write models/<name>.<variant>.onnx",
+        help="also write models/<name>.<variant>.onnx (int8: <name>.int8.<inputs>.onnx, named by its calibration set)",
     )
     p.add_argument("--calibrate", metavar="DIR", help="images to calibrate int8 on (a seeded sample of up to 64)")
     p.add_argument(

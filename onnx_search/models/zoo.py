@@ -49,7 +49,8 @@ class ModelSpec:
         )  # fmt: skip
 
     def onnx_path(self, models_dir: str | Path, variant: str | None = None) -> Path:
-        """``models_dir/<name>.onnx`` (a variant: ``<name>.<variant>.onnx``); torchvision/x lands in a subfolder."""
+        """``models_dir/<name>.onnx`` (a variant: ``<name>.<variant>.onnx``; INT8 adds its inputs' digest, see
+        ``variants.variant_file``); torchvision/x lands in a subfolder."""
         suffix = f".{variant}.onnx" if variant and variant != "fp32" else ".onnx"
         return Path(models_dir) / f"{self.name}{suffix}"
 
