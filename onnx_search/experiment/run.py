@@ -1,4 +1,4 @@
-"""``onnx-search run CONFIG``: check, open stores, convert, ingest, query, compare, sweep, publish — named phases."""
+"""``onnx-search run CONFIG``: check, convert, open stores, ingest, query, compare, sweep, publish — named phases."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -24,7 +25,8 @@ from ..models.session import ModelSession, SessionConfig, resolve_model_path
 from ..models.zoo import variant_name
 from ..provenance import library_versions, machine, peak_rss_mb
 from ..search import QueryVectors, query_vectors, search_embedded
-from ..store.stores import Stores, open_stores
+from ..store.net import probe_tcp
+from ..store.stores import Stores, StoreSettings, open_stores
 from .augmented import baselines, calibrate_hits, run_augmented
 from .calibration import describe
 from .compare import compare
@@ -80,6 +82,15 @@ def convert_models(exp: Experiment, dataset_files: list[Path], stage: Path) -> t
                 made = {"key": variant_name(entry.key, variant), "path": str(child.result.path)}
                 children.append(child.as_dict() | made)
     return staged, children
+
+
+def probe_remote_stores(settings: StoreSettings) -> None:
+    """A Redis or Milvus server named in the config that does not answer fails here, in seconds, before any
+    conversion; the embedded ones (under data_dir) are only started once every model is converted."""
+    for url, what, default_port in ((settings.redis_url, "Redis", 6379), (settings.milvus_uri, "Milvus", 19530)):
+        parts = urlsplit(url or "")
+        if parts.scheme in ("redis", "rediss", "http", "https", "tcp", "grpc") and parts.hostname:
+            probe_tcp(parts.hostname, parts.port or default_port, what)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -201,9 +212,11 @@ class ExperimentRun:
         exp = self.exp
         files = self.check_before_work()
         rebuild = self.rebuild or self.rebuild_changed
+        settings = exp.store.settings(exp.stores_dir, exp.experiment)
+        probe_remote_stores(settings)  # a server that is down fails before any work; nothing is opened yet
         with tempfile.TemporaryDirectory(prefix="onnx-search-stage-") as stage:  # every model before any store
             staged, children = self._timed("convert_s", convert_models, exp, files, Path(stage))
-            stores = open_stores(exp.store.settings(exp.stores_dir, exp.experiment))  # a store that is down fails here
+            stores = open_stores(settings)
             try:
                 commit_staged(stores, staged, exp.models_dir, rebuild)
             except BaseException:
