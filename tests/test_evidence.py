@@ -138,6 +138,9 @@ def test_verdict_equal_models_tied_cheapest_picked_with_detectable():
     assert f"{v['detectable']:.3f}" in v["text"] and f"{v['queries_for']['0.05']} queries" in v["text"]
     small = ev.verdict(vals, pairs, metric="p_at_k", metric_label="P@5", cost="file_mb", cost_models=COST)
     assert small["pick"] == "lite0.int8" and "3.8 MB vs 14.0 MB" in small["text"]
+    unmeasured = ev.verdict(vals, pairs, metric="p_at_k", metric_label="P@5")  # cost: null in the YAML
+    assert unmeasured["pick"] == "lite0" and unmeasured["text"].startswith(
+        "lite0 is the best on P@5 (0.843). Tied with the best: lite0.int8, resnet. Too few queries")  # fmt: skip
 
 
 def test_calibration_by_simulation():

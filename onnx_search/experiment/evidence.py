@@ -275,10 +275,11 @@ def verdict(
             f"p = {fmt_p(holm_p.get(pick, 1.0))}){', ' + phrase if phrase else ''}."
         )
     else:
-        text = f"{best} is the best on {metric_label} ({means[best]:.3f}) and the cheapest of those tied with it."
+        cheapest = " and the cheapest of those tied with it" if all(m in costs for m in group) else ""
+        text = f"{best} is the best on {metric_label} ({means[best]:.3f}){cheapest}."
     rest = [m for m in tied if m != pick]
     if rest:
-        text += f" Also tied with the best: {', '.join(rest)}."
+        text += f" {'Also tied' if pick != best else 'Tied'} with the best: {', '.join(rest)}."
     if sd > 0:
         d = deltas[len(deltas) // 2]
         text += (
