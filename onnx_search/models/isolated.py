@@ -26,6 +26,8 @@ from ..errors import ChildFailedError, OnnxSearchError
 from ..provenance import peak_rss_mb
 from .convert import ConvertResult
 from .frameworks import SINGLE_FRAMEWORK_ENV
+from .user import USER_SOURCES
+from .zoo import get_spec
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def run_child(task: str, kwargs: dict) -> ChildResult:
         request.write_text(
             json.dumps({"task": task, "kwargs": kwargs, "level": logging.getLogger().getEffectiveLevel()})
         )
-        env = CHILD_ENV | dict(os.environ) | {SINGLE_FRAMEWORK_ENV: "1"}  # the user's log settings win
+        env = CHILD_ENV | _backend_env(task, kwargs) | dict(os.environ) | {SINGLE_FRAMEWORK_ENV: "1"}  # the user's win
         t0 = time.perf_counter()
         with open(logfile, "wb") as out:
             proc = subprocess.Popen(
@@ -94,6 +96,22 @@ def run_child(task: str, kwargs: dict) -> ChildResult:
         r = data["result"]
         cr = ConvertResult(r["name"], Path(r["path"]), r["skipped"], r["metadata"], r["seconds"])
         return ChildResult(task, cr, data["peak_rss_mb"], seconds)
+
+
+def _backend_env(task: str, kwargs: dict) -> dict[str, str]:
+    """The environment a conversion's backend asks for in its child (``CHILD_ENV`` of the backend module)."""
+    if task != "convert":
+        return {}
+    try:
+        user = kwargs.get("user")
+        source = USER_SOURCES.get(user["source"], user["source"]) if user else get_spec(kwargs["name"]).source
+    except Exception:  # noqa: BLE001 - an unknown model or source is the child's to report, as one line
+        return {}
+    if source in ("keras", "user-keras"):  # both export with tf2onnx (convert_keras.export)
+        from .convert_keras import CHILD_ENV as KERAS_ENV
+
+        return dict(KERAS_ENV)
+    return {}
 
 
 def _vmhwm_mb(pid: int) -> float:

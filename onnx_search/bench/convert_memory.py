@@ -1,0 +1,90 @@
+"""Peak memory of converting each registry model (bench/convert_memory.json): what a laptop must hold.
+
+Each model is converted with random weights (``force``: really converted, not skipped) in its own child process,
+one at a time, exactly as ``onnx-search convert`` does; the figure is that child's VmHWM. With ``--baseline``,
+the models named are also converted with protobuf's default (upb) backend, the setting before the fix described
+in ``convert_keras.CHILD_ENV``, so the JSON holds both sides of the comparison.
+
+    python -m onnx_search.bench.convert_memory --out bench [--models resnet50,vgg16] [--baseline resnet50,vgg16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from ..models.isolated import convert_isolated
+from ..models.zoo import REGISTRY, get_spec
+from ..provenance import library_versions, machine
+
+LIMIT_MB = 3000  # the goal: every registry conversion fits beside a desktop on an 8 GB laptop
+PROTOBUF = "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"
+
+
+def convert_peak(name: str, work: Path, protobuf: str | None = None) -> dict:
+    """Convert ``name`` in a child (``protobuf``: that protobuf backend forced there) and return its figures."""
+    before = os.environ.get(PROTOBUF)
+    if protobuf:
+        os.environ[PROTOBUF] = protobuf  # the caller's environment wins over the backend's in the child
+    try:
+        with tempfile.TemporaryDirectory(dir=work) as out:
+            child = convert_isolated(name, out, weights="random", seed=0, force=True)
+            size = child.result.path.stat().st_size
+    finally:
+        os.environ.pop(PROTOBUF, None) if before is None else os.environ.__setitem__(PROTOBUF, before)
+    return {"source": get_spec(name).source, "peak_rss_mb": round(child.peak_rss_mb),
+            "seconds": round(child.seconds, 1), "file_mb": round(size / 1e6, 1),
+            "parity_max_abs_diff": child.result.metadata["parity"]["max_abs_diff"],
+            "protobuf": protobuf or "backend default"}  # fmt: skip
+
+
+def bench_convert_memory(
+    names: list[str], work: Path, baseline: list[str] = (), log=print, save=lambda result: None
+) -> dict:
+    """Every model in ``names`` converted once (those in ``baseline`` again with upb protobuf); ``save`` is called
+    with the figures so far after each model, so a long run that stops keeps what it measured."""
+    models, before = {}, {}
+    for name in names:
+        models[name] = convert_peak(name, work)
+        log(f"{name}: peak {models[name]['peak_rss_mb']:,} MB in {models[name]['seconds']} s")
+        if name in baseline:
+            before[name] = convert_peak(name, work, protobuf="upb")
+            log(f"{name} with upb protobuf: peak {before[name]['peak_rss_mb']:,} MB")
+        save(_result(models, before))
+    return _result(models, before)
+
+
+def _result(models: dict, before: dict) -> dict:
+    over = {n: m["peak_rss_mb"] for n, m in models.items() if m["peak_rss_mb"] > LIMIT_MB}
+    return {
+        "models": models,
+        "keras_with_upb_protobuf": before,
+        "limit_mb": LIMIT_MB,
+        "over_limit": over,
+        "method": "onnx_search.models.isolated.convert_isolated(name, weights='random', force=True), one model at a "
+        "time; peak_rss_mb is the child's VmHWM (the parent process is not counted)",
+        "machine": machine(),
+        "versions": library_versions(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("bench"), help="folder of convert_memory.json (default: bench)")
+    p.add_argument("--models", default=",".join(REGISTRY), help="comma list of registry names (default: all)")
+    p.add_argument("--baseline", default="", help="comma list of models to convert again with upb protobuf")
+    a = p.parse_args(argv)
+    names = [get_spec(n).name for n in a.models.split(",") if n]
+    a.out.mkdir(parents=True, exist_ok=True)
+    path = a.out / "convert_memory.json"
+    result = bench_convert_memory(names, a.out, [n for n in a.baseline.split(",") if n],
+                                  save=lambda r: path.write_text(json.dumps(r, indent=2) + "\n"))  # fmt: skip
+    print(f"wrote {path}; over {LIMIT_MB:,} MB: {result['over_limit'] or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
