@@ -13,7 +13,6 @@ from onnx_search.experiment.evidence import interval
 from onnx_search.experiment.qrels import judgments_path, read_qrels
 from onnx_search.serve.judging import SEED, blind_order
 from tests.helpers import open_page
-from tests.serve_fixture import make_run, start_server
 
 K = 4
 
@@ -22,6 +21,7 @@ K = 4
 def judge_env(tmp_path_factory):
     """A run on its own Redis (no namespace shared with the `served` fixture) and a server over it."""
     from onnx_search.store.local_redis import LocalRedis
+    from tests.serve_fixture import make_run, start_server  # imported late: test_serve_browser loads it as a plugin
 
     base = tmp_path_factory.mktemp("judging")
     redis = LocalRedis(base / "redis")
@@ -89,6 +89,8 @@ def test_judgments_survive_kill_9_and_are_read_back(judge_env):
     qrels file, start it again: the page shows every judgment, the pool counts as judged, judged@k is 1."""
     from playwright.sync_api import expect, sync_playwright
 
+    from tests.serve_fixture import start_server
+
     expect.set_options(timeout=30_000)
     server, base = judge_env["server"], judge_env["base"]
     listing = server.json(f"api/judge/queries?run=0&k={K}")[1]
@@ -144,6 +146,8 @@ def test_a_changed_model_is_left_out_with_a_banner_and_the_others_served(judge_e
     """Degrade, don't refuse: one model file changed since its collection was built."""
     import onnx
     from playwright.sync_api import expect, sync_playwright
+
+    from tests.serve_fixture import start_server
 
     judge_env["server"].stop()
     judge_env["server"] = None
