@@ -876,6 +876,11 @@ async function init() {
       $("#k").min = String(state.kLimits.min);
       $("#k").max = String(state.kLimits.max);
     }
+    const methods = info.limits && info.limits.map_methods;
+    if (Array.isArray(methods) && methods.length) {  // the projections this server offers (UMAP where installed)
+      const names = { pca: "PCA", tsne: "t-SNE", umap: "UMAP" };
+      $("#method").replaceChildren(...methods.map((m) => el("option", { value: m, text: names[m] || m })));
+    }
     showDegraded(info);
     const toggles = $("#toggles");
     for (const m of info.models) {
