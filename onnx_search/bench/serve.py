@@ -15,9 +15,12 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -63,10 +66,24 @@ def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    seen = []
     for line in proc.stdout:
+        seen.append(line)
         if m := re.search(r"explorer: (http://\S+)", line):
             return proc, m.group(1)
-    raise RuntimeError(f"serve exited ({proc.wait()}) without printing its URL")
+    raise RuntimeError(f"serve exited ({proc.wait()}) without printing its URL: {''.join(seen)[-2000:]}")
+
+
+def _start_again(args: list[str], tries: int = 5) -> tuple[subprocess.Popen, str]:
+    """``_start`` right after a server on the same folder stopped: Milvus Lite may hold it a moment longer."""
+    for attempt in range(tries):
+        try:
+            return _start(args)
+        except RuntimeError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(3)
+    raise AssertionError("unreachable")
 
 
 def _post(url: str, body: bytes) -> tuple[float, dict]:
@@ -92,8 +109,108 @@ def _queries(n: int, seed: int = 11) -> list[bytes]:
     return out
 
 
+def _timed(url: str, body: bytes | None = None, poll: bool = False) -> tuple[float, int]:
+    """Milliseconds until the answer (for a map: until it is ready, polling a 202 every 0.25 s) and the status."""
+    t = time.perf_counter()
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=600) as r:
+                r.read()
+                status = r.status
+        except urllib.error.HTTPError as exc:
+            exc.read()
+            status = exc.code
+        except OSError:
+            status = 0  # refused, reset or timed out: a failed request
+        if not (poll and status == 202):
+            return (time.perf_counter() - t) * 1000, status
+        time.sleep(0.25)
+
+
+def _stats(ms: list[float]) -> dict:
+    if not ms:
+        return {"n": 0}
+    return {
+        "n": len(ms),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "max_ms": round(float(np.max(ms)), 1),
+    }
+
+
+def mixed_load(
+    url: str, models: list[str], ids: list[int], bodies: list[bytes], clients: int = 8, per_client: int = 10, seed=7
+) -> dict:
+    """``clients`` threads, each sending ``per_client`` mixed queries at once: uploads (every model), id queries
+    (every model) and maps (a seeded model, PCA or t-SNE; timed until the map is ready). Per type p50/p99 and the
+    failures (any status but 200; a 503 counts). The id query's p50 alone (idle server) is taken first."""
+    rng = np.random.default_rng(seed)
+    alone = [_timed(f"{url}api/query/{ids[i % len(ids)]}?k=10") for i in range(25)]
+    kinds = ["upload"] * 4 + ["id"] * 4 + ["map"] * 2
+    plans = []
+    for c in range(clients):
+        plan = []
+        for j, kind in enumerate(rng.permutation(kinds)[:per_client]):
+            if kind == "upload":
+                plan.append((kind, f"{url}api/query?k=10", bodies[(c * per_client + j) % len(bodies)], False))
+            elif kind == "id":
+                plan.append((kind, f"{url}api/query/{ids[int(rng.integers(len(ids)))]}?k=10", None, False))
+            else:
+                method = ["pca", "tsne"][int(rng.integers(2))]
+                plan.append((f"map_{method}", f"{url}api/map/{models[int(rng.integers(len(models)))]}?method={method}",
+                             None, True))  # fmt: skip
+        plans.append(plan)
+    results: list[tuple[str, float, int]] = []
+    lock, start = threading.Lock(), threading.Barrier(clients)
+
+    def client(plan) -> None:
+        start.wait()
+        for kind, u, body, poll in plan:
+            ms, status = _timed(u, body, poll)
+            with lock:
+                results.append((kind, ms, status))
+
+    threads = [threading.Thread(target=client, args=(p,)) for p in plans]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t
+    per_type = {}
+    for kind in sorted({k for k, _, _ in results}):
+        rows = [(ms, st) for k, ms, st in results if k == kind]
+        per_type[kind] = _stats([ms for ms, st in rows if st == 200]) | {
+            "errors": sum(st != 200 for _, st in rows),
+            "statuses": sorted({st for _, st in rows}),
+        }
+    every = [ms for _, ms, st in results if st == 200]
+    out = {
+        "clients": clients,
+        "queries_per_client": per_client,
+        "mix": "per client, in a seeded order: 4 uploads (all models), 4 id queries (all models), 2 maps "
+        "(a seeded model, PCA or t-SNE, timed until ready; disk cache cleared first)",
+        "id_alone": _stats([ms for ms, st in alone if st == 200]) | {"errors": sum(st != 200 for _, st in alone)},
+        "per_type": per_type,
+        "all": _stats(every) | {"errors": sum(st != 200 for _, _, st in results)},
+        "wall_s": round(wall, 2),
+    }
+    id_load = per_type.get("id", {}).get("p50_ms")
+    if id_load and out["id_alone"].get("p50_ms"):
+        out["id_p50_under_load_over_alone"] = round(id_load / out["id_alone"]["p50_ms"], 2)
+    return out
+
+
 def bench_serve(
-    models_dir: Path, models: list[str], work: Path, sizes=(1000, 10000), queries: int = 40, top_k: int = 10
+    models_dir: Path,
+    models: list[str],
+    work: Path,
+    sizes=(1000, 10000),
+    queries: int = 40,
+    top_k: int = 10,
+    load_size: int | None = 1000,
+    clients: int = 8,
+    per_client: int = 10,
 ) -> dict:
     """Query latency p50/p99 (ms) per model and size through ``POST /api/query``, plus the first PCA map's time."""
     from ..models.session import resolve_model_path
@@ -127,6 +244,8 @@ def bench_serve(
                     timed = [_post(q, body) for body in bodies]
                     ms = [t for t, _ in timed]
                     t = time.perf_counter()
+                    _timed(f"{url}api/map/{m}?method=pca", poll=True)  # a 202 while computing, polled until ready
+                    map_s = time.perf_counter() - t
                     with urllib.request.urlopen(f"{url}api/map/{m}?method=pca", timeout=3600) as r:
                         points = len(json.loads(r.read())["ids"])
                     per_model[m] = {
@@ -136,7 +255,7 @@ def bench_serve(
                         "server_embed_p50_ms": round(float(np.median([x["embed"] for _, x in timed])), 1),
                         "server_search_p50_ms": round(float(np.median([x["search"] for _, x in timed])), 1),
                         "queries": len(ms),
-                        "first_pca_map_s": round(time.perf_counter() - t, 2),
+                        "first_pca_map_s": round(map_s, 2),
                         "map_points": points,
                     }
                     print(f"serve latency n={n} {m}: {per_model[m]}", flush=True)
@@ -144,6 +263,18 @@ def bench_serve(
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
+            if n == load_size:  # a fresh server, maps not cached, under clients x per_client mixed queries
+                shutil.rmtree(data / "explorer" / "maps", ignore_errors=True)
+                proc, url = _start_again(["--data-dir", str(data), "--redis-url", redis_url, "--namespace", ns])
+                try:
+                    ids = list(range(1, n + 1, max(1, n // 200)))
+                    out["load"] = {"size": n, "models": models} | mixed_load(
+                        url, models, ids, bodies, clients, per_client
+                    )
+                    print(f"serve load n={n}: {json.dumps(out['load'])}", flush=True)
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=60)
     finally:
         server.stop()
     out |= {
@@ -165,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench", type=Path)
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--queries", type=int, default=40)
+    ap.add_argument("--load-size", type=int, default=1000, help="collection size of the mixed load (0: none)")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--per-client", type=int, default=10)
+    ap.add_argument("--json-name", default="serve.json", help="file name under --out")
     args = ap.parse_args(argv)
     res = bench_serve(
         args.models_dir,
@@ -172,9 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         args.out / "work",
         [int(s) for s in args.sizes.split(",")],
         args.queries,
+        load_size=args.load_size or None,
+        clients=args.clients,
+        per_client=args.per_client,
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serve.json").write_text(json.dumps(res, indent=1))
+    (args.out / args.json_name).write_text(json.dumps(res, indent=1))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -97,6 +98,11 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8765, help="port (0: any free one; default 8765)")
     p.add_argument("--token", default=None, help="required of every request (needed for a non-loopback --host)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest query upload accepted (default 20)")
-    p.add_argument("--workers", type=int, default=2, help="uploads embedded at once (default 2)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) // 2),
+        help="uploads embedded at once (default: half the cores; each embedding already uses every core)",
+    )
     p.add_argument("--queue", type=int, default=16, help="uploads waiting beyond those; more get 503 (default 16)")
     p.set_defaults(func=cmd_serve)

@@ -24,6 +24,7 @@ from ..errors import DecodeError, OnnxSearchError
 from .explorer import Explorer
 from .guard import K_DEFAULT, K_MAX, K_MIN, LIMIT_MAX, RequestError, bearer_token, parse_id, parse_int, parse_k
 from .judging import judge_routes
+from .maps import METHODS, SLOW_METHODS, TSNE_MAX_POINTS
 from .thumbs import PREVIEW_SIDE, THUMB_SIDE, jpeg_bytes
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,30 @@ class TokenGate:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+
+class LoopbackOnly:
+    """Starlette's TrustedHostMiddleware (DNS rebinding), its refusal answered in JSON like every other error."""
+
+    PASSED = "onnx_search.host_ok"
+
+    def __init__(self, app, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.guard = TrustedHostMiddleware(self._passed, allowed_hosts=allowed_hosts)
+
+    async def _passed(self, scope, receive, send) -> None:
+        scope[self.PASSED] = True
+        await self.app(scope, receive, send)
+
+    async def __call__(self, scope, receive, send) -> None:
+        async def json_refusal(message) -> None:
+            if scope.get(self.PASSED):
+                await send(message)
+            elif message["type"] == "http.response.start":  # the guard's plain-text refusal, replaced
+                error = "this explorer answers requests to a loopback host only (127.0.0.1, localhost, [::1])"
+                await JSONResponse({"error": error}, 400)(scope, receive, send)
+
+        await self.guard(scope, receive, json_refusal if scope["type"] == "http" else send)
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -112,6 +137,8 @@ def build_app(ex: Explorer, token: str | None = None, loopback: bool = True) -> 
         "k": {"min": K_MIN, "max": K_MAX, "default": K_DEFAULT},
         "max_upload_bytes": ex.max_upload,
         "gallery_limit_max": LIMIT_MAX,
+        "map_methods": list(METHODS),
+        "map_max_points": {m: TSNE_MAX_POINTS for m in SLOW_METHODS if m in METHODS},
     }
 
     async def health(request: Request) -> Response:
@@ -224,7 +251,7 @@ def build_app(ex: Explorer, token: str | None = None, loopback: bool = True) -> 
         Route("/api/runs/{run}/copy/{copy}", copy_image),
         *judge_routes(ex),
     ]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_NAMES)] if loopback else []
+    middleware = [Middleware(LoopbackOnly, allowed_hosts=LOOPBACK_NAMES)] if loopback else []
     if token:
         middleware.append(Middleware(TokenGate, token=token))
     return Starlette(

@@ -19,6 +19,8 @@ from ..errors import OnnxSearchError
 from ..store.stores import Stores
 from .guard import Busy
 
+# UMAP is not offered: umap-learn's numba compilation took longer than t-SNE on the same collection here
+# (python -m onnx_search.bench.projections -> bench/projections.json)
 METHODS = ("pca", "tsne")
 SLOW_METHODS = ("tsne",)  # refused beyond TSNE_MAX_POINTS
 FETCH_CHUNK = 1000
@@ -77,8 +79,14 @@ def fingerprint(stores: Stores, model: str, done: dict[int, str] | None = None) 
     return h.hexdigest()
 
 
+def too_many(method: str, n: int) -> str:
+    name = {"tsne": "t-SNE"}.get(method, method)
+    return f"{name} of {n} points would take many minutes here (limit {TSNE_MAX_POINTS}): use PCA"
+
+
 def project(vectors: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
-    """(n, d) unit vectors -> (n, 2) in 0..1; PCA is exact and fast, t-SNE shows neighbourhoods (slower)."""
+    """(n, d) unit vectors -> (n, 2) in 0..1; PCA is exact and fast, t-SNE shows neighbourhoods (slower; on the
+    first 50 principal components)."""
     from sklearn.decomposition import PCA
 
     n = len(vectors)
@@ -89,13 +97,11 @@ def project(vectors: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
     elif method == "pca":
         xy = PCA(n_components=2, random_state=seed).fit_transform(vectors)
     else:
+        if n > TSNE_MAX_POINTS:
+            raise OnnxSearchError(too_many(method, n))
+        x = vectors if vectors.shape[1] <= 50 else PCA(n_components=50, random_state=seed).fit_transform(vectors)
         from sklearn.manifold import TSNE
 
-        x = vectors if vectors.shape[1] <= 50 else PCA(n_components=50, random_state=seed).fit_transform(vectors)
-        if n > TSNE_MAX_POINTS:
-            raise OnnxSearchError(
-                f"t-SNE of {n} points would take many minutes here (limit {TSNE_MAX_POINTS}): use PCA"
-            )
         tsne = TSNE(2, perplexity=float(min(30.0, (n - 1) / 3)), init="pca", random_state=seed, max_iter=500)
         xy = tsne.fit_transform(x)
     xy = np.asarray(xy, np.float64)
@@ -107,17 +113,20 @@ class MapCache:
     """Projections per (model, method): in memory, and on disk as ``folder/<collection>.<method>.npz``.
 
     A projection is computed off the request path: ``get`` answers at once with the map when it is cached (memory
-    or disk) or with the state of the background computation it started (``MapJob``); at most ``workers``
-    computations run at a time, and at most ``queue`` wait (more is a ``Busy``, which the route answers 503).
+    or disk) or with the state of the background computation it started (``MapJob``). PCA maps have a worker of
+    their own; at most ``workers`` t-SNE/UMAP maps run at a time; ``workers + queue`` computations in all may be
+    running or waiting (one more is a ``Busy``, which the route answers 503).
     """
 
-    def __init__(self, stores: Stores, folder: Path, workers: int = 2, queue: int = 8) -> None:
+    def __init__(self, stores: Stores, folder: Path, workers: int = 1, queue: int = 8) -> None:
         self.stores = stores
         self.folder = Path(folder)
         self._mem: dict[tuple[str, str], Projection] = {}
         self._jobs: dict[tuple[str, str], MapJob] = {}
         self._lock = threading.Lock()  # held only to look up / register, never while computing
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="map")
+        # PCA (seconds) on its own worker: it never waits behind a t-SNE or UMAP (a minute or more)
+        self._fast = ThreadPoolExecutor(1, thread_name_prefix="map-fast")
+        self._slow = ThreadPoolExecutor(workers, thread_name_prefix="map-slow")
         self.capacity = workers + queue
 
     def get(self, model: str, method: str = "pca") -> Projection | MapJob:
@@ -148,9 +157,7 @@ class MapCache:
                 self._mem[key] = cached
             return cached
         if method in SLOW_METHODS and len(done) > TSNE_MAX_POINTS:
-            raise OnnxSearchError(
-                f"t-SNE of {len(done)} points would take many minutes here (limit {TSNE_MAX_POINTS}): use PCA"
-            )
+            raise OnnxSearchError(too_many(method, len(done)))
         with self._lock:
             job = self._jobs.get(key)
             if job and job.fingerprint == fp and not job.finished():
@@ -159,7 +166,7 @@ class MapCache:
                 raise Busy(f"{self.capacity} maps are being computed or waiting: ask again shortly", retry_after=5)
             job = MapJob(model, method, fp)
             self._jobs[key] = job
-        self._pool.submit(self._run, job, path)
+        (self._slow if method in SLOW_METHODS else self._fast).submit(self._run, job, path)
         return job
 
     def wait(self, model: str, method: str, timeout: float) -> Projection | MapJob:
