@@ -250,6 +250,37 @@ def test_percentile_and_z_equal_the_runs_for_the_same_hits(served, chromium):
     assert errors == [], errors
 
 
+def test_model_headers_show_weights_dimension_size_and_quality(served, chromium):
+    """Each column says what the model is: RANDOM WEIGHTS where /api/models says so (here made so for one model on
+    the wire, since the fixture's tiny models have no weights), its dimension, collection size, the run's figure."""
+    import json
+
+    from playwright.sync_api import expect
+
+    page, errors = new_page(chromium)
+    info = served.server.json("api/models")[1]
+
+    def random_quad(route) -> None:
+        body = route.fetch().json()
+        for m in body["models"]:
+            m["random_weights"] = m["name"] == "quad"
+        route.fulfill(json=body)
+
+    page.route("**/api/models*", random_quad)
+    qid = str(image_id(sorted((served.base / "images").rglob("*.jpg"))[4]))
+    page.goto(page_url(served, q=qid, k=K))
+    expect(page.locator(".col[data-model='quad'] .random")).to_have_text("RANDOM WEIGHTS")
+    expect(page.locator(".col[data-model='mean'] .random")).to_have_count(0)
+    for m in info["models"]:
+        head = page.locator(f".col[data-model='{m['name']}'] .mhead")
+        expect(head).to_contain_text(f"{m['dim']}-d · {m['images']} images")
+        q = m["quality"]
+        expect(head.locator("[data-quality]")).to_contain_text(f"{q['mean']:.3f} [{q['low']:.3f}, {q['high']:.3f}]")
+    assert json.dumps(info).count('"random_weights": true') == 0  # the server itself says the tiny models are not
+    page.context.close()
+    assert errors == [], errors
+
+
 def _axe_serious(page) -> list[str]:
     from axe_playwright_python.sync_playwright import Axe
 
