@@ -303,6 +303,11 @@ def test_every_view_is_accessible_and_fits_the_screen(served, chromium, width, t
     page.on("filechooser", lambda chooser: None)
     page.goto(page_url(served, k=K))
     expect(page.locator("#ggrid button")).to_have_count(len(images))  # the start gallery
+    page.select_option("#glabel", "circles")  # its label filter
+    expect(page.locator("#ggrid button")).to_have_count(sum(p.parent.name == "circles" for p in images))
+    assert all(t.startswith("circles, ") for t in page.locator("#ggrid img").evaluate_all("els => els.map(e => e.alt)"))
+    page.select_option("#glabel", "")
+    expect(page.locator("#ggrid button")).to_have_count(len(images))
     shots = {}
     # keyboard only: Tab reaches the file input, and a gallery image opens its preview, which searches from it
     reached = []
