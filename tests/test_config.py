@@ -115,6 +115,29 @@ def test_queries_section_may_be_left_out(cwd):
     assert exp.queries.sampled and exp.queries.sample is None and exp.queries.exclude_self
 
 
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_shipped_config_queries_enough_images_for_its_verdict(config, tmp_path, monkeypatch):
+    generate_demo_set(tmp_path / "demo" / "images", size=32)  # the demo's own set (what ${PHOTOS:-...} falls back to)
+    shutil.copy(REPO / "configs" / config, tmp_path / config)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PHOTOS", raising=False)
+    exp = load_experiment(tmp_path / config)
+    images = sum(1 for p in exp.dataset.root.rglob("*") if p.is_file())
+    n = images if exp.queries.sample == "all" else exp.queries.sample
+    assert n is not None and 48 <= n <= images, f"{config}: {n} queries of {images} images"
+
+
+def test_queries_sample_all_queries_every_catalogued_image_and_only_all(cwd):
+    from onnx_search.experiment.queries import select_queries
+
+    files = [cwd / "imgs" / f"{n}.jpg" for n in (3, 1, 2)]
+    exp = load_experiment(write(cwd, GOOD.replace("sample: 3", "sample: all")))
+    assert select_queries(exp, files) == sorted(files)
+    assert len(select_queries(load_experiment(write(cwd, GOOD.replace("sample: 3", "sample: 2"))), files)) == 2
+    with pytest.raises(ConfigError, match="queries.sample"):
+        load_experiment(write(cwd, GOOD.replace("sample: 3", "sample: every")))
+
+
 def test_index_section_and_cli_flags_share_one_vocabulary(cwd):
     from onnx_search.cli import build_parser
     from onnx_search.cli.common import store_settings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -178,11 +178,18 @@ class Augment(_Strict):
 class Queries(_Strict):
     """Where queries come from: exactly one source; none given means a seeded sample of the dataset."""
 
-    sample: int | None = Field(None, ge=1)  # N catalogued images sampled with the seed
+    sample: Annotated[int, Field(ge=1)] | Literal["all"] | None = None  # N images sampled with the seed, or all
     folder: Path | None = None
     paths: list[Path] | None = None
     exclude_self: bool = True
     augment: Augment | None = None  # robustness queries, beside the ones above
+
+    @field_validator("sample", mode="before")
+    @classmethod
+    def _sample_number_or_all(cls, v):
+        if isinstance(v, str) and v != "all":
+            raise ValueError(f"{v!r} is neither a number of images nor all; give e.g. 50, or all")
+        return v
 
     @model_validator(mode="after")
     def _one_source(self):

@@ -17,6 +17,8 @@ def select_queries(exp: Experiment, catalogued: list[Path]) -> list[Path]:
     if exp.ground_truth is not None and not (q.sample or q.folder or q.paths):
         return judged_queries(exp, catalogued)
     if q.sampled:
+        if q.sample == "all":  # every catalogued image is a query
+            return sorted(catalogued)
         n = q.sample or min(DEFAULT_QUERY_SAMPLE, len(catalogued))
         if n > len(catalogued):
             raise ConfigError(f"queries.sample = {n} but the dataset has {len(catalogued)} readable images")
