@@ -134,6 +134,8 @@ def test_queries_sample_all_queries_every_catalogued_image_and_only_all(cwd):
     exp = load_experiment(write(cwd, GOOD.replace("sample: 3", "sample: all")))
     assert select_queries(exp, files) == sorted(files)
     assert len(select_queries(load_experiment(write(cwd, GOOD.replace("sample: 3", "sample: 2"))), files)) == 2
+    many = [cwd / "imgs" / f"{n}.jpg" for n in range(80)]  # no query source named: a seeded sample of 50
+    assert len(select_queries(load_experiment(write(cwd, GOOD.replace("queries:\n  sample: 3\n", ""))), many)) == 50
     with pytest.raises(ConfigError, match="queries.sample"):
         load_experiment(write(cwd, GOOD.replace("sample: 3", "sample: every")))
 

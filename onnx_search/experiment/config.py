@@ -15,7 +15,7 @@ from ..store.index import IndexParams, Metric
 from ..store.stores import StoreSettings
 from .augment import DEFAULT_TRANSFORMS, TRANSFORMS
 
-DEFAULT_QUERY_SAMPLE = 20  # at most this many queries sampled (seeded) when the config names no source
+DEFAULT_QUERY_SAMPLE = 50  # at most this many queries sampled (seeded) when the config names no source
 
 
 class _Strict(BaseModel):
