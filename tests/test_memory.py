@@ -107,3 +107,32 @@ def test_cost_json_records_each_conversion_childs_own_peak_rss(run_config, tmp_p
     assert 0 < child["seconds"] < 600, child
     assert 100 < cost["peak_rss_mb"], cost["peak_rss_mb"]
     assert json.loads((run_dir / "manifest.json").read_text())["children"] == cost["children"]
+
+
+def test_make_tests_peak_line_counts_a_grandchilds_memory(tmp_path):
+    """tests/peak_rss.py (make test runs under it) sums the whole tree: a grandchild's 400 MB is in the figure."""
+    import sys
+
+    grandchild = "import numpy as np, time; a = np.ones(50_000_000); time.sleep(1.5)"  # 400 MB resident
+    child = f"import subprocess, sys; sys.exit(subprocess.run([sys.executable, '-c', {grandchild!r}]).returncode)"
+    out = tmp_path / "peak.json"
+    r = subprocess.run([sys.executable, "tests/peak_rss.py", "--json", str(out), "demo", sys.executable, "-c", child],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    peak = json.loads(out.read_text())
+    assert r.stdout.startswith(f"demo peak RSS: {peak['peak_tree_rss_mb']:,} MB"), r.stdout
+    assert peak["peak_tree_rss_mb"] >= 400 and peak["peak_process_mb"] >= 380 and peak["max_processes"] >= 2, peak
+
+
+def test_conversion_memory_bench_reports_each_childs_peak(tmp_path):
+    from onnx_search.bench.convert_memory import bench_convert_memory
+
+    saved = []
+    result = bench_convert_memory(["timm/test_efficientnet"], tmp_path, baseline=["timm/test_efficientnet"],
+                                  log=lambda _: None, save=saved.append)  # fmt: skip
+    row = result["models"]["timm/test_efficientnet"]
+    assert row["source"] == "timm" and 300 < row["peak_rss_mb"] < result["limit_mb"], row
+    assert row["parity_max_abs_diff"] < 1e-3 and row["file_mb"] > 0
+    assert result["with_upb_protobuf"]["timm/test_efficientnet"]["protobuf"] == "upb"
+    assert saved[-1]["models"] == result["models"] and result["over_limit"] == {}
+    assert list(tmp_path.iterdir()) == []  # the converted files went with their temporary folders

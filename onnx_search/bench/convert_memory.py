@@ -61,7 +61,7 @@ def _result(models: dict, before: dict) -> dict:
     over = {n: m["peak_rss_mb"] for n, m in models.items() if m["peak_rss_mb"] > LIMIT_MB}
     return {
         "models": models,
-        "keras_with_upb_protobuf": before,
+        "with_upb_protobuf": before,
         "limit_mb": LIMIT_MB,
         "over_limit": over,
         "method": "onnx_search.models.isolated.convert_isolated(name, weights='random', force=True), one model at a "
