@@ -100,3 +100,28 @@ def test_fused_normalisation_is_bit_exact(recipe):
     theirs = prepare_batch(px, recipe)
     assert ours.shape == theirs.shape and ours.dtype == np.float32
     assert np.array_equal(ours.view(np.uint32), theirs.view(np.uint32))
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+def test_pipeline_inputs_equal_prepare_batch_made_ahead_or_not(tmp_path, monkeypatch, ahead):
+    """Normalised in the decode threads (one model) or on the inference thread (past the budget): the same input."""
+    from onnx_search.embed import pipeline as pl
+    from onnx_search.models.session import ModelSession, SessionConfig
+    from onnx_search.models.tiny import write_pixel_mean_model
+
+    if not ahead:
+        monkeypatch.setattr(pl, "AHEAD_BYTES", 0)
+    session = ModelSession(write_pixel_mean_model(tmp_path / "m.onnx", like="resnet50"), SessionConfig(["cpu"]))
+    files = []
+    for i in range(5):
+        files.append(tmp_path / f"{i}.jpg")
+        files[-1].write_bytes(_jpeg(500 + 40 * i, 375, i, quality=90))
+    seen = []
+    real_embed = session.embed
+    monkeypatch.setattr(session, "embed", lambda x: seen.append(x.copy()) or real_embed(x))
+    pipe = pl.Pipeline({"m": session}, batch_size=2, progress=False)
+    assert pipe.normalize_ahead is ahead
+    for _ in pipe.run([(f, frozenset(["m"])) for f in files]):
+        pass
+    px = np.stack([dec.load_for_recipes(f, [session.recipe.geometry])[1][0] for f in files])
+    assert np.array_equal(np.concatenate(seen), prepare_batch(px, session.recipe))

@@ -17,11 +17,13 @@ from tqdm import tqdm
 
 from ..errors import DecodeError
 from ..ids import content_hash
-from ..models.recipe import prepare_batch
 from ..models.session import ModelSession
 from .decode import DEFAULT_MAX_PIXELS, load_for_recipes
+from .normalize import FusedNormalizer
 
 log = logging.getLogger(__name__)
+
+AHEAD_BYTES = 128 * 2**20  # float inputs prepared ahead by the decode threads, at most (all models together)
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Item:
     mtime_ns: int
     arrays: list[np.ndarray]
     models: frozenset[str]  # models that still need this image
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)  # model -> its float32 input (decode thread)
 
 
 @dataclass
@@ -123,6 +126,11 @@ class Pipeline:
         self.progress = progress
         self.geometries = sorted({m.recipe.geometry for m in models.values()})
         self.geometry_of = {name: self.geometries.index(m.recipe.geometry) for name, m in models.items()}
+        self.normalizers = {name: FusedNormalizer(m.recipe) for name, m in models.items()}
+        # float32 inputs made ahead by the decode threads for every image in flight, while they fit the budget
+        # (one or two models); past it, the same lookup runs on the inference thread, batch by batch
+        ahead = (self.batch_size * 3 + self.workers) * sum(4 * 3 * m.recipe.input_size**2 for m in models.values())
+        self.normalize_ahead = ahead <= AHEAD_BYTES
         self.failures: list[tuple[str, str]] = []
         self.times = StageTimes()
         self._times_lock = threading.Lock()  # decode threads add to read_decode
@@ -135,6 +143,8 @@ class Pipeline:
         else:
             data, arrays, st = loaded
             item = Item(path, content_hash(data), st.st_size, st.st_mtime_ns, arrays, needed)
+            for name in needed & self.normalizers.keys() if self.normalize_ahead else ():  # off the inference thread
+                item.inputs[name] = self.normalizers[name](arrays[self.geometry_of[name]])
         with self._times_lock:
             self.times.read_decode += time.perf_counter() - t0
         return item
@@ -150,6 +160,10 @@ class Pipeline:
                     yield self._result(pending.popleft())
             while pending:
                 yield self._result(pending.popleft())
+
+    def decoded(self, tasks: Iterable[tuple[Path, frozenset[str]]]) -> Iterator[Item | tuple[str, str]]:
+        """The decode side alone (read, hash, decode, resize, normalise), in input order: no inference."""
+        return self._decoded(tasks)
 
     def _result(self, fut):
         t0 = time.perf_counter()
@@ -168,7 +182,10 @@ class Pipeline:
             for start in range(0, len(rows), step):  # each model infers in batches of its own size
                 t0 = time.perf_counter()
                 part = rows[start : start + step]
-                x = prepare_batch(np.stack([items[i].arrays[g] for i in part]), model.recipe)
+                if all(name in items[i].inputs for i in part):  # normalised by the decode threads
+                    x = np.stack([items[i].inputs.pop(name) for i in part])
+                else:
+                    x = np.stack([self.normalizers[name](items[i].arrays[g]) for i in part])
                 t1 = time.perf_counter()
                 chunks.append(model.embed(x))
                 self.times.normalize += t1 - t0
