@@ -153,6 +153,7 @@ def render_evidence(html_path: Path, screenshot: Path) -> dict:
         out["verdict"] = page.locator(".verdict").first.inner_text()
         out["verdict_y"] = page.locator(".verdict").first.bounding_box()["y"]
         out["models_y"] = page.locator("h2", has_text="Models").first.bounding_box()["y"]
+        out["provenance_y"] = page.locator("table", has_text="providers that ran").first.bounding_box()["y"]
         out["method"] = page.locator("table.pairs").first.evaluate("t => t.previousElementSibling.innerText")
         out["pair_rows"] = page.locator("table.pairs tr").count() - 1
         page.screenshot(path=str(screenshot), full_page=False)
@@ -174,7 +175,7 @@ def test_report_shows_the_verdict_and_an_interval_on_every_quality_figure(tmp_pa
     assert seen["errors"] == []
     assert seen["bad"] == [] and seen["seen"] >= 10, seen
     assert comparison["evidence"]["verdict"]["text"] in seen["verdict"]
-    assert seen["verdict_y"] < seen["models_y"]  # the verdict comes first
+    assert seen["verdict_y"] < seen["provenance_y"] < seen["models_y"]  # the verdict first, before provenance
     assert "paired randomisation (sign-flip)" in seen["method"] and "Holm" in seen["method"]
     assert "bootstrap" in seen["method"] and "seed 0" in seen["method"]
     assert seen["pair_rows"] == sum(len(v) for v in comparison["evidence"]["pairs"].values()) > 0

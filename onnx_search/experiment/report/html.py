@@ -76,7 +76,8 @@ def _load(run_dir: Path) -> dict:
     }
 
 
-def _header(run: dict) -> str:
+def _header(run: dict, lead: str = "") -> str:
+    """Title, run line, the random-weights banner, then ``lead`` (the verdict), then provenance and versions."""
     r, m = run["results"], run["manifest"]
     out = [
         f"<h1>{esc(r['experiment'])}</h1>",
@@ -86,6 +87,7 @@ def _header(run: dict) -> str:
     if r.get("random_weights"):
         out.append(f"<div class='banner'>RANDOM WEIGHTS: {esc(', '.join(r['random_weights']))}. Distances and rankings "
                    "show the pipeline working, not what these models learned.</div>")  # fmt: skip
+    out.append(lead)
     rows = "".join(
         f"<tr><td>{esc(n)}</td><td>{esc(d.get('weights'))}</td><td>{esc(', '.join(d.get('providers_active', [])))}</td>"
         f"<td>{esc(index_text(m.get('store', {}).get('index', {}).get(n, {})))}</td></tr>"
@@ -216,7 +218,7 @@ def _multi_top(cmp: Comparison) -> str:
 def _section(run: dict, i: int, missing: set[int], out: Path, view: RunView | None) -> str:
     """One run's full report; on a multi-run page it sits in a collapsed ``<details>`` headed by its letter."""
     quality = robustness_html(run["results"], run["comparison"]) + variants_html(run["results"], run["comparison"])
-    body = _header(run) + verdict_html(run["comparison"]) + _metrics(run) + pairs_html(run["comparison"])
+    body = _header(run, verdict_html(run["comparison"])) + _metrics(run) + pairs_html(run["comparison"])
     body += _agreement_and_distances(run) + quality + _cards(run, missing)
     body += _raw_links(run, out)
     if view is None:
