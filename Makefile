@@ -94,6 +94,12 @@ bench-maps: setup
 bench-evidence: setup
 	$(PY) -m onnx_search.bench.evidence_calibration --out bench
 
+# End to end embedding against the shared bound 1/(1/R_model + 1/R_decode), INT8 Lite0 and ResNet50 on 640x480 and
+# 4000x3000 JPEGs, with the per-stage decode profile before/after (bench/embed.json; a few minutes)
+bench-embed: setup
+	$(CLI) convert --model resnet50 --model efficientnet-lite0 --weights $(WEIGHTS)
+	$(PY) -m onnx_search.bench.embed --models-dir models --out bench
+
 demo: setup
 	$(CLI) demo
 

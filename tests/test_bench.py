@@ -3,6 +3,7 @@ and what a stage derives from its own measurements is checked against them (rati
 
 import json
 
+import numpy as np
 import pytest
 
 from onnx_search.bench.__main__ import main as bench_main
@@ -24,21 +25,40 @@ def bench(models_dir, tmp_path_factory):
     args = ["--models-dir", models, "--out", out, "--models", "resnet50", "--reps", "1", "--batches", "1,2"]
     args += ["--photos", "4", "--variants", "fp32,optimized", "--store-images", "30", "--store-queries", "6"]
     args += ["--scale-sizes", "30,100", "--rss-sizes", "20,60", "--rss-models", "1"]
+    args += ["--embed-models", "resnet50", "--embed-sets", "640x480:4,1600x1200:2"]
+    args += ["--scale-model", "resnet50", "--scale-real", "40"]
     assert bench_main([str(a) for a in args]) == 0
     return {"out": out, "models": models}
 
 
-def test_embed_ratios_are_those_of_the_measured_rates(bench):
-    embed = json.loads((bench["out"] / "embed.json").read_text())
-    v = embed["resnet50"]
-    assert set(v["ratio_by_batch"]) == {"1", "2"} and embed["batch_sizes"] == [1, 2]
+def test_keras_ratios_are_those_of_the_measured_rates(bench):
+    keras = json.loads((bench["out"] / "keras.json").read_text())
+    v = keras["resnet50"]
+    assert set(v["ratio_by_batch"]) == {"1", "2"} and keras["batch_sizes"] == [1, 2]
     for b, ratio in v["ratio_by_batch"].items():  # ORT over Keras, as the method says, not the other way round
         assert ratio == pytest.approx(v["img_per_s"]["ort"][b] / v["img_per_s"]["keras"][b], rel=0.02)
     assert v["ort_over_keras"] == v["ratio_by_batch"]["2"]  # the figure quoted is the largest batch's
-    e2e = v["end_to_end"]
-    assert e2e["photos"] == 4 and e2e["batch_size"] == 2
-    assert v["end_to_end_fraction"] == pytest.approx(v["end_to_end_img_per_s"] / v["model_only_img_per_s"], rel=0.02)
-    assert v["providers"][-1] == "CPUExecutionProvider" and embed["versions"]["onnxruntime"]
+    assert v["providers"][-1] == "CPUExecutionProvider" and keras["versions"]["onnxruntime"]
+
+
+def test_embed_fraction_is_of_the_shared_bound_of_its_own_passes(bench):
+    embed = json.loads((bench["out"] / "embed.json").read_text())
+    for label, n in (("640x480", 4), ("1600x1200", 2)):
+        v = embed["resnet50"][label]
+        assert v["images"] == n and v["dct_scale"] == ("1/2" if n == 4 else "1/4")  # 480 // 224 = 2, 1200 // 224 = 5
+        raw = v["raw_img_per_s"]
+        fractions = [
+            e / (1 / (1 / m + 1 / d)) for m, d, e in zip(raw["model"], raw["decode"], raw["end_to_end"], strict=True)
+        ]
+        assert v["raw_fractions"] == pytest.approx(fractions, rel=0.01)
+        assert v["fraction_of_shared_bound"] == pytest.approx(float(np.median(fractions)), rel=0.01)
+        bound = 1 / (1 / v["R_model_img_per_s"] + 1 / v["R_decode_img_per_s"])
+        assert v["shared_bound_img_per_s"] == pytest.approx(bound, rel=0.01)
+        prof = v["profile_core_ms_per_image"]
+        for when in ("before", "after"):  # the total is the sum of the decode side's stages
+            parts = sum(prof[when][k] for k in ("read", "hash", "decode", "resize", "normalise"))
+            assert prof[when]["decode_side_total"] == pytest.approx(parts, abs=0.01)
+        assert v["decode_core_ms_per_image"] == {k: prof[k]["decode_side_total"] for k in ("before", "after")}
 
 
 def test_matrix_cells_and_speedup_come_from_the_variant_file(bench):
@@ -54,13 +74,20 @@ def test_matrix_cells_and_speedup_come_from_the_variant_file(bench):
 
 def test_scale_exact_search_has_full_recall_at_every_size(bench):
     scale = json.loads((bench["out"] / "scale.json").read_text())
-    assert set(scale["stores"]) == {"30", "100"} and scale["stores"]["30"]["vectors"] == "real"
-    assert scale["stores"]["100"]["vectors"] == "random" and scale["dim"] == 2048
+    assert set(scale["stores"]) == {"30", "100"} and scale["dim"] == 2048
+    assert scale["real_vectors"]["images"] == 40 and scale["real_vectors"]["queries_held_out"] == 8
+    assert scale["stores"]["30"]["vectors"] == "real" and scale["stores"]["100"]["real_rows"] == 32  # 40 - 8 queries
     for n in ("30", "100"):
-        rows = {r["index"]: r for r in scale["stores"][n]["indexes"]}
-        assert set(rows) == {"FLAT", "IVF_FLAT", "HNSW"} and all(r["rows"] == int(n) for r in rows.values())
-        assert rows["FLAT"]["recall_at_k"] == 1.0  # FLAT against numpy's exact top-k
-        assert all(0 < r["recall_at_k"] <= 1 for r in rows.values())
+        rows = scale["stores"][n]["indexes"]
+        assert {r["index"] for r in rows} == {"FLAT", "IVF_FLAT", "HNSW"} and all(r["rows"] == int(n) for r in rows)
+        assert next(r for r in rows if r["index"] == "FLAT")["recall_at_k"] == 1.0  # FLAT against numpy's top-k
+        assert all(0 < r["recall_at_k"] <= 1 for r in rows)
+        for kind, best in scale["stores"][n]["best"].items():  # the fastest setting that reaches the target recall
+            mine = [r for r in rows if r["index"] == kind]
+            ok = [r for r in mine if r["recall_at_k"] >= scale["target_recall"]]
+            if ok:
+                assert best["p50_ms"] == min(r["p50_ms"] for r in ok) and best["reaches_target"]
+            assert best["yaml"].startswith(f"index: {{type: {kind}, params: ")
         assert scale["catalogue_bytes_per_image"][n] > 50  # the records really reached Redis
     rss = scale["ingest_peak_rss_mb"]
     assert set(rss) == {"20", "60"} and min(rss.values()) > 100  # a process with onnxruntime and the stores

@@ -1,4 +1,4 @@
-"""``make bench``: side-by-side, interleaved measurements written as JSON (bench/embed.json, bench/store.json).
+"""``make bench``: side-by-side, interleaved measurements written as JSON (bench/embed.json, keras.json, ...).
 
 Every ratio compares variants measured in the same process, alternating, after warm-up, so the machine's
 slow swings hit both sides alike; each figure is the median of several passes.
@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .embed import bench_embed
+from .embed import MODELS, bench_embed, parse_sets
 from .matrix import bench_matrix, matrix_plot
 from .store import bench_store
 
@@ -25,13 +25,17 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="models of the variant matrix (default: --models); make bench adds a trained CNN and a transformer",
     )
-    ap.add_argument("--only", choices=["embed", "store", "matrix", "scale", "rss"], default=None)
+    ap.add_argument("--only", choices=["embed", "keras", "store", "matrix", "scale", "rss"], default=None)
+    ap.add_argument("--embed-models", default=",".join(MODELS), help="models of the end-to-end figure (embed.json)")
+    ap.add_argument("--embed-sets", default="", help="its JPEG sets, e.g. 640x480:192,4000x3000:48 (the default)")
     ap.add_argument("--variants", default="fp32,int8,fp16,optimized", help="variants in the speed matrix")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--batches", default="1,8,32", help="batch sizes of the embed and matrix figures")
     ap.add_argument("--store-images", type=int, default=1500, help="vectors in the store benchmark")
     ap.add_argument("--store-queries", type=int, default=50)
     ap.add_argument("--scale-sizes", default="1000,10000,100000", help="collection sizes for the scale figures")
+    ap.add_argument("--scale-model", default="efficientnet-lite0", help="the model whose embeddings the scale uses")
+    ap.add_argument("--scale-real", type=int, default=10_000, help="real images embedded (kept under bench/work)")
     ap.add_argument("--rss-sizes", default="1000,10000", help="two folder sizes whose ingest peak RSS is compared")
     ap.add_argument("--rss-models", default="2,4,6", help="model counts whose run peak RSS is compared")
     ap.add_argument("--photos", type=int, default=96, help="640x480 JPEGs for the end-to-end embedding figure")
@@ -42,10 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     work = args.out / "work"
     batches = tuple(int(b) for b in args.batches.split(","))
     if args.only in (None, "embed"):
-        res = bench_embed(
-            args.models_dir, args.models.split(","), batches, reps=args.reps, photos=args.photos, work=work
-        )
+        sets, names = parse_sets(args.embed_sets) or None, args.embed_models.split(",")
+        res = bench_embed(args.models_dir, work / "embed", reps=args.reps, sets=sets, models=names)
         (args.out / "embed.json").write_text(json.dumps(res, indent=1))
+    if args.only in (None, "keras"):  # ORT vs Keras per batch size (TensorFlow builds each Keras model)
+        from .keras_speed import bench_keras
+
+        res = bench_keras(args.models_dir, args.models.split(","), batches, reps=args.reps)
+        (args.out / "keras.json").write_text(json.dumps(res, indent=1))
     if args.only in (None, "matrix"):
         res = bench_matrix(
             args.models_dir,
@@ -72,7 +80,14 @@ def main(argv: list[str] | None = None) -> int:
 
         sizes = [int(n) for n in args.scale_sizes.split(",")]
         rss = [int(n) for n in args.rss_sizes.split(",")]
-        res = bench_scale(args.models_dir, work / "scale", sizes=sizes, rss_sizes=rss)
+        res = bench_scale(
+            args.models_dir,
+            work / "scale",
+            sizes=sizes,
+            rss_sizes=rss,
+            real_model=args.scale_model,
+            real_images=args.scale_real,
+        )
         (args.out / "scale.json").write_text(json.dumps(res, indent=1))
         scale_plot(res, args.out / "scale.png")
     if args.only in (None, "rss"):
