@@ -52,6 +52,7 @@ def time_in_child(method: str, n: int, dim: int, numba_cache: Path | None = None
         "from onnx_search.serve.maps import project\n"
         "from onnx_search.bench.projections import umap_project\n"
         "if sys.argv[1] == 'umap':\n"
+        "    import faulthandler; faulthandler.enable()\n"
         "    import umap\n"
         "    project = lambda v, m: umap_project(v)\n"
         "imported = time.perf_counter() - t0\n"
@@ -64,8 +65,10 @@ def time_in_child(method: str, n: int, dim: int, numba_cache: Path | None = None
     )
     env = os.environ | ({"NUMBA_CACHE_DIR": str(numba_cache)} if numba_cache else {})
     r = subprocess.run([sys.executable, "-c", code, method, str(n), str(dim)], capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
+    if r.returncode != 0:  # the last line that is not a library's log line (TensorFlow's start with I0000/W0000)
+        lines = [x for x in r.stderr.splitlines() if x.strip() and not x.startswith(("I0000", "W0000", "WARNING"))]
+        how = f"killed by signal {-r.returncode}" if r.returncode < 0 else f"exit {r.returncode}"
+        return {"error": f"{how}: {lines[-1][:300] if lines else ''}", "exit": r.returncode}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
