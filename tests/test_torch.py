@@ -174,7 +174,7 @@ def test_shipped_keras_vs_torch_config_runs_end_to_end(models_dir, labelled_set,
     )
     text = (
         text.replace("weights: auto", "weights: random")
-        .replace("sample: 24", "sample: 6")
+        .replace("sample: 50", "sample: 6")
         .replace("top_k: 10", "top_k: 4")
     )
     cfg = tmp_path / "kvt.yaml"
