@@ -111,8 +111,7 @@ def recommendation(stores: dict, target: float = TARGET_RECALL) -> dict:
         best = {n: stores[str(n)]["best"][kind] for n in sizes}
         flat = {n: stores[str(n)]["best"]["FLAT"]["p50_ms"] for n in sizes}
         faster = [n for n in sizes if best[n]["reaches_target"] and best[n]["p50_ms"] < flat[n]]
-        n0 = faster[0] if faster else None
-        b = best[n0] if n0 else best[sizes[-1]]
+        n0, b = (faster[0] if faster else None), best[sizes[-1]]  # the largest size's setting holds below it too
         out[kind] = {
             "from_vectors": n0,
             "yaml": b["yaml"],
@@ -122,8 +121,8 @@ def recommendation(stores: dict, target: float = TARGET_RECALL) -> dict:
                 for n in sizes
             },
             "text": (
-                f"from {n0:,} vectors on, {b['yaml']} keeps recall@10 >= {target} at p50 {b['p50_ms']:.1f} ms "
-                f"(FLAT {flat[n0]:.1f} ms)"
+                f"from {n0:,} vectors on it beats FLAT; {b['yaml']} keeps recall@10 >= {target}: at {sizes[-1]:,} "
+                f"vectors recall {b['recall_at_k']:.3f}, p50 {b['p50_ms']:.1f} ms (FLAT {flat[sizes[-1]]:.1f} ms)"
                 if n0
                 else f"not faster than FLAT at recall >= {target} at any measured size"
             ),
