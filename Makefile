@@ -7,7 +7,7 @@ MODELS ?= resnet50 vgg16 efficientnet-lite0 dinov2-vits14
 WEIGHTS ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-convert bench-arena bench-maps bench-embed demo serve keras-vs-torch clean
+.PHONY: setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-convert bench-families bench-arena bench-maps bench-embed demo serve keras-vs-torch clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -67,7 +67,7 @@ bench: setup convert
 	unshare -n bash -c "ip link set lo up && RAY_USAGE_STATS_ENABLED=0 $(PY) -m onnx_search.bench.ray_speed models"
 	# the explorer: query latency p50/p99 per model through its HTTP API at 1k and 10k images (bench/serve.json)
 	$(PY) -m onnx_search.bench.serve --models-dir models --out bench
-	$(MAKE) --no-print-directory bench-evidence bench-int8 bench-convert bench-arena bench-maps
+	$(MAKE) --no-print-directory bench-evidence bench-int8 bench-convert bench-families bench-arena bench-maps
 
 # The README's INT8-per-family table: static QDQ vs dynamic INT8 per family, speed and top-10 agreement
 # (bench/int8_methods.json; the demo's images, so after `make demo`)
@@ -79,6 +79,12 @@ bench-int8: setup convert
 # ResNet50/VGG16 again under protobuf's upb backend (the setting before the fix) for the comparison
 bench-convert: setup
 	$(PY) -m onnx_search.bench.convert_memory --out bench --baseline resnet50,vgg16
+
+# The README's model-families table: the five family lines converted with random weights, one child at a time,
+# into bench/work, each with dim, family, file size, export seconds, parity and img/s (bench/families.json)
+bench-families: setup
+	$(PY) -m onnx_search.bench.convert_memory --out bench --work bench/work --json families.json \
+	  --models dinov2-vits14,dinov2-vits14-avg,clip-vitb16,siglip-vitb16,convnext-tiny
 
 # onnxruntime's CPU memory arena on and off: the peak of one process holding the converted models ($(MODELS)),
 # one batch of 32 each per round (bench/arena.json; the README's arena figures)

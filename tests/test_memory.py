@@ -133,6 +133,10 @@ def test_conversion_memory_bench_reports_each_childs_peak(tmp_path):
     row = result["models"]["timm/test_efficientnet"]
     assert row["source"] == "timm" and 300 < row["peak_rss_mb"] < result["limit_mb"], row
     assert row["parity_max_abs_diff"] < 1e-3 and row["file_mb"] > 0
+    # the families view (make bench-families, the README's table): dim, family and img/s from the converted file
+    assert row["dim"] > 0 and row["family"] == "CNN" and row["img_s"] > 0 and row["speed_batch"] == 8, row
+    assert result["families"] == [{"model": "timm/test_efficientnet"} | {k: row[k] for k in
+                                  ("family", "dim", "file_mb", "seconds", "parity_max_abs_diff", "img_s")}]  # fmt: skip
     assert result["with_upb_protobuf"]["timm/test_efficientnet"]["protobuf"] == "upb"
     assert saved[-1]["models"] == result["models"] and result["over_limit"] == {}
     assert list(tmp_path.iterdir()) == []  # the converted files went with their temporary folders
