@@ -147,3 +147,25 @@ def open_page(playwright, width: int = 1400, height: int = 1000):
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     return browser, page, errors
+
+
+# A tiny torch factory module for the user-model tests (each test adds its own factories below it)
+USER_RECIPE = {"input_size": 32, "preprocess": "meanstd", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+TINY_TORCH_NET = """
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(8, 6)
+
+    def forward(self, x):
+        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
+
+
+def make():
+    return Net()
+"""

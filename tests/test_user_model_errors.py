@@ -18,30 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import cli_command, foreign_model
+from tests.helpers import TINY_TORCH_NET, USER_RECIPE, cli_command, foreign_model
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPE = {"input_size": 32, "preprocess": "meanstd", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
-MYNETS = """
-from pathlib import Path
-
-import torch
-
-
-class Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
-        self.pool = torch.nn.AdaptiveAvgPool2d(1)
-        self.fc = torch.nn.Linear(8, 6)
-
-    def forward(self, x):
-        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
-
-
-def make():
-    return Net()
-
+RECIPE = USER_RECIPE
+MYNETS = (
+    "\nfrom pathlib import Path\n"
+    + TINY_TORCH_NET
+    + """
 
 def make_raises():
     raise RuntimeError("the factory's own bug")
@@ -66,6 +50,7 @@ def make_self():  # loads its own checkpoint, beside this module
     net.load_state_dict(torch.load(Path(__file__).with_name("ckpt.pth"), weights_only=True))
     return net
 """
+)
 
 HARNESS = r"""
 import contextlib, hashlib, io, json, logging, os, subprocess, sys, traceback

@@ -16,31 +16,17 @@ from onnx_search.models.convert import convert_model
 from onnx_search.models.recipe import prepare_batch, read_metadata_file
 from onnx_search.models.session import ModelSession, SessionConfig
 from onnx_search.models.user import user_spec
-from tests.helpers import foreign_model, photo, run_cli
+from tests.helpers import TINY_TORCH_NET, USER_RECIPE, foreign_model, photo, run_cli
 
-RECIPE = {"input_size": 32, "preprocess": "meanstd", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
-NET = """
-import torch
-
-
-class Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
-        self.pool = torch.nn.AdaptiveAvgPool2d(1)
-        self.fc = torch.nn.Linear(8, 6)
-
-    def forward(self, x):
-        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
-
-
-def make():
-    return Net()
-
+RECIPE = USER_RECIPE
+NET = (
+    TINY_TORCH_NET
+    + """
 
 def make_fixed():  # takes 16x16 inputs only
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 4))
 """
+)
 
 
 @pytest.fixture(scope="module")

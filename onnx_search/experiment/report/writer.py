@@ -54,7 +54,9 @@ def write_report(
     robust = results.get("robustness")
     if robust:
         files["robustness"] = robustness_plot(
-            robust, run_dir / "robustness.png", f"{results['experiment']}: recall@1 per transform",
+            robust,
+            run_dir / "robustness.png",
+            f"{results['experiment']}: recall@1 per transform",
             (comparison.get("evidence") or {}).get("robustness"),
         )
         if copies and (grid := split_decisions_grid(robust, copies, run_dir / "robustness_grid.png")):
