@@ -7,7 +7,7 @@ MODELS ?= resnet50 vgg16 efficientnet-lite0 dinov2-vits14
 WEIGHTS ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-convert bench-families bench-arena bench-maps bench-embed demo serve keras-vs-torch clean
+.PHONY: setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-convert bench-families bench-arena bench-maps bench-projections bench-evidence bench-embed demo serve keras-vs-torch clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -67,7 +67,8 @@ bench: setup convert
 	unshare -n bash -c "ip link set lo up && RAY_USAGE_STATS_ENABLED=0 $(PY) -m onnx_search.bench.ray_speed models"
 	# the explorer: query latency p50/p99 per model through its HTTP API at 1k and 10k images (bench/serve.json)
 	$(PY) -m onnx_search.bench.serve --models-dir models --out bench
-	$(MAKE) --no-print-directory bench-evidence bench-int8 bench-convert bench-families bench-arena bench-maps
+	$(MAKE) --no-print-directory bench-evidence bench-int8 bench-convert bench-families bench-arena bench-maps \
+	  bench-projections
 
 # The README's INT8-per-family table: static QDQ vs dynamic INT8 per family, speed and top-10 agreement
 # (bench/int8_methods.json; the demo's images, so after `make demo`)
@@ -94,6 +95,11 @@ bench-arena: setup convert
 # The explorer's map times: PCA and t-SNE of 1,000 and 2,000 vectors (bench/maps.json; a few minutes)
 bench-maps: setup
 	$(PY) -m onnx_search.bench.maps --out bench
+
+# PCA, t-SNE and UMAP on the same collection, each in a fresh process (bench/projections.json: why the explorer
+# offers no UMAP here)
+bench-projections: setup
+	$(PY) -m onnx_search.bench.projections --out bench --sizes 1000
 
 # Calibration of the evidence statistics by simulation: size, power and interval coverage of the paired tests and
 # bootstrap intervals on synthetic P@k-like values (bench/evidence_calibration.json; 29 min on 2 busy cores)
