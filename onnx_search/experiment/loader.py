@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError
+from ..textfile import read_user_text
 from .config import Experiment
 from .qrels import read_qrels
 
@@ -58,14 +59,7 @@ def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
 def read_config_text(path: str | Path) -> str:
     """The file's text, or a one-line ConfigError for a missing, unreadable, binary or non-UTF-8 file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}); is it the YAML config?") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    text = read_user_text(path, f"config file {path} does not exist", "the YAML config")
     if "\x00" in text:
         raise ConfigError(f"{path}: holds NUL bytes, so it is a binary file, not a YAML config")
     return text

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..ids import image_id
+from ..textfile import read_user_text
 
 Qrels = dict[str, dict[str, int]]  # query_id -> doc_id -> relevance (int >= 0)
 
@@ -62,15 +63,8 @@ def parse_qrels(text: str, source: str | Path) -> Qrels:
 def read_qrels(path: str | Path) -> Qrels:
     """Read a qrels file (a missing, unreadable or non-UTF-8 file is a one-line ConfigError)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"qrels file {path} does not exist; give a file of `query_id 0 doc_id relevance` lines")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}); is it a qrels file?") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    return parse_qrels(text, path)
+    missing = f"qrels file {path} does not exist; give a file of `query_id 0 doc_id relevance` lines"
+    return parse_qrels(read_user_text(path, missing, "a qrels file"), path)
 
 
 def format_qrels(qrels: Qrels) -> str:
