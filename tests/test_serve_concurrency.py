@@ -202,3 +202,24 @@ def test_tsne_is_refused_beyond_its_point_cap_before_any_work(live):
     assert not cache._jobs  # refused before a computation was queued
     catalog.unmark("big", [TSNE_MAX_POINTS + 1])  # exactly at the cap: accepted (a job starts)
     assert isinstance(cache.get("big", "tsne"), MapJob)
+
+
+def test_the_server_imports_what_its_request_threads_need_before_it_serves():
+    """Two request threads importing scipy/sklearn submodules at once can see a partly initialised module ("cannot
+    import name ... (most likely due to a circular import)": a judging summary and a PCA map, in CI). So nothing
+    under ``serve/`` imports inside a function, and the app's import brings in every library a route calls."""
+    import ast
+    import subprocess
+    import sys
+
+    serve = Path(__file__).resolve().parents[1] / "onnx_search" / "serve"
+    late = []
+    for path in sorted(serve.glob("*.py")):
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                late += [f"{path.name}:{n.lineno}" for n in ast.walk(fn) if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert late == [], f"imports inside functions on the request path: {late}"
+    needed = ["scipy.stats", "sklearn.decomposition", "sklearn.manifold", "onnx_search.experiment.augmented"]
+    code = f"import sys, onnx_search.serve.app; print([m for m in {needed!r} if m not in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]

@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 from scipy import stats
 
+from .report.format import fmt_p
+
 DEFAULT_RESAMPLES = 2000
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -216,8 +218,6 @@ def verdict(
 ) -> dict:
     """The best model on ``metric``, those tied with it (Holm p >= ALPHA in ``pairs``, the all-pairs table of
     ``pairwise``), the cheapest of best + tied on ``cost``, and what this many queries can detect."""
-    from .report.format import fmt_p
-
     vals = _aligned(values)
     models = [m for m in vals if vals[m].size]
     n = int(vals[models[0]].size) if models else 0

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from ..embed.decode import decode, read_bytes
 from ..errors import DecodeError, OnnxSearchError
 from .explorer import Explorer
 from .guard import K_DEFAULT, K_MAX, K_MIN, LIMIT_MAX, RequestError, bearer_token, parse_id, parse_int, parse_k
@@ -178,8 +179,6 @@ def build_app(ex: Explorer, token: str | None = None, loopback: bool = True) -> 
         try:
             if side == THUMB_SIDE:
                 return ex.thumbs.get(image_id, rec.sha, rec.path)
-            from ..embed.decode import decode, read_bytes
-
             return jpeg_bytes(decode(read_bytes(rec.path), draft_size=side), side)
         except DecodeError as exc:
             raise RequestError(404, f"image {image_id} is catalogued but cannot be read now: {exc}") from None

@@ -22,7 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import ConfigError
+from ..experiment.evidence import interval
 from ..experiment.qrels import JudgmentStore, judgments_path
+from ..ids import image_id
 from .guard import RequestError, parse_id, parse_k
 
 MAX_GRADE = 3  # the page marks 0 / 1; graded judgments up to 3 are accepted from scripts
@@ -97,8 +99,6 @@ class Judging:
         qrels = self.store.qrels()
         if run is not None:
             view = self.ex.run(run)
-            from ..ids import image_id
-
             rows = [(str(image_id(q["query"])), Path(q["query"]).name) for q in view.results["queries"]]
         else:
             recs = self.ex.stores.catalog.get_images([int(q) for q in qrels if q.isdigit()])
@@ -129,8 +129,6 @@ class Judging:
 
     def summary(self, k: int, models: list[str] | None) -> dict:
         """judged@k and P@k per model over every judged query, each with its bootstrap interval."""
-        from ..experiment.evidence import interval
-
         chosen = self._models(models)
         qrels = self.store.qrels()
         queries = sorted(q for q in qrels if q.isdigit() and int(q) in self.ex.stores.catalog.get_images([int(q)]))

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
 
 from ..errors import OnnxSearchError
 from ..store.stores import Stores
@@ -87,8 +89,6 @@ def too_many(method: str, n: int) -> str:
 def project(vectors: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
     """(n, d) unit vectors -> (n, 2) in 0..1; PCA is exact and fast, t-SNE shows neighbourhoods (slower; on the
     first 50 principal components)."""
-    from sklearn.decomposition import PCA
-
     n = len(vectors)
     if n == 0:
         return np.zeros((0, 2), np.float32)
@@ -100,8 +100,6 @@ def project(vectors: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
         if n > TSNE_MAX_POINTS:
             raise OnnxSearchError(too_many(method, n))
         x = vectors if vectors.shape[1] <= 50 else PCA(n_components=50, random_state=seed).fit_transform(vectors)
-        from sklearn.manifold import TSNE
-
         tsne = TSNE(2, perplexity=float(min(30.0, (n - 1) / 3)), init="pca", random_state=seed, max_iter=500)
         xy = tsne.fit_transform(x)
     xy = np.asarray(xy, np.float64)

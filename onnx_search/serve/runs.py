@@ -11,7 +11,9 @@ import numpy as np
 from PIL import Image
 
 from ..embed.decode import decode, read_bytes
+from ..embed.images import embed_images
 from ..experiment.augment import TRANSFORMS
+from ..experiment.augmented import baselines
 from ..experiment.compare import rankings
 from ..experiment.metrics import rbo
 from ..experiment.results import load_results
@@ -141,9 +143,6 @@ class RunView:
 def run_baselines(run: RunView, stores, sessions: dict) -> dict[str, np.ndarray]:
     """Each model's baseline as the run computed it (``experiment.augmented.baselines``): the run's queries
     against the seeded sample of its dataset's catalogued images, so percentile and z equal the report's."""
-    from ..embed.images import embed_images
-    from ..experiment.augmented import baselines
-
     models = [m for m in run.results["models"] if m in sessions]
     root = run.results.get("dataset_root")
     qpaths = [Path(q["query"]) for q in run.results["queries"]]
