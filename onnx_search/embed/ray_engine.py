@@ -114,14 +114,14 @@ def _start_local(settings: RaySettings) -> None:
     import ray
 
     for attempt, wait_s in enumerate((None, "120")):
-        env = {"RAY_gcs_server_port_wait_time_s": wait_s} if wait_s else {}
+        env = {"RAY_gcs_server_port_wait_time_s": wait_s, "RAY_raylet_start_wait_time_s": wait_s} if wait_s else {}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
             ray.init(num_cpus=settings.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                      log_to_driver=False, ignore_reinit_error=True)  # fmt: skip
             return
-        except (RuntimeError, TimeoutError, ConnectionError, OSError, ValueError) as exc:
+        except Exception as exc:  # a raylet that starts too slowly is a bare Exception ("timed out during startup")
             ray.shutdown()
             if attempt == 0:
                 log.warning("starting a local Ray cluster failed (%s); retrying once with a longer timeout",
