@@ -42,6 +42,29 @@ def test_conversion_runs_in_a_child_and_the_caller_never_loads_a_framework(tmp_p
     assert again.result.skipped and again.result.metadata == read_metadata_file(tmp_path / "mobilenetv2.onnx")
 
 
+def test_an_up_to_date_model_is_checked_here_and_starts_no_child(models_dir, tmp_path, monkeypatch):
+    """The request key (spec, weights, opset, converter code) is computed without a framework, so a model already
+    converted from it starts no child; another seed, or a file made by other converter code, still does."""
+    import shutil
+
+    from onnx_search.models import isolated
+
+    def no_child(*args, **kwargs):
+        raise AssertionError("a conversion child was started")
+
+    monkeypatch.setattr(isolated.subprocess, "Popen", no_child)
+    done = convert_isolated("vgg16", models_dir, weights="random", seed=0)
+    assert done.result.skipped and done.peak_rss_mb == 0
+    assert done.result.metadata == read_metadata_file(models_dir / "vgg16.onnx")
+    with pytest.raises(AssertionError, match="child was started"):
+        convert_isolated("vgg16", models_dir, weights="random", seed=1)
+    stale = shutil.copy(models_dir / "vgg16.onnx", tmp_path / "vgg16.onnx")
+    meta = read_metadata_file(stale)
+    write_metadata(stale, meta | {"request": meta["request"] | {"converter": "0" * 12}})
+    with pytest.raises(AssertionError, match="child was started"):
+        convert_isolated("vgg16", tmp_path, weights="random", seed=0)
+
+
 def test_a_childs_error_is_raised_again_in_the_parent_as_the_same_one_line_error(tmp_path):
     with pytest.raises(UnknownModelError, match="unknown model 'no_such_net'"):
         convert_isolated("no_such_net", tmp_path)

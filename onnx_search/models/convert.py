@@ -61,6 +61,32 @@ def converter_fingerprint(backend) -> str:
     return hashlib.sha256(code.encode()).hexdigest()[:12]
 
 
+def _plan(name: str, out_dir: str | Path, weights: str, seed: int, user: dict | None):
+    """(spec, backend module, weights choice, output path, request key): everything but the framework."""
+    spec = user_spec(name, **user) if user is not None else get_spec(name)
+    backend = backend_for(spec)
+    choice = user_weights(spec, weights, seed) if is_user(spec) else resolve_weights(spec, weights, seed)
+    out = spec.onnx_path(out_dir)
+    request = {
+        "spec": spec.to_dict(),
+        "weights": choice.label,
+        "opset": OPSET,
+        "converter": converter_fingerprint(backend),
+    }
+    if is_user(spec):  # the user's files may change in place: their contents decide staleness
+        request["inputs"] = input_hashes(spec, choice)
+    return spec, backend, choice, out, json.loads(json.dumps(request))  # as the file holds it: tuples become lists
+
+
+def already_converted(name: str, out_dir: str | Path = "models", weights: str = "random", seed: int = 0):
+    """The skipped ``ConvertResult`` when ``out_dir`` holds this registry model converted from exactly this request,
+    else None. Framework-free (the backends import TensorFlow or torch only to build), so a caller can check before
+    it starts a conversion child."""
+    spec, _, choice, out, request = _plan(name, out_dir, weights, seed, None)
+    meta = up_to_date(out, request)
+    return ConvertResult(spec.name, out, True, meta, 0.0) if meta else None
+
+
 def convert_model(
     name: str,
     out_dir: str | Path = "models",
@@ -74,19 +100,7 @@ def convert_model(
 
     ``user`` (source, recipe, factory, file, layer) makes ``name`` the user's own model instead of a registry one.
     """
-    spec = user_spec(name, **user) if user is not None else get_spec(name)
-    backend = backend_for(spec)
-    choice = user_weights(spec, weights, seed) if is_user(spec) else resolve_weights(spec, weights, seed)
-    out = spec.onnx_path(out_dir)
-    request = {
-        "spec": spec.to_dict(),
-        "weights": choice.label,
-        "opset": OPSET,
-        "converter": converter_fingerprint(backend),
-    }
-    if is_user(spec):  # the user's files may change in place: their contents decide staleness
-        request["inputs"] = input_hashes(spec, choice)
-    request = json.loads(json.dumps(request))  # as the file will hold it: tuples become lists
+    spec, backend, choice, out, request = _plan(name, out_dir, weights, seed, user)
     if not force and (meta := up_to_date(out, request)):
         log.info("%s is up to date (%s), skipping", out, choice.label)
         return ConvertResult(spec.name, out, True, meta, 0.0)

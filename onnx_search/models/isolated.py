@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..errors import ChildFailedError, OnnxSearchError
 from ..provenance import peak_rss_mb
-from .convert import ConvertResult
+from .convert import ConvertResult, already_converted
 from .frameworks import SINGLE_FRAMEWORK_ENV
 from .user import USER_SOURCES
 from .zoo import get_spec
@@ -57,7 +57,17 @@ class ChildResult:
 
 
 def convert_isolated(name: str, out_dir: str | Path = "models", **kwargs) -> ChildResult:
-    """``convert_model(name, out_dir, **kwargs)`` in a child process."""
+    """``convert_model(name, out_dir, **kwargs)`` in a child process; a registry model already converted from the
+    same request is checked here and starts no child (``peak_rss_mb`` 0: nothing ran)."""
+    t0 = time.perf_counter()
+    if not kwargs.get("force") and kwargs.get("user") is None:
+        try:
+            done = already_converted(name, out_dir, kwargs.get("weights", "random"), kwargs.get("seed", 0))
+        except Exception:  # noqa: BLE001 - an unknown model or unavailable weights: the child says it, as one line
+            done = None
+        if done is not None:
+            log.info("%s is up to date (%s), skipping", done.path, done.metadata.get("weights"))
+            return ChildResult("convert", done, 0.0, time.perf_counter() - t0)
     return run_child("convert", {"name": name, "out_dir": str(out_dir), **kwargs})
 
 

@@ -134,7 +134,9 @@ def children_line(cost: dict) -> str:
         return ""
     verb = {"convert": "convert", "variant": "quantise"}
     parts = [
-        f"{c['model']} {verb.get(c['task'], c['task'])} {fmt(c['peak_rss_mb'], 0)} MB"
+        f"{c['model']} up to date (no child started)"
+        if c["skipped"] and not c["peak_rss_mb"]
+        else f"{c['model']} {verb.get(c['task'], c['task'])} {fmt(c['peak_rss_mb'], 0)} MB"
         + (" (up to date, checked only)" if c["skipped"] else "")
         for c in kids
     ]
