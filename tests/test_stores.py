@@ -338,3 +338,27 @@ def test_queries_from_the_collection_reuse_their_stored_vectors(folder, embedder
     for name in embedders:
         np.testing.assert_allclose(got.vectors[name][1:], fresh.vectors[name][1:], atol=1e-5)
         assert np.abs(got.vectors[name][0] - fresh.vectors[name][0]).max() > 1e-3
+
+
+def test_a_new_collection_gets_the_index_asked_for_without_a_half_second_poll(tmp_path):
+    """pymilvus's synchronous create_index sleeps 0.5 s before its first look at the index state: a run with many
+    models, or a sweep of index settings, paid that per collection. Made asynchronously, the index is still the one
+    asked for, finished once loaded, and searched by its own settings."""
+    from onnx_search.store.index import IndexSpec
+    from onnx_search.store.milvus import VectorStore
+
+    client = connect_milvus(None, tmp_path / "data")
+    store = VectorStore(client)
+    vectors = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for spec in (IndexSpec(), IndexSpec(type="IVF_FLAT", params={"nlist": 7}), IndexSpec(type="HNSW", metric="L2")):
+        name = f"c_{spec.type.lower()}"
+        t0 = time.perf_counter()
+        store.ensure(name, 8, spec, expected_rows=50)
+        assert time.perf_counter() - t0 < 0.4
+        store.upsert(name, list(range(1, 51)), vectors)
+        store.flush(name)
+        index = client.describe_index(name, "vector")
+        assert (index["index_type"], index["metric_type"], index["state"]) == (spec.type, spec.metric, "Finished")
+        assert store.search(name, vectors[:1], 1, spec)[0][0][0] == 1
+    client.close()

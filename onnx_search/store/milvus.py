@@ -53,7 +53,10 @@ class VectorStore:
                 metric_type=index.metric,
                 params=index.build_params(expected_rows),
             )
-            self._client.create_collection(name, schema=schema, index_params=params)
+            self._client.create_collection(name, schema=schema)
+            # sync=False: pymilvus would sleep 0.5 s before its first look at the state of an index that, on an
+            # empty collection, is already built (load below waits for what it needs)
+            self._client.create_index(name, params, sync=False)
         self._loaded.discard(name)
         self.load(name)
 
