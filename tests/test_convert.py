@@ -18,6 +18,75 @@ from onnx_search.models.zoo import REGISTRY, get_spec
 from onnx_search.vectors import l2_normalize
 from tests.helpers import FIXTURE_MODELS, run_cli
 
+REGISTRY_ONLY = sorted(set(REGISTRY) - set(FIXTURE_MODELS))
+TREE_BUDGET_MB = 5000  # this process and its conversion children together (make test must peak under 6 GB)
+
+
+def _resident_mb() -> float:
+    """This process's resident memory now (VmRSS), in MB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+@pytest.fixture(scope="module")
+def registry_conversions(tmp_path_factory) -> dict:
+    """Every REGISTRY_ONLY model converted in a child process, two at a time (each child keeps about one core busy)
+    while their peaks in bench/convert_memory.json fit beside this process in TREE_BUDGET_MB: largest first. They
+    are this file's first tests, before any test here loads TensorFlow into this process."""
+    budget = TREE_BUDGET_MB - _resident_mb()
+    measured = json.loads((Path(__file__).parents[1] / "bench" / "convert_memory.json").read_text())["models"]
+    peak = {n: measured.get(n, {}).get("peak_rss_mb", CONVERSION_LIMIT_MB) for n in REGISTRY_ONLY}
+    todo, running, done = sorted(REGISTRY_ONLY, key=peak.get), [], {}
+    ready = threading.Condition()
+    folder = {n: tmp_path_factory.mktemp("registry") for n in REGISTRY_ONLY}
+
+    def next_fitting() -> str | None:
+        """The largest waiting model whose peak fits beside the running ones (any model when none runs)."""
+        room = budget - sum(peak[n] for n in running)
+        fits = [n for n in todo if peak[n] <= room or not running]
+        return fits[-1] if fits else None
+
+    def worker() -> None:
+        while True:
+            with ready:
+                while todo and (name := next_fitting()) is None:
+                    ready.wait()
+                if not todo:
+                    return
+                todo.remove(name)
+                running.append(name)
+            try:
+                done[name] = convert_isolated(name, folder[name], weights="random", seed=0)
+            except Exception as exc:  # noqa: BLE001 - the model's own test reports it
+                done[name] = exc
+            with ready:
+                running.remove(name)
+                ready.notify_all()
+
+    print(f"registry conversions: {budget:,.0f} MB for the children beside this process")
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REGISTRY_ONLY)
+def test_every_registry_model_converts_with_parity(name, registry_conversions):
+    """The session fixture converts FIXTURE_MODELS (checked above); every other listed model converts here, in a
+    child process as the product does (12 conversions inside pytest peaked at 13.6 GB)."""
+    child = registry_conversions[name]
+    if isinstance(child, Exception):
+        raise child
+    r = child.result
+    assert not r.skipped and 0 < child.peak_rss_mb < CONVERSION_LIMIT_MB, child.as_dict()
+    assert r.path.is_file() and r.metadata["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
+    sess = ort.InferenceSession(str(r.path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["input"]  # no variable left as a graph input
+    assert sess.get_outputs()[0].shape[-1] == get_spec(name).dim
+
 
 @pytest.mark.parametrize("name", ["resnet50", "vgg16"])
 def test_converted_model_carries_recipe_and_parity(models_dir, name):
@@ -80,75 +149,6 @@ def test_a_changed_converter_makes_earlier_files_out_of_date(models_dir):
 
     assert up_to_date(models_dir / "vgg16.onnx", meta["request"]) is not None
     assert up_to_date(models_dir / "vgg16.onnx", changed) is None
-
-
-REGISTRY_ONLY = sorted(set(REGISTRY) - set(FIXTURE_MODELS))
-TREE_BUDGET_MB = 5000  # this process and its conversion children together (make test must peak under 6 GB)
-
-
-def _resident_mb() -> float:
-    """This process's resident memory now (VmRSS), in MB."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
-
-
-@pytest.fixture(scope="module")
-def registry_conversions(tmp_path_factory) -> dict:
-    """Every REGISTRY_ONLY model converted in a child process, two at a time (each child keeps about one core busy)
-    while their peaks in bench/convert_memory.json fit beside this process in TREE_BUDGET_MB: largest first."""
-    budget = TREE_BUDGET_MB - _resident_mb()
-    measured = json.loads((Path(__file__).parents[1] / "bench" / "convert_memory.json").read_text())["models"]
-    peak = {n: measured.get(n, {}).get("peak_rss_mb", CONVERSION_LIMIT_MB) for n in REGISTRY_ONLY}
-    todo, running, done = sorted(REGISTRY_ONLY, key=peak.get), [], {}
-    ready = threading.Condition()
-    folder = {n: tmp_path_factory.mktemp("registry") for n in REGISTRY_ONLY}
-
-    def next_fitting() -> str | None:
-        """The largest waiting model whose peak fits beside the running ones (any model when none runs)."""
-        room = budget - sum(peak[n] for n in running)
-        fits = [n for n in todo if peak[n] <= room or not running]
-        return fits[-1] if fits else None
-
-    def worker() -> None:
-        while True:
-            with ready:
-                while todo and (name := next_fitting()) is None:
-                    ready.wait()
-                if not todo:
-                    return
-                todo.remove(name)
-                running.append(name)
-            try:
-                done[name] = convert_isolated(name, folder[name], weights="random", seed=0)
-            except Exception as exc:  # noqa: BLE001 - the model's own test reports it
-                done[name] = exc
-            with ready:
-                running.remove(name)
-                ready.notify_all()
-
-    print(f"registry conversions: {budget:,.0f} MB for the children beside this process")
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return done
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", REGISTRY_ONLY)
-def test_every_registry_model_converts_with_parity(name, registry_conversions):
-    """The session fixture converts FIXTURE_MODELS (checked above); every other listed model converts here, in a
-    child process as the product does (12 conversions inside pytest peaked at 13.6 GB)."""
-    child = registry_conversions[name]
-    if isinstance(child, Exception):
-        raise child
-    r = child.result
-    assert not r.skipped and 0 < child.peak_rss_mb < CONVERSION_LIMIT_MB, child.as_dict()
-    assert r.path.is_file() and r.metadata["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
-    sess = ort.InferenceSession(str(r.path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in sess.get_inputs()] == ["input"]  # no variable left as a graph input
-    assert sess.get_outputs()[0].shape[-1] == get_spec(name).dim
 
 
 def test_imagenet_offline_fails_fast_with_both_ways_out(tmp_path, monkeypatch):
