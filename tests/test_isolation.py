@@ -54,7 +54,7 @@ def test_an_up_to_date_model_is_checked_here_and_starts_no_child(models_dir, tmp
 
     monkeypatch.setattr(isolated.subprocess, "Popen", no_child)
     done = convert_isolated("vgg16", models_dir, weights="random", seed=0)
-    assert done.result.skipped and done.peak_rss_mb == 0
+    assert done.result.skipped and done.peak_rss_mb == 0 and done.as_dict()["child"] is False
     assert done.result.metadata == read_metadata_file(models_dir / "vgg16.onnx")
     with pytest.raises(AssertionError, match="child was started"):
         convert_isolated("vgg16", models_dir, weights="random", seed=1)
@@ -63,6 +63,19 @@ def test_an_up_to_date_model_is_checked_here_and_starts_no_child(models_dir, tmp
     write_metadata(stale, meta | {"request": meta["request"] | {"converter": "0" * 12}})
     with pytest.raises(AssertionError, match="child was started"):
         convert_isolated("vgg16", tmp_path, weights="random", seed=0)
+
+
+def test_the_summary_says_which_models_started_no_child():
+    from onnx_search.experiment.report.costs import children_line
+
+    kids = [
+        {"task": "convert", "model": "a", "skipped": True, "child": False, "peak_rss_mb": 0.0, "seconds": 0.01},
+        {"task": "convert", "model": "b", "skipped": True, "child": True, "peak_rss_mb": 600.0, "seconds": 2.0},
+        {"task": "variant", "model": "c", "skipped": False, "child": True, "peak_rss_mb": 900.0, "seconds": 5.0},
+    ]
+    line = children_line({"children": kids})
+    assert "a up to date (no child started)" in line and "a convert" not in line
+    assert "b convert 600 MB (up to date, checked only)" in line and "c quantise 900 MB" in line
 
 
 def test_a_childs_error_is_raised_again_in_the_parent_as_the_same_one_line_error(tmp_path):

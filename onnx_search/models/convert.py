@@ -83,8 +83,15 @@ def already_converted(name: str, out_dir: str | Path = "models", weights: str = 
     else None. Framework-free (the backends import TensorFlow or torch only to build), so a caller can check before
     it starts a conversion child."""
     spec, _, choice, out, request = _plan(name, out_dir, weights, seed, None)
-    meta = up_to_date(out, request)
-    return ConvertResult(spec.name, out, True, meta, 0.0) if meta else None
+    return _skipped_if_up_to_date(spec, choice, out, request)
+
+
+def _skipped_if_up_to_date(spec, choice, out: Path, request: dict) -> ConvertResult | None:
+    """The skipped result (and its log line) when ``out`` was converted from exactly ``request``."""
+    if not (meta := up_to_date(out, request)):
+        return None
+    log.info("%s is up to date (%s), skipping", out, choice.label)
+    return ConvertResult(spec.name, out, True, meta, 0.0)
 
 
 def convert_model(
@@ -101,9 +108,8 @@ def convert_model(
     ``user`` (source, recipe, factory, file, layer) makes ``name`` the user's own model instead of a registry one.
     """
     spec, backend, choice, out, request = _plan(name, out_dir, weights, seed, user)
-    if not force and (meta := up_to_date(out, request)):
-        log.info("%s is up to date (%s), skipping", out, choice.label)
-        return ConvertResult(spec.name, out, True, meta, 0.0)
+    if not force and (done := _skipped_if_up_to_date(spec, choice, out, request)):
+        return done
     t0 = time.perf_counter()
     model = backend.build(spec, choice)
     out.parent.mkdir(parents=True, exist_ok=True)

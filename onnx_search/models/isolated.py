@@ -49,16 +49,17 @@ class ChildResult:
     result: ConvertResult
     peak_rss_mb: float
     seconds: float
+    child: bool = True  # False: an up-to-date file checked in the caller, no child started
 
     def as_dict(self) -> dict:
         """The figures a run records about this child (cost.json, summary)."""
-        return {"task": self.task, "model": self.result.name, "skipped": self.result.skipped,
+        return {"task": self.task, "model": self.result.name, "skipped": self.result.skipped, "child": self.child,
                 "peak_rss_mb": round(self.peak_rss_mb, 1), "seconds": round(self.seconds, 2)}  # fmt: skip
 
 
 def convert_isolated(name: str, out_dir: str | Path = "models", **kwargs) -> ChildResult:
     """``convert_model(name, out_dir, **kwargs)`` in a child process; a registry model already converted from the
-    same request is checked here and starts no child (``peak_rss_mb`` 0: nothing ran)."""
+    same request is checked here and starts no child (``child`` False, ``peak_rss_mb`` 0)."""
     t0 = time.perf_counter()
     if not kwargs.get("force") and kwargs.get("user") is None:
         try:
@@ -66,8 +67,7 @@ def convert_isolated(name: str, out_dir: str | Path = "models", **kwargs) -> Chi
         except Exception:  # noqa: BLE001 - an unknown model or unavailable weights: the child says it, as one line
             done = None
         if done is not None:
-            log.info("%s is up to date (%s), skipping", done.path, done.metadata.get("weights"))
-            return ChildResult("convert", done, 0.0, time.perf_counter() - t0)
+            return ChildResult("convert", done, 0.0, time.perf_counter() - t0, child=False)
     return run_child("convert", {"name": name, "out_dir": str(out_dir), **kwargs})
 
 

@@ -135,7 +135,7 @@ def children_line(cost: dict) -> str:
     verb = {"convert": "convert", "variant": "quantise"}
     parts = [
         f"{c['model']} up to date (no child started)"
-        if c["skipped"] and not c["peak_rss_mb"]
+        if not c.get("child", True)  # runs recorded before the field had a child for every entry
         else f"{c['model']} {verb.get(c['task'], c['task'])} {fmt(c['peak_rss_mb'], 0)} MB"
         + (" (up to date, checked only)" if c["skipped"] else "")
         for c in kids
