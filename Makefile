@@ -7,7 +7,7 @@ MODELS ?= resnet50 vgg16 efficientnet-lite0 dinov2-vits14
 WEIGHTS ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-convert bench-families bench-arena bench-maps bench-projections bench-evidence bench-embed demo serve keras-vs-torch clean
+.PHONY: setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-convert bench-families bench-arena bench-maps bench-projections bench-evidence bench-embed bench-camera demo serve keras-vs-torch clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -68,7 +68,7 @@ bench: setup convert
 	# the explorer: query latency p50/p99 per model through its HTTP API at 1k and 10k images (bench/serve.json)
 	$(PY) -m onnx_search.bench.serve --models-dir models --out bench
 	$(MAKE) --no-print-directory bench-evidence bench-int8 bench-convert bench-families bench-arena bench-maps \
-	  bench-projections
+	  bench-projections bench-camera
 
 # The README's INT8-per-family table: static QDQ vs dynamic INT8 per family, speed and top-10 agreement
 # (bench/int8_methods.json; the demo's images, so after `make demo`)
@@ -111,6 +111,11 @@ bench-evidence: setup
 bench-embed: setup
 	$(CLI) convert --model resnet50 --model efficientnet-lite0 --weights $(WEIGHTS)
 	$(PY) -m onnx_search.bench.embed --models-dir models --out bench
+
+# Peak RSS of the whole process tree of `onnx-search run` on 320 generated camera JPEGs (4000x3000 and 3024x4032,
+# some EXIF-rotated): Lite0 FP32 + INT8, 50 originals x 8 copies, cost phase (bench/camera_roll.json; ~15 min)
+bench-camera: setup
+	$(PY) -m onnx_search.bench.camera_roll --models-dir models --out bench --work bench/work
 
 demo: setup
 	$(CLI) demo

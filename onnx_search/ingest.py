@@ -34,6 +34,7 @@ class IngestReport:
     embedded: dict[str, int] = field(default_factory=dict)
     unchanged: int = 0
     pruned: int = 0
+    removed: list[str] = field(default_factory=list)  # the paths pruned (catalogued before, gone from the folder)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     times: dict = field(default_factory=dict)
     providers: dict[str, list[str]] = field(default_factory=dict)
@@ -45,6 +46,7 @@ class IngestReport:
             "embedded": self.embedded,
             "unchanged": self.unchanged,
             "pruned": self.pruned,
+            "removed": self.removed,
             "providers": self.providers,
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "times": self.times,
@@ -202,7 +204,8 @@ def ingest(
     if engine is not None:
         report.providers = {n: sorted(p) for n, p in pipeline.providers_active.items()}  # what the actors ran
     if prune:
-        report.pruned = prune_missing(stores, root, {image_id(p) for p in scan.files})
+        report.removed = prune_missing(stores, root, {image_id(p) for p in scan.files})
+        report.pruned = len(report.removed)
     pipeline.times.write = sink.seconds
     report.times = pipeline.times.as_dict() | {"total_s": round(time.perf_counter() - t0, 3)}
     if report_dir:
@@ -217,15 +220,16 @@ def write_ingest_report(report: IngestReport, out: Path) -> None:
     (out / "ingest.json").write_text(json.dumps(report.as_dict(), indent=1, ensure_ascii=False))
 
 
-def prune_missing(stores: Stores, root: Path, present: set[int]) -> int:
-    """Remove images catalogued under ``root`` that the scan no longer found, from every store."""
+def prune_missing(stores: Stores, root: Path, present: set[int]) -> list[str]:
+    """Remove images catalogued under ``root`` that the scan no longer found, from every store; their paths."""
     records = stores.catalog.get_images(stores.catalog.ids())
     gone = [i for i, r in records.items() if r.root == str(root) and i not in present]
     if not gone:
-        return 0
+        return []
     models = stores.catalog.models()
     for name in models:
-        stores.vectors.delete(stores.collection(name), gone)
-        stores.vectors.flush(stores.collection(name))
+        if stores.vectors.exists(stores.collection(name)):  # a collection dropped by a rebuild cut short has none
+            stores.vectors.delete(stores.collection(name), gone)
+            stores.vectors.flush(stores.collection(name))
     stores.catalog.remove_images(gone, models)
-    return len(gone)
+    return sorted(records[i].path for i in gone)

@@ -69,6 +69,9 @@ def test_annotate_without_like_uses_resnet50_and_says_so(tmp_path):
 def test_servers_started_by_cli_runs_are_stopped_by_the_cleanup(tmp_path):
     r = run_cli("check", "--data-dir", tmp_path / "d", timeout=120)  # no --redis-url: starts the project's own
     assert r.returncode == 0, r.stderr
-    assert LocalRedis(tmp_path / "d").running()
+    assert not LocalRedis(tmp_path / "d").running()  # ... and stops it as it ends
+    r = run_cli("check", "--data-dir", tmp_path / "d", "--keep-redis", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert LocalRedis(tmp_path / "d").running()  # kept, as asked: the cleanup stops it
     assert stop_local_redis_servers(tmp_path) == [tmp_path / "d" / "redis"]
     assert not LocalRedis(tmp_path / "d").running()

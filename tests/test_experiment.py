@@ -118,6 +118,12 @@ def test_run_writes_every_result_file(run):
     assert r["label_counts"] == {"circles": 4, "stripes": 4, "checkers": 4}
     assert r["random_weights"] == ["resnet50", "vgg16"] and "RANDOM weights" in out.summary_md
     assert "| resnet50 |" in out.summary_md and "resnet50 vs vgg16" in out.summary_md
+    dup = json.loads((out.run_dir / "duplicates.json").read_text())  # random weights only: exact ones alone
+    assert (dup["images"], dup["exact"], dup["near"], dup["model"]) == (12, [], [], None)
+    assert dup == r["duplicates"] and (
+        "Duplicates (duplicates.json): 0 exact groups (0 files), 0 near groups (0 files); rule: exact: same content "
+        "hash; near: not sought (every model has random weights)." in out.summary_md
+    )
 
 
 def test_evidence_gives_every_figure_an_interval_and_records_its_method(run):

@@ -1,20 +1,26 @@
-"""Experiment commands: ``run``, ``compare``, ``demo``."""
+"""Experiment commands: ``init``, ``run``, ``compare``, ``demo``."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
 def cmd_run(args) -> int:
     from ..experiment.run import run_experiment
 
+    if args.keep_redis:  # read where the run opens its stores
+        from ..store.local_redis import KEEP_ENV
+
+        os.environ[KEEP_ENV] = "1"
     out = run_experiment(
         args.config,
         progress=not args.quiet,
         augment=args.augment,
         rebuild=args.rebuild,
         rebuild_changed=getattr(args, "rebuild_changed", False),
+        models_dir=args.models_dir,
     )
     print(out.summary_md)
     if out.random_weights:
@@ -62,7 +68,33 @@ def cmd_demo(args) -> int:
     return cmd_run(args)
 
 
+def cmd_init(args) -> int:
+    from ..experiment.init import describe_folder, init_experiment
+
+    out = init_experiment(args.folder, args.output, args.force, progress=not args.quiet)
+    s = out.survey
+    print(f"{s.root}:")
+    for line in describe_folder(s):
+        print(f"  {line}")
+    print(f"  {s.labels.reason}")
+    for note in out.notes:
+        print(f"NOTE: {note}")
+    detects = f"a difference of about {out.detectable:.2f}"
+    print(f"wrote {out.path}: {out.queries} queries, which detect {detects} (its comments say how)")
+    print("next:")
+    print(f"  onnx-search run {out.path}      # convert, ingest, query, compare: results in runs/")
+    print(f"  onnx-search serve {out.path}    # browse, compare and judge the results in the explorer")
+    return 0
+
+
 def register(sub) -> None:
+    p = sub.add_parser("init", help="survey an image folder and write a commented experiment file for it")
+    p.add_argument("folder", help="the folder of images")
+    p.add_argument("--output", "-o", help="the experiment file to write (default: ./<folder name>.yaml)")
+    p.add_argument("--force", action="store_true", help="overwrite the experiment file if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_init)
+
     p = sub.add_parser("run", help="run a YAML experiment end to end")
     p.add_argument("config")
     _add_run_args(p)
@@ -98,4 +130,6 @@ def _add_run_args(p) -> None:
     """Flags of every command that runs an experiment (run, demo)."""
     p.add_argument("--augment", type=int, metavar="N", help="also query with perturbed copies of N sampled images")
     p.add_argument("--rebuild", action="store_true", help="re-embed the models whose file changed since ingest")
+    p.add_argument("--models-dir", default=None, help="where converted models live (default: the config's models_dir)")
+    p.add_argument("--keep-redis", action="store_true", help="leave the embedded redis-server running at the end")
     p.add_argument("--quiet", action="store_true")

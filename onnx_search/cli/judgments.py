@@ -29,12 +29,34 @@ def _paths_under(folder: Path) -> dict[str, str]:
     return out
 
 
+def _where(args) -> tuple[Path, str]:
+    """(data folder, experiment name): from the experiment file or run folder ``--experiment`` names, else the
+    name with ``--data-dir``."""
+    from ..experiment.locate import is_experiment_file, is_run_dir, locate
+
+    value = args.experiment
+    if is_experiment_file(value) or is_run_dir(value):
+        if args.data_dir is not None:
+            raise ConfigError("--experiment names an experiment file or run folder, which knows its data folder: "
+                              "drop --data-dir")  # fmt: skip
+        loc = locate(value)
+        return Path(loc.settings.data_dir), loc.experiment
+    if Path(value).suffix.lower() in (".yaml", ".yml") or "/" in value:
+        raise ConfigError(f"--experiment {value}: no such experiment file or run folder")
+    if args.data_dir is None:
+        raise ConfigError(
+            f"--experiment {value} is a name: give its --data-dir too, or pass the experiment file or run folder"
+        )
+    return Path(args.data_dir), value
+
+
 def cmd_export(args) -> int:
-    src = judgments_path(args.data_dir, args.experiment)
+    data_dir, experiment = _where(args)
+    src = judgments_path(data_dir, experiment)
     if not src.is_file():
         raise ConfigError(
-            f"no judgments for experiment {args.experiment} ({src} does not exist); judge in the explorer first, "
-            "or check --data-dir and --experiment"
+            f"no judgments for experiment {experiment} ({src} does not exist); judge in the explorer first, "
+            "or check --experiment (and --data-dir)"
         )
     qrels = read_qrels(src)
     kept = 0
@@ -52,7 +74,7 @@ def cmd_export(args) -> int:
 
 def cmd_import(args) -> int:
     new = read_qrels_ids(args.file)  # every line checked (and every path found) before anything is written
-    dest = judgments_path(args.data_dir, args.experiment)
+    dest = judgments_path(*_where(args))
     with file_lock(dest):
         old = read_qrels(dest) if dest.is_file() else {}
         changed = sum(1 for q, docs in new.items() for d, r in docs.items() if d in old.get(q, {}) and old[q][d] != r)
@@ -62,13 +84,23 @@ def cmd_import(args) -> int:
     return 0
 
 
+def _where_args(p) -> None:
+    p.add_argument(
+        "-e",
+        "--experiment",
+        required=True,
+        metavar="FILE_OR_RUN_DIR_OR_NAME",
+        help="the experiment file (YAML) or its run folder; or its name, with --data-dir",
+    )
+    p.add_argument("--data-dir", default=None, help="the experiment's data folder, when --experiment is a name")
+
+
 def register(sub) -> None:
     p = sub.add_parser("judgments", help="export or import relevance judgments (TREC qrels)")
     jsub = p.add_subparsers(dest="judgments_command", required=True)
     e = jsub.add_parser("export", help="write the explorer's judgments of an experiment to a TREC qrels file")
     e.add_argument("out", help="the qrels file to write (query_id 0 doc_id relevance)")
-    e.add_argument("--data-dir", required=True, type=Path, help="the experiment's data folder (its data_dir)")
-    e.add_argument("--experiment", required=True, help="the experiment's name")
+    _where_args(e)
     e.add_argument(
         "--paths-under",
         default=None,
@@ -77,6 +109,5 @@ def register(sub) -> None:
     e.set_defaults(func=cmd_export)
     i = jsub.add_parser("import", help="merge a TREC qrels file (ids or paths) into an experiment's judgments")
     i.add_argument("file", type=Path, help="qrels file; paths are taken from its folder")
-    i.add_argument("--data-dir", required=True, type=Path, help="the experiment's data folder (its data_dir)")
-    i.add_argument("--experiment", required=True, help="the experiment's name")
+    _where_args(i)
     i.set_defaults(func=cmd_import)

@@ -90,7 +90,9 @@ def _report_variant(name: str, variant: str, args) -> None:
     from ..models.variants import calibration_files
 
     files = calibration_files(args.calibrate) if variant == "int8" and args.calibrate else None
-    child = variant_isolated(name, variant, args.models_dir, calibration=files, seed=args.seed, force=args.force)
+    root = args.calibrate if files else None  # the sample is ranked by paths relative to the folder
+    child = variant_isolated(name, variant, args.models_dir, calibration=files, seed=args.seed, force=args.force,
+                             calibration_root=root)  # fmt: skip
     r = child.result
     if r.skipped:
         print(f"{r.name}: {r.path} is up to date (parent {r.metadata['parent']['sha256'][:12]})")

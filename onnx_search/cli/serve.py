@@ -7,25 +7,28 @@ import socket
 from pathlib import Path
 
 from ..serve.guard import ServeError
-from .common import add_store_args, session_config, store_settings
+from .common import add_store_args, data_dir_of, open_data, session_config
 
 
-def _settings_and_models_dir(args):
-    """Store settings and models folder: the store flags when given, else the first run's own config."""
-    from ..experiment.loader import load_experiment
+def _runs_and_experiment(args):
+    """The run folders to browse (a positional experiment file stands for its run folder, when it ran) and the
+    experiment whose stores are served: ``--experiment``, else the first positional unless store flags are given."""
+    from ..experiment.locate import is_experiment_file, locate
     from ..serve.runs import RunView
 
-    runs = [RunView.open(d) for d in args.runs]
-    if args.data_dir is None and runs and not (args.redis_url or args.milvus_uri or args.namespace):
-        import json
-
-        manifest = json.loads((runs[0].path / "manifest.json").read_text())
-        cfg = Path(manifest["config_file"])
-        exp = load_experiment(cfg, check_files=False)  # a model file gone since the run: left out, not refused
-        settings = exp.store.settings(exp.stores_dir, exp.experiment)
-        return settings, args.models_dir or exp.models_dir, runs
-    args.data_dir = args.data_dir or "data"
-    return store_settings(args), args.models_dir or "models", runs
+    runs, first = [], None
+    for value in args.runs:
+        if is_experiment_file(value):
+            run_dir = locate(value).run_dir
+            if run_dir is not None:
+                runs.append(RunView.open(run_dir))
+        else:
+            runs.append(RunView.open(value))
+        first = first or value
+    flags = args.data_dir or args.redis_url or args.milvus_uri or args.namespace
+    if not args.experiment and first and not flags:
+        args.experiment = first
+    return runs
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -48,19 +51,24 @@ def cmd_serve(args) -> int:
     from ..serve.app import build_app
     from ..serve.explorer import Explorer, open_sessions
     from ..serve.guard import check_bind, is_loopback
-    from ..store.stores import open_stores
 
     check_bind(args.host, args.token)  # refused before anything is opened
-    settings, models_dir, runs = _settings_and_models_dir(args)
-    stores = open_stores(settings)
+    runs = _runs_and_experiment(args)
+    stores, loc = open_data(args)  # the embedded Redis it starts is its own while it serves
     try:
-        sessions, unavailable = open_sessions(stores, args.model, Path(models_dir), session_config(args))
+        if loc is not None and loc.run_dir is not None and not runs:
+            from ..serve.runs import RunView
+
+            runs = [RunView.open(loc.run_dir)]
+        data_dir = data_dir_of(args, loc)
+        models_dir = Path(args.models_dir or (loc.models_dir if loc else "models"))
+        sessions, unavailable = open_sessions(stores, args.model, models_dir, session_config(args))
         for u in unavailable:
             print(f"not serving {u.model}: {u.reason}; fix: {u.fix}", flush=True)
         ex = Explorer(
             stores,
             sessions,
-            settings.data_dir / "explorer",
+            data_dir / "explorer",
             runs,
             int(args.max_upload_mb * 1024 * 1024),
             unavailable=unavailable,
@@ -86,9 +94,14 @@ def cmd_serve(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="a local web app: query with any image, every model side by side, maps")
-    p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run folders for the disagreement/robustness views")
+    p.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN_DIR",
+        help="run folders (or experiment files) for the disagreement/robustness views; the first one's stores are "
+        "served unless --experiment or store flags say otherwise",
+    )
     add_store_args(p)
-    p.set_defaults(data_dir=None)  # unset: the first run's stores, else ./data
     p.add_argument("--model", action="append", help="serve only these ingested models (repeatable; default: all)")
     p.add_argument("--models-dir", default=None, help="where converted models live (default: the run's, or models)")
     p.add_argument("--providers", default="auto", help="comma list: auto, tensorrt, cuda, cpu (default: auto)")

@@ -6,23 +6,48 @@ import json
 from pathlib import Path
 
 from ..embed.scan import DEFAULT_EXTENSIONS
-from ..store.stores import open_stores
-from .common import add_session_args, add_store_args, load_sessions, print_skipped, store_settings
+from ..errors import ConfigError
+from .common import (
+    add_experiment_arg,
+    add_session_args,
+    add_store_args,
+    catalogue_sessions,
+    data_dir_of,
+    load_sessions,
+    located,
+    open_data,
+    print_skipped,
+)
 
 
 def cmd_ingest(args) -> int:
+    stores, loc = open_data(args, bare_check=False)  # a store that is down fails here, before any model is loaded
+    try:
+        return _ingest(args, stores, loc)
+    finally:
+        stores.close()
+
+
+def _ingest(args, stores, loc) -> int:
     from ..ingest import ingest
 
-    stores = open_stores(store_settings(args))  # a store that is down fails here, before any model is loaded
-    models = load_sessions(args.model, args)
-    report_dir = Path(args.data_dir) / "reports"
+    folder = args.folder or (loc.dataset_root if loc else None)
+    if folder is None:
+        raise ConfigError("ingest needs the image FOLDER (or --experiment FILE_OR_RUN_DIR, whose dataset it takes)")
+    if loc:  # the experiment's models, by the files their collections were built with
+        models = catalogue_sessions(args.model or loc.models, stores, args.models_dir or loc.models_dir, args)
+    else:
+        models = load_sessions(args.model, args)
+    extensions = args.extensions.split(",") if args.extensions else (loc.extensions if loc else None)
+    report_dir = data_dir_of(args, loc) / "reports"
     r = ingest(
-        args.folder,
+        folder,
         models,
         stores,
         batch_size=args.batch_size,
         workers=args.workers,
-        extensions=args.extensions.split(",") if args.extensions else DEFAULT_EXTENSIONS,
+        extensions=extensions or DEFAULT_EXTENSIONS,
+        labels=loc.labels if loc else True,
         prune=args.prune,
         rebuild=args.rebuild,
         progress=not args.quiet,
@@ -54,14 +79,24 @@ def _engine(args):
 
 
 def cmd_search(args) -> int:
+    stores, loc = open_data(args)
+    try:
+        return _search(args, stores, loc)
+    finally:
+        stores.close()
+
+
+def _search(args, stores, loc) -> int:
     from ..search import search
 
-    stores = open_stores(store_settings(args))
     names = args.model or sorted(stores.catalog.models())
     if not names:
-        print("nothing ingested in this namespace yet: run `onnx-search ingest` first")
+        print(
+            f"nothing ingested in namespace {stores.catalog.ns} yet: run `onnx-search ingest` first, "
+            "or pass --experiment FILE_OR_RUN_DIR"
+        )
         return 2
-    models = load_sessions(names, args)
+    models = catalogue_sessions(names, stores, args.models_dir or (loc.models_dir if loc else "models"), args)
     hits, failed = search(
         [Path(p) for p in args.images], models, stores, args.top_k, args.exclude_self, args.batch_size, args.workers
     )
@@ -81,7 +116,14 @@ def cmd_search(args) -> int:
 def cmd_check(args) -> int:
     from ..store.consistency import check
 
-    rep = check(open_stores(store_settings(args)), repair=args.repair)
+    stores, _ = open_data(args)
+    try:
+        rep = check(stores, repair=args.repair)
+    finally:
+        stores.close()
+    if not rep.counts and rep.ok:
+        print(f"nothing ingested in namespace {stores.catalog.ns}: nothing to compare")
+        return 0
     for name, counts in rep.counts.items():
         print(
             f"{name}: catalogue {counts['catalogue']}, done {counts['done']}, vectors {counts['vectors']}, "
@@ -102,18 +144,19 @@ def cmd_check(args) -> int:
 def cmd_redis_stop(args) -> int:
     from ..store.local_redis import LocalRedis
 
-    server = LocalRedis(args.data_dir)
+    data_dir = data_dir_of(args, located(args))
+    server = LocalRedis(data_dir)
     if not server.running():
-        print(f"no onnx-search Redis server is running for {args.data_dir}")
+        print(f"no onnx-search Redis server is running for {data_dir}")
         return 0
     server.stop()
-    print(f"stopped the Redis server of {args.data_dir} (its data stays in {server.dir})")
+    print(f"stopped the Redis server of {data_dir} (its data stays in {server.dir})")
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("ingest", help="embed a folder into per-model Milvus collections + the Redis catalogue")
-    p.add_argument("folder")
+    p.add_argument("folder", nargs="?", help="the image folder (default: the --experiment's dataset)")
     add_session_args(p)
     add_store_args(p)
     p.add_argument("--extensions", default=None, help="comma list, e.g. jpg,png (case-insensitive)")
@@ -140,5 +183,6 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("redis-stop", help="stop the local Redis server a data directory started")
-    p.add_argument("--data-dir", default="data")
+    add_experiment_arg(p)
+    p.add_argument("--data-dir", default=None, help="the data folder (default: the experiment's, else data)")
     p.set_defaults(func=cmd_redis_stop)

@@ -11,6 +11,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DecodeError
+from .formats import register_plugins
+
+register_plugins()  # HEIC/HEIF through pillow-heif, when installed
 
 try:  # libjpeg-turbo without Pillow's per-block Python loop; optional, Pillow decodes the same pixels without it
     import simplejpeg as _simplejpeg

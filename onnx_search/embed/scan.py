@@ -1,4 +1,5 @@
-"""Walk an image folder: extensions case-insensitive, symlinks followed once, loops detected."""
+"""Walk an image folder: extensions case-insensitive, symlinks followed once, loops detected; image files no
+decoder here reads (HEIC without pillow-heif, camera raw, ...) are listed as skipped with the reason."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputFolderError
+from .formats import DEFAULT_EXTENSIONS, UNREAD_FORMATS, missing_decoder
 
-DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+__all__ = ["DEFAULT_EXTENSIONS", "ScanResult", "scan_folder"]
 
 
 @dataclass
@@ -64,7 +66,11 @@ def scan_folder(root: str | Path, extensions=DEFAULT_EXTENSIONS, recursive: bool
                 if recursive:
                     stack.append(p)
                 continue
-            if p.suffix.lower() not in exts:
+            ext = p.suffix.lower()
+            if ext not in exts and ext not in UNREAD_FORMATS:
+                continue
+            if why := missing_decoder(ext):
+                result.skipped.append((str(p), why))
                 continue
             if e.is_symlink() and not p.exists():
                 result.skipped.append((str(p), "broken symlink: its target does not exist"))

@@ -3,6 +3,14 @@
 Every transform takes a PIL image and a seeded generator and returns the new image with the parameters it
 drew, so a copy can be explained and made again. ``make_copies`` draws each copy from its own generator
 (seed, image index, transform index): the same seed gives byte-identical copies, whatever the models.
+
+The scale a copy is made at (``copy_source``): the original is decoded (JPEG draft decoding) and shrunk so that
+its shorter side is at most ``COPY_SIDE_FACTOR`` (2) times the largest side any model of the run resizes to
+before its crop (``needed_side``: 256 for a 224 model, so 512), and its longer side at most
+``MAX_RESIZE_AREA_RATIO`` times that; a smaller original is kept as it is. Memory per copy then follows the
+models' input, never the camera's, and the transforms act at one known scale whatever the camera: a blur radius,
+a crop box or a quarter-size downscale mean the same on a 12 MP photo as on a 0.3 MP one, and a crop that keeps
+half the area still holds more pixels than the model's input.
 """
 
 from __future__ import annotations
@@ -14,6 +22,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+
+from ..embed.decode import MAX_RESIZE_AREA_RATIO, decode, needed_side, read_bytes
+
+COPY_SIDE_FACTOR = 2  # a copy's source: shorter side at most this many times the largest side a model resizes to
 
 Transform = Callable[[Image.Image, np.random.Generator], tuple[Image.Image, dict]]
 
@@ -111,14 +123,55 @@ TRANSFORMS: dict[str, Transform] = {
 DEFAULT_TRANSFORMS = ("crop", "rotate", "hflip", "color", "blur", "jpeg", "downscale", "grayscale", "overlay", "pad")
 
 
+def copy_side(geometries: list[tuple]) -> int:
+    """The shorter side copies are made at: ``COPY_SIDE_FACTOR`` x the largest side any geometry resizes to."""
+    return COPY_SIDE_FACTOR * max(needed_side(g) for g in geometries)
+
+
+def bounded(img: Image.Image, side: int) -> Image.Image:
+    """``img`` shrunk (antialiased) so its shorter side is at most ``side`` and its longer at most
+    ``MAX_RESIZE_AREA_RATIO * side``, aspect ratio kept; an image already within both is returned as it is."""
+    w, h = img.size
+    scale = min(1.0, side / min(w, h), MAX_RESIZE_AREA_RATIO * side / max(w, h))
+    if scale >= 1.0:
+        return img
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+
+
+def copy_source(data: bytes, side: int | None) -> Image.Image:
+    """The image copies of an original are made from: decoded at the JPEG draft scale that still covers ``side``
+    per side, EXIF orientation applied, then ``bounded`` by ``side`` (the full decode when ``side`` is None)."""
+    img = decode(data, draft_size=side)
+    return bounded(img, side) if side else img
+
+
+def make_copy(img: Image.Image, transform: str, seed: int, index: int, position: int) -> tuple[Image.Image, dict]:
+    """Copy ``position`` (the transform's place in the run's list) of original ``index`` (its place in the
+    sample), drawn from its own generator (seed, index, position): the same arguments give the same bytes."""
+    out, params = TRANSFORMS[transform](img, np.random.default_rng([seed, index, position]))
+    return out.convert("RGB"), params
+
+
 @dataclass
 class Copy:
-    """One perturbed copy: where it came from, how it was made, its pixels."""
+    """One perturbed copy: where it came from, how it was made, and its pixels (``pixels``, or made again from the
+    original on demand when ``source`` = (seed, index, position, side) says how)."""
 
     original: Path
     transform: str
     params: dict
-    image: Image.Image = field(repr=False)
+    pixels: Image.Image | None = field(default=None, repr=False)
+    source: tuple[int, int, int, int | None] | None = None
+
+    @property
+    def image(self) -> Image.Image:
+        """The copy's pixels: those kept, else made again (never kept, so a list of copies holds no images)."""
+        if self.pixels is not None:
+            return self.pixels
+        if self.source is None:
+            raise ValueError(f"copy {self.transform} of {self.original} keeps no pixels and no way to remake them")
+        seed, index, position, side = self.source
+        return make_copy(copy_source(read_bytes(self.original), side), self.transform, seed, index, position)[0]
 
     def describe(self) -> dict:
         return {"original": str(self.original), "transform": self.transform, "params": self.params}
@@ -127,8 +180,9 @@ class Copy:
 def make_copies(
     originals: list[Path], transforms: list[str], seed: int, decode
 ) -> tuple[list[Copy], list[tuple[str, str]]]:
-    """One copy of every original per transform; ``decode(path) -> RGB image``. Unreadable originals are
-    returned with their reason, never raised."""
+    """One copy of every original per transform, pixels kept; ``decode(path) -> RGB image``. Unreadable originals
+    are returned with their reason, never raised. (A run makes its copies in bounded batches instead:
+    ``experiment.augmented``.)"""
     copies, skipped = [], []
     for i, path in enumerate(originals):
         try:
@@ -137,6 +191,6 @@ def make_copies(
             skipped.append((str(path), f"original cannot be read: {exc}"))
             continue
         for j, name in enumerate(transforms):
-            out, params = TRANSFORMS[name](img, np.random.default_rng([seed, i, j]))
-            copies.append(Copy(path, name, params, out.convert("RGB")))
+            out, params = make_copy(img, name, seed, i, j)
+            copies.append(Copy(path, name, params, out))
     return copies, skipped

@@ -122,7 +122,9 @@ class ModelEntry(_Strict):
 class Dataset(_Strict):
     root: Path
     extensions: list[str] = Field(default_factory=lambda: [e.lstrip(".") for e in DEFAULT_EXTENSIONS])
-    labels: bool = True  # label = parent folder name
+    # label = parent folder name; auto: only when the folders look like classes (experiment.survey.folder_labels:
+    # leaf folders of 2+ images, none named like a camera, app or date), decided when the run starts
+    labels: bool | Literal["auto"] = "auto"
 
 
 class MilvusSection(_Strict):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..embed.decode import load_for_recipes
 from ..embed.pipeline import Pipeline
@@ -53,17 +54,23 @@ def measure_costs(
     batch: dict[str, int],
     top_k: int,
     repeats: int = 2,
+    progress: bool = False,
 ) -> dict:
-    """Per model the cost figures, plus the run's peak RSS; ``paths`` are readable images of the dataset."""
+    """Per model the cost figures, plus the run's peak RSS; ``paths`` are readable images of the dataset.
+    ``progress``: a bar over the models' input preparation and timed passes (with its ETA)."""
     inputs = {}
-    for name, m in models.items():
-        pixels = np.stack([load_for_recipes(p, [m.recipe.geometry])[1][0] for p in paths])
-        inputs[name] = prepare_batch(pixels, m.recipe)
-        m.embed(inputs[name][: batch[name]])  # warm-up: first-run allocations are not a cost per image
-    passes: dict[str, list[dict]] = {name: [] for name in models}
-    for _ in range(repeats):
+    bar = tqdm(total=len(models) * (1 + repeats), unit="pass", desc="cost", disable=not progress, leave=False)
+    with bar:
         for name, m in models.items():
-            passes[name].append(_one_pass(m, name, paths, inputs[name], batch[name]))
+            pixels = np.stack([load_for_recipes(p, [m.recipe.geometry])[1][0] for p in paths])
+            inputs[name] = prepare_batch(pixels, m.recipe)
+            m.embed(inputs[name][: batch[name]])  # warm-up: first-run allocations are not a cost per image
+            bar.update(1)
+        passes: dict[str, list[dict]] = {name: [] for name in models}
+        for _ in range(repeats):
+            for name, m in models.items():
+                passes[name].append(_one_pass(m, name, paths, inputs[name], batch[name]))
+                bar.update(1)
     out = {}
     for name, m in models.items():
         ps = passes[name]

@@ -65,3 +65,21 @@ def query_rows(queries: list[Path], ok: set[str], catalogued_ids: set[int], exp:
             }
         )
     return rows
+
+
+REMOVED = "removed since the last run (no longer in the dataset folder; pruned from the catalogue and every collection)"
+
+
+def skipped_queries(exp: Experiment, failed: list[tuple[str, str]], removed: list[str]) -> list[dict]:
+    """The queries that could not be run, with why: a query file deleted since the last run (``removed``, pruned
+    by this run's ingest) says so, and so does a judged query whose image was deleted (it is no longer drawn)."""
+    gone = set(removed)
+    rows = [{"path": p, "reason": REMOVED if str(p) in gone else r} for p, r in failed]
+    q = exp.queries
+    if removed and exp.ground_truth is not None and not (q.sample or q.folder or q.paths):
+        from ..ids import image_id
+        from .qrels import read_qrels_ids
+
+        judged, seen = set(read_qrels_ids(exp.ground_truth.qrels)), {r["path"] for r in rows}
+        rows += [{"path": p, "reason": REMOVED} for p in removed if str(image_id(p)) in judged and p not in seen]
+    return rows

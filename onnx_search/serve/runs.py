@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..embed.decode import decode, read_bytes
 from ..embed.images import embed_images
-from ..experiment.augment import TRANSFORMS
+from ..experiment.augment import TRANSFORMS, copy_source
 from ..experiment.augmented import baselines
 from ..experiment.compare import rankings
 from ..experiment.metrics import rbo
@@ -133,7 +133,7 @@ class RunView:
         copy = copies[c]
         originals = list(dict.fromkeys(x["original"] for x in copies))
         i, j = originals.index(copy["original"]), rob["transforms"].index(copy["transform"])
-        img = decode(read_bytes(copy["original"]))
+        img = copy_source(read_bytes(copy["original"]), rob.get("source_side"))  # the scale the run made it at
         out, params = TRANSFORMS[copy["transform"]](img, np.random.default_rng([rob["seed"], i, j]))
         if json.loads(json.dumps(params)) != copy["params"]:
             raise LookupError(f"copy {c} of run {self.name} cannot be made again exactly")

@@ -21,6 +21,8 @@ UPSERT_CHUNK = 1000
 # console. A loopback server in this very process needs no keepalive: ping rarely, and only during calls.
 LITE_GRPC_OPTIONS = {"grpc.keepalive_time_ms": 600_000, "grpc.keepalive_permit_without_calls": False}
 MAX_QUERY = 16384  # Milvus caps one query's limit
+TIE_MARGIN = 8  # rows asked beyond top_k, so a tie at the cut is usually seen whole in one search
+TIE_TOL = 1e-6  # distances this close are one tie (the same vector scored in two places of a batch may differ)
 
 
 class VectorStore:
@@ -85,7 +87,10 @@ class VectorStore:
         found = self.fetch_present(name, ids)
         missing = [i for i in ids if i not in found]
         if missing:
-            raise CollectionMismatchError(f"collection {name} lacks {len(missing)} of the ids asked for: {missing[:5]}")
+            raise CollectionMismatchError(
+                f"collection {name} lacks {len(missing)} of the ids asked for ({missing[:5]}): the catalogue and the "
+                "collection disagree; run `onnx-search check --repair` on this data folder, then the command again"
+            )
         return np.asarray([found[i] for i in ids], dtype=np.float32).reshape(len(ids), -1)
 
     def index_info(self, name: str) -> dict:
@@ -154,22 +159,56 @@ class VectorStore:
     def search(
         self, name: str, queries: np.ndarray, top_k: int, index: IndexSpec, exclude: list[int | None] | None = None
     ) -> list[list[tuple[int, float]]]:
-        """Top-k (id, Milvus distance) per query; ``exclude[i]`` drops that id from query i's hits."""
+        """Top-k (id, Milvus distance) per query; ``exclude[i]`` drops that id from query i's hits.
+
+        Hits at equal distance (exact duplicates under different ids) come in id order, so identical runs give
+        identical hits: Milvus returns ties in no fixed order, so each query asks for a few more rows than it
+        keeps, and asks again deeper while the tie at the cut may reach past what was returned.
+        """
         self.load(name)
+        queries = [np.asarray(q, np.float32) for q in queries]
         extra = 1 if exclude and any(e is not None for e in exclude) else 0
-        res = self._client.search(
-            name,
-            data=[np.asarray(q, np.float32) for q in queries],
-            limit=top_k + extra,
-            search_params={"metric_type": index.metric, "params": index.query_params(top_k + extra)},
-            output_fields=["id"],
-        )
-        out = []
-        for qi, hits in enumerate(res):
-            skip = exclude[qi] if exclude else None
-            row = [(int(h["id"]), float(h["distance"])) for h in hits if int(h["id"]) != skip]
-            out.append(row[:top_k])
+        out: list[list[tuple[int, float]] | None] = [None] * len(queries)
+        todo = list(range(len(queries)))
+        limit = min(MAX_QUERY, top_k + extra + TIE_MARGIN)
+        while todo:
+            res = self._client.search(
+                name,
+                data=[queries[i] for i in todo],
+                limit=limit,
+                search_params={"metric_type": index.metric, "params": index.query_params(limit)},
+                output_fields=["id"],
+            )
+            deeper = []
+            for qi, hits in zip(todo, res, strict=True):
+                skip = exclude[qi] if exclude else None
+                row = [(int(h["id"]), float(h["distance"])) for h in hits]
+                ordered = order_ties(row, str(index.metric))
+                kept = [h for h in ordered if h[0] != skip][:top_k]
+                if len(row) >= limit and limit < MAX_QUERY and kept and _tied(kept[-1][1], ordered[-1][1]):
+                    deeper.append(qi)  # the tie at the cut may go on past the rows returned
+                out[qi] = kept
+            todo, limit = deeper, min(MAX_QUERY, limit * 4)
         return out
+
+
+def _tied(a: float, b: float) -> bool:
+    return abs(a - b) <= TIE_TOL * max(1.0, abs(a), abs(b))
+
+
+def order_ties(hits: list[tuple[int, float]], metric: str) -> list[tuple[int, float]]:
+    """``(id, distance)`` best first (ascending distance for L2, descending for COSINE and IP), runs of tied
+    distances in ascending id order."""
+    sign = 1.0 if metric == "L2" else -1.0
+    by_distance = sorted(hits, key=lambda h: (sign * h[1], h[0]))
+    out: list[tuple[int, float]] = []
+    run: list[tuple[int, float]] = []
+    for h in by_distance:
+        if run and not _tied(run[0][1], h[1]):
+            out += sorted(run)
+            run = []
+        run.append(h)
+    return out + sorted(run)
 
 
 def connect_milvus(

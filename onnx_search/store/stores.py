@@ -9,7 +9,7 @@ import numpy as np
 
 from .catalog import Catalog
 from .index import IndexParams, IndexSpec
-from .local_redis import connect_redis
+from .local_redis import LocalRedis, connect_redis
 from .milvus import VectorStore, connect_milvus
 from .naming import collection_name, collection_prefix, default_namespace
 from .net import mask_url
@@ -28,10 +28,12 @@ class StoreSettings:
     namespace: str | None = None  # default: onnxsearch:<user>:default
     metric: str = "COSINE"
     index: IndexParams = field(default_factory=IndexParams)
+    keep_redis: bool | None = None  # keep the embedded redis-server running at the end (None: $ONNX_SEARCH_KEEP_REDIS)
 
     def describe(self) -> dict:
         """What a manifest records (passwords masked)."""
         return {
+            "data_dir": str(Path(self.data_dir).resolve()),
             "milvus": mask_url(self.milvus_uri) if self.milvus_uri else "milvus-lite",
             "redis": mask_url(self.redis_url) if self.redis_url else "local redis-server",
             "metric": self.metric,
@@ -46,6 +48,7 @@ class Stores:
     vectors: VectorStore
     prefix: str
     index: IndexSpec = field(default_factory=IndexSpec)
+    local_redis: LocalRedis | None = None  # the embedded server, when the catalogue lives there
 
     def collection(self, model: str) -> str:
         return collection_name(self.prefix, model)
@@ -74,23 +77,45 @@ class Stores:
         return self.vectors.index_info(self.collection(model))
 
     def close(self) -> None:
-        self.vectors.close()
+        """Close Milvus; stop the embedded Redis when this process started it (see ``LocalRedis.release``)."""
+        try:
+            self.vectors.close()
+        finally:
+            if self.local_redis is not None:
+                self.local_redis.release()
 
 
 def open_stores(settings: StoreSettings) -> Stores:
     """Connect to both stores (Redis first: a store that is down fails here, in seconds, before any work)."""
     ns = settings.namespace or default_namespace()
-    redis_client = connect_redis(settings.redis_url, settings.data_dir)
-    milvus = connect_milvus(
-        settings.milvus_uri,
-        settings.data_dir,
-        token=settings.milvus_token,
-        user=settings.milvus_user,
-        password=settings.milvus_password,
-    )
+    local = None if settings.redis_url else LocalRedis(settings.data_dir, keep=settings.keep_redis)
+    redis_client = local.start() if local else connect_redis(settings.redis_url, settings.data_dir)
+    try:
+        milvus = connect_milvus(
+            settings.milvus_uri,
+            settings.data_dir,
+            token=settings.milvus_token,
+            user=settings.milvus_user,
+            password=settings.milvus_password,
+        )
+    except BaseException:
+        if local is not None:
+            local.release()
+        raise
     return Stores(
         Catalog(redis_client, ns),
         VectorStore(milvus),
         collection_prefix(ns),
         IndexSpec.of(settings.metric, settings.index),
+        local,
     )
+
+
+def namespaces(client) -> list[str]:
+    """The namespaces that hold a catalogue in this Redis (those with catalogued images or ingested models)."""
+    found = set()
+    for suffix in (":models", ":ids"):
+        for key in client.scan_iter(match="*" + suffix, count=1000):
+            k = key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else str(key)
+            found.add(k[: -len(suffix)])
+    return sorted(found)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+from ..duplicates import summary_line as duplicates_line
 from .costs import cost_table, variants_table
 from .families import families_table
 from .format import fmt, fmt_iv, fmt_p, relative
@@ -132,6 +135,17 @@ def summary_markdown(
     if skipped is not None:
         lines += ["", f"Ingest skipped {skipped['count']} files (listed with reasons in {skipped['list']})."]
     results = results or {}
+    if (removed := results.get("removed_since_last_run") or {}).get("count"):  # pruned by this run's ingest
+        lines += ["", f"Removed since the last run: {removed['count']} files no longer in the folder, pruned from the "
+                      f"catalogue and every collection (listed in {removed['list']} in the run folder)."]  # fmt: skip
+    if failed := results.get("skipped_queries"):  # each reason once, with how many queries it cost
+        why = Counter(q["reason"] for q in failed)
+        lines += ["", f"Skipped {len(failed)} queries (paths in results.json): "
+                      + "; ".join(f"{n} {r}" for r, n in why.most_common()) + "."]  # fmt: skip
+    if (results.get("labels") or {}).get("text"):  # whether folder names were labels, and why
+        lines += ["", results["labels"]["text"]]
+    if results.get("duplicates"):  # the duplicate report, and the rule the copies ground truth follows
+        lines += ["", duplicates_line(results["duplicates"])]
     tables = (
         _models_table(s, ev),
         paired_tables(ev, s["top_k"]),

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+from ..duplicates import FILE as DUPLICATES_FILE
 from .grid import result_grid
 from .html import write_html_report
 from .plots import quality_speed_plot, sweep_plot
@@ -41,6 +42,8 @@ def write_report(
     """Write every result file into ``run_dir``; returns name -> path."""
     files = {"results": _json(run_dir / "results.json", results)}
     files["comparison"] = _json(run_dir / "comparison.json", comparison)
+    if results.get("duplicates"):
+        files["duplicates"] = _json(run_dir / DUPLICATES_FILE, results["duplicates"])
     write_csv(run_dir / "per_query.csv", comparison["per_query"])
     write_csv(run_dir / "pairs.csv", comparison["pairs"])
     sweep = manifest.get("sweep") or []
@@ -77,6 +80,8 @@ def write_report(
             results["top_k"],
             run_dir / "result_grid.png",
             results.get("dataset_root"),
+            labels=bool(results.get("label_counts")),  # folders are labels only when the run used them
+            query_labels={q["query"]: q.get("label") or "" for q in results["queries"]},
         )
     files["manifest"] = _json(run_dir / "manifest.json", manifest)
     files["report"] = write_html_report([run_dir], run_dir / "report.html")  # reads the files written above
