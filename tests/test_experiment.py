@@ -126,6 +126,23 @@ def test_run_writes_every_result_file(run):
     )
 
 
+def test_the_console_gets_the_verdict_the_notes_and_one_table_not_every_table(run):
+    out = run["out"]
+    c = json.loads((out.run_dir / "comparison.json").read_text())
+    con = out.console.splitlines()
+    assert f"**{c['evidence']['verdict']['text']}**" in con and "RANDOM weights" in out.console
+    assert any(line.startswith("Duplicates (duplicates.json)") for line in con)
+    table = [line for line in con if line.startswith("| ")]
+    assert table[0].startswith("| model | P@k [95% CI] |") and [t.split(" | ")[0] for t in table[1:]] == [
+        "| resnet50",
+        "| vgg16",
+    ]
+    p = c["evidence"]["quality"]["p_at_k"]["resnet50"]
+    assert f"{p['mean']:.3f} [{p['low']:.3f}, {p['high']:.3f}]" in table[1]
+    assert "## Paired differences" not in out.console and "## Paired differences" in out.summary_md
+    assert len(con) < len(out.summary_md.splitlines()) / 2 and con[-1].endswith("summary.md (and report.html)")
+
+
 def test_evidence_gives_every_figure_an_interval_and_records_its_method(run):
     d = run["out"].run_dir
     c = json.loads((d / "comparison.json").read_text())

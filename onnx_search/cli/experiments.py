@@ -22,7 +22,7 @@ def cmd_run(args) -> int:
         rebuild_changed=getattr(args, "rebuild_changed", False),
         models_dir=args.models_dir,
     )
-    print(out.summary_md)
+    print(out.console or out.summary_md)
     if out.random_weights:
         print(
             f"WARNING: {', '.join(out.random_weights)} ran with RANDOM weights: results show the pipeline, "

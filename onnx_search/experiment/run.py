@@ -39,6 +39,7 @@ from .lineage import variant_agreement
 from .loader import load_experiment, raw_config
 from .qrels import read_qrels_ids
 from .queries import query_rows, select_queries, skipped_queries
+from .report.summary import console_summary, header_lines
 from .report.writer import write_report
 from .results import publish, redact
 from .survey import resolve_labels
@@ -53,6 +54,7 @@ class RunOutcome:
     files: dict
     summary_md: str
     random_weights: list[str]
+    console: str = ""  # what the command line prints: the verdict, the notes and one table (report.summary)
 
 
 def convert_models(exp: Experiment, dataset_files: list[Path], stage: Path) -> tuple[dict[str, Path], list[dict]]:
@@ -301,7 +303,9 @@ class ExperimentRun:
             ),  # deleted since the last run, pruned
         )
         summary = (exp.run_dir / "summary.md").read_text()
-        return RunOutcome(exp.run_dir, files_written, summary, random_models)
+        header = header_lines(results["experiment"], random_models)
+        console = console_summary(comparison, header, skipped, results, exp.run_dir)
+        return RunOutcome(exp.run_dir, files_written, summary, random_models, console)
 
     def duplicates(self, stores: Stores, models, catalogue: dict, root: str) -> DuplicateReport:
         """Exact duplicates among the run's images by content hash; near ones by cosine with the first trained

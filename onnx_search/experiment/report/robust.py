@@ -7,7 +7,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from .format import fmt, fmt_iv
-from .grid import THUMB, _thumb, short_name
+from .grid import LINE_H, THUMB, _thumb, wrap_name
 
 
 def robustness_tables(robust: dict | None, intervals: dict | None = None) -> list[str]:
@@ -90,7 +90,7 @@ def robustness_plot(robust: dict, out: Path, title: str, intervals: dict | None 
             ax.errorbar(range(len(models)), vals, yerr=err, fmt="none", ecolor="0.2", elinewidth=1, capsize=2)
         ax.set_title(t, fontsize=8)
         ax.set_ylim(0, 1.05)
-        ax.set_xticks(range(len(models)), [short_name(m) for m in models], fontsize=6, rotation=30)
+        ax.set_xticks(range(len(models)), models, fontsize=6, rotation=30, ha="right")
     for ax in list(axes.flat)[len(transforms) :]:
         ax.axis("off")
     axes[0][0].set_ylabel("recall@1")
@@ -111,15 +111,20 @@ def split_decisions_grid(robust: dict, copies: list, out: Path, limit: int = 8) 
     if not split:
         return None
     split = split[:limit]
-    title_h = 26
+    font = ImageFont.load_default()
+    heads = [wrap_name(m, THUMB - 4, font.getlength) for m in models]  # each model's full name, wrapped
+    title_h = LINE_H * (max(len(h) for h in heads) + 1) + 4
     grid = Image.new("RGB", ((2 + len(models)) * THUMB, len(split) * (THUMB + title_h)), "white")
-    draw, font = ImageDraw.Draw(grid), ImageFont.load_default()
+    draw = ImageDraw.Draw(grid)
     for row, i in enumerate(split):
         y = row * (THUMB + title_h)
         c = copies[i]
-        thumb = c.image.copy()
-        thumb.thumbnail((THUMB, THUMB))
-        grid.paste(thumb, (0, y + title_h))
+        try:  # the copy is made again from its original, which may have gone since
+            thumb = c.image.copy()
+            thumb.thumbnail((THUMB, THUMB))
+            grid.paste(thumb, (0, y + title_h))
+        except (OSError, ValueError):  # DecodeError is a ValueError
+            draw.text((2, y + title_h + 2), "original unreadable", fill="red", font=font)
         draw.text((2, y + 2), f"copy: {c.transform}"[:20], fill="black", font=font)
         grid.paste(_thumb(str(c.original)), (THUMB, y + title_h))
         draw.text((THUMB + 2, y + 2), "original", fill="black", font=font)
@@ -127,9 +132,10 @@ def split_decisions_grid(robust: dict, copies: list, out: Path, limit: int = 8) 
             r = by_copy[i].get(m, {})
             ok = r.get("rank") == 1
             x = (2 + mi) * THUMB
-            draw.text((x + 2, y + 2), f"{short_name(m)}", fill="navy", font=font)
+            for n, line in enumerate(heads[mi]):
+                draw.text((x + 2, y + 2 + n * LINE_H), line, fill="navy", font=font)
             draw.text(
-                (x + 2, y + 13),
+                (x + 2, y + 2 + len(heads[mi]) * LINE_H),
                 "found" if ok else f"missed (rank {r.get('rank') or '>k'})",
                 fill="darkgreen" if ok else "red",
                 font=font,

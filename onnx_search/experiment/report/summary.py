@@ -132,20 +132,8 @@ def summary_markdown(
     ev = comparison.get("evidence")
     verdict = verdict_lines(ev)
     lines = [*header, *(["", *verdict] if verdict else []), "", f"top_k = {s['top_k']}, queries = {s['queries']}"]
-    if skipped is not None:
-        lines += ["", f"Ingest skipped {skipped['count']} files (listed with reasons in {skipped['list']})."]
+    lines += note_lines(skipped, results)
     results = results or {}
-    if (removed := results.get("removed_since_last_run") or {}).get("count"):  # pruned by this run's ingest
-        lines += ["", f"Removed since the last run: {removed['count']} files no longer in the folder, pruned from the "
-                      f"catalogue and every collection (listed in {removed['list']} in the run folder)."]  # fmt: skip
-    if failed := results.get("skipped_queries"):  # each reason once, with how many queries it cost
-        why = Counter(q["reason"] for q in failed)
-        lines += ["", f"Skipped {len(failed)} queries (paths in results.json): "
-                      + "; ".join(f"{n} {r}" for r, n in why.most_common()) + "."]  # fmt: skip
-    if (results.get("labels") or {}).get("text"):  # whether folder names were labels, and why
-        lines += ["", results["labels"]["text"]]
-    if results.get("duplicates"):  # the duplicate report, and the rule the copies ground truth follows
-        lines += ["", duplicates_line(results["duplicates"])]
     tables = (
         _models_table(s, ev),
         paired_tables(ev, s["top_k"]),
@@ -160,3 +148,48 @@ def summary_markdown(
         if section:
             lines += ["", *section]
     return "\n".join(lines) + "\n"
+
+
+def console_summary(comparison: dict, header: list[str], skipped: dict | None, results: dict, run_dir) -> str:
+    """What ``run`` prints at the end: the verdict, the notes on the data, one table of the models (the verdict's
+    metric with its interval, and model-only speed where measured), and where the rest is."""
+    s = comparison["summary"]
+    ev = comparison.get("evidence") or {}
+    v = ev.get("verdict") or {}
+    lines = [*header, *(["", f"**{v['text']}**"] if v.get("text") else [])]
+    lines += ["", f"top_k = {s['top_k']}, queries = {s['queries']}", *note_lines(skipped, results)]
+    metric = v.get("metric")
+    ivs = (ev.get("quality") or {}).get(metric) or {
+        m: cell["all"].get(metric) for m, cell in (ev.get("robustness") or {}).items() if metric in cell.get("all", {})
+    }
+    speed = (comparison.get("cost") or {}).get("models") or {}
+    cols = ["model", *([f"{v['metric_label']} [95% CI]"] if ivs else []), *(["img/s (model only)"] if speed else [])]
+    lines += ["", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for m in s["models"]:
+        row = [m, *([fmt_iv(ivs.get(m))] if ivs else [])]
+        if speed:
+            row.append(fmt((speed.get(m) or {}).get("img_per_s_model_only"), 1))
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", f"Every table, the paired tests and the method: {run_dir}/summary.md (and report.html)"]
+    return "\n".join(lines) + "\n"
+
+
+def note_lines(skipped: dict | None, results: dict | None) -> list[str]:
+    """The notes on the data under the verdict: skipped files, files removed since the last run, skipped queries,
+    the labels decision and the duplicate report."""
+    lines = []
+    if skipped is not None:
+        lines += ["", f"Ingest skipped {skipped['count']} files (listed with reasons in {skipped['list']})."]
+    results = results or {}
+    if (removed := results.get("removed_since_last_run") or {}).get("count"):  # pruned by this run's ingest
+        lines += ["", f"Removed since the last run: {removed['count']} files no longer in the folder, pruned from the "
+                      f"catalogue and every collection (listed in {removed['list']} in the run folder)."]  # fmt: skip
+    if failed := results.get("skipped_queries"):  # each reason once, with how many queries it cost
+        why = Counter(q["reason"] for q in failed)
+        lines += ["", f"Skipped {len(failed)} queries (paths in results.json): "
+                      + "; ".join(f"{n} {r}" for r, n in why.most_common()) + "."]  # fmt: skip
+    if (results.get("labels") or {}).get("text"):  # whether folder names were labels, and why
+        lines += ["", results["labels"]["text"]]
+    if results.get("duplicates"):  # the duplicate report, and the rule the copies ground truth follows
+        lines += ["", duplicates_line(results["duplicates"])]
+    return lines
