@@ -133,12 +133,15 @@ def test_the_console_gets_the_verdict_the_notes_and_one_table_not_every_table(ru
     assert f"**{c['evidence']['verdict']['text']}**" in con and "RANDOM weights" in out.console
     assert any(line.startswith("Duplicates (duplicates.json)") for line in con)
     table = [line for line in con if line.startswith("| ")]
-    assert table[0].startswith("| model | P@k [95% CI] |") and [t.split(" | ")[0] for t in table[1:]] == [
+    label = c["evidence"]["verdict"]["metric_label"]
+    assert table[0].startswith(f"| model | {label} [95% CI] | img/s (model only) |") and [t.split(" | ")[0] for t in table[1:]] == [
         "| resnet50",
         "| vgg16",
     ]
     p = c["evidence"]["quality"]["p_at_k"]["resnet50"]
     assert f"{p['mean']:.3f} [{p['low']:.3f}, {p['high']:.3f}]" in table[1]
+    speed = c["cost"]["models"]["vgg16"]["img_per_s_model_only"]
+    assert table[2].endswith(f" | {speed:.1f} |")
     assert "## Paired differences" not in out.console and "## Paired differences" in out.summary_md
     assert len(con) < len(out.summary_md.splitlines()) / 2 and con[-1].endswith("summary.md (and report.html)")
 

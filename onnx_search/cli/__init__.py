@@ -1,5 +1,4 @@
-"""Command line: ``onnx-search convert | embed | ingest | search | check | redis-stop | run | compare | demo | serve``
-(and ``judgments export | import``).
+"""Command line: ``onnx-search COMMAND``; ``onnx-search --help`` lists every command, each with its one-line help.
 
 Each area registers its commands on one parser (models.py, stores.py, experiments.py); the only error caught
 here is OnnxSearchError, printed as one line with exit status 2.
@@ -14,11 +13,16 @@ import sys
 from ..errors import OnnxSearchError
 from . import experiments, judgments, models, serve, stores
 
+DESCRIPTION = (
+    "Compare image-embedding models (ONNX, run by onnxruntime) on your own images, as a real image search "
+    "uses them: vectors in Milvus, the catalogue in Redis; quality with intervals, speed, memory and a verdict."
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="onnx-search", description=__doc__.splitlines()[0])
-    ap.add_argument("-v", "--verbose", action="store_true")
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = argparse.ArgumentParser(prog="onnx-search", description=DESCRIPTION)
+    ap.add_argument("-v", "--verbose", action="store_true", help="log what each step does (INFO level)")
+    sub = ap.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     for area in (models, stores, experiments, judgments, serve):
         area.register(sub)
     return ap

@@ -57,8 +57,18 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"leave the embedded redis-server running when the command ends (or set {KEEP_ENV}=1)",
     )
-    p.add_argument("--metric", default=Metric.COSINE.value, choices=[m.value for m in Metric])
-    p.add_argument("--index", default=IndexType.FLAT.value, choices=[t.value for t in IndexType])
+    p.add_argument(
+        "--metric",
+        default=Metric.COSINE.value,
+        choices=[m.value for m in Metric],
+        help=f"vector distance of the Milvus collections (default: {Metric.COSINE.value})",
+    )
+    p.add_argument(
+        "--index",
+        default=IndexType.FLAT.value,
+        choices=[t.value for t in IndexType],
+        help=f"Milvus index type (default: {IndexType.FLAT.value}, exact search); its parameters: --index-params",
+    )
     p.add_argument(
         "--index-params",
         default=None,

@@ -96,7 +96,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", help="run a YAML experiment end to end")
-    p.add_argument("config")
+    p.add_argument("config", help="the experiment file (YAML)")
     _add_run_args(p)
     p.set_defaults(func=cmd_run)
 
@@ -108,7 +108,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "report", help="(re)build the single-file report.html of one run, or compare several on one page"
     )
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (runs/<experiment>); several: one page")
     p.add_argument("--output", help="where to write it (default: RUN_DIR/report.html, or ./report.html for several)")
     p.add_argument(
         "--reference",
@@ -119,9 +119,9 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="generate a labelled image set and run configs/demo.yaml on it")
-    p.add_argument("--config", default="configs/demo.yaml")
-    p.add_argument("--images", default="demo/images")
-    p.add_argument("--per-class", type=int, default=8)
+    p.add_argument("--config", default="configs/demo.yaml", help="the experiment file (default: configs/demo.yaml)")
+    p.add_argument("--images", default="demo/images", help="where the images are generated (default: demo/images)")
+    p.add_argument("--per-class", type=int, default=8, help="images generated per class (default: 8)")
     _add_run_args(p)
     p.set_defaults(func=cmd_demo)
 
@@ -132,4 +132,4 @@ def _add_run_args(p) -> None:
     p.add_argument("--rebuild", action="store_true", help="re-embed the models whose file changed since ingest")
     p.add_argument("--models-dir", default=None, help="where converted models live (default: the config's models_dir)")
     p.add_argument("--keep-redis", action="store_true", help="leave the embedded redis-server running at the end")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -135,7 +135,7 @@ def cmd_embed(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("convert", help="registry model -> models/<name>.onnx with a parity check")
     p.add_argument("--model", action="append", help=f"registry name (repeatable; default {' '.join(DEFAULT_MODELS)})")
-    p.add_argument("--models-dir", default="models")
+    p.add_argument("--models-dir", default="models", help="where the .onnx files are written (default: models)")
     p.add_argument(
         "--weights",
         help="registry models: imagenet (default), random, auto (imagenet if it can be had, else random) or a "
@@ -154,7 +154,7 @@ def register(sub) -> None:
     p.add_argument(
         "--annotate", metavar="FILE", help="add the recipe of --like MODEL (default resnet50) to a foreign .onnx"
     )
-    p.add_argument("--like", metavar="MODEL")
+    p.add_argument("--like", metavar="MODEL", help="with --annotate: the registry model whose recipe to add")
     g = p.add_argument_group("your own model (one --model NAME)")
     g.add_argument("--source", choices=["torch", "keras", "onnx"], help="convert your own model, not a registry one")
     g.add_argument(
@@ -172,7 +172,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("embed", help="embed a folder: <output>/<model>.npy + index.json + skipped.json")
-    p.add_argument("folder")
-    p.add_argument("--output", required=True)
+    p.add_argument("folder", help="the folder of images (searched recursively)")
+    p.add_argument("--output", required=True, help="the folder to write <model>.npy, index.json and skipped.json to")
     add_session_args(p)
     p.set_defaults(func=cmd_embed)
