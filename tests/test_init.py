@@ -76,7 +76,7 @@ def test_init_on_an_unlabelled_folder_writes_copies_as_ground_truth(unlabelled, 
                                                           ("efficientnet-lite2", "imagenet")]  # fmt: skip
     text = out.text
     assert "# folders are not used as labels: 0 sub-folders of images" in text
-    assert "1 extra copies in 1 groups" in text and "Skipped: 2 files" in text
+    assert "1 extra copy in 1 group," in text and "Skipped: 2 files" in text
     assert f"With 7 queries a paired test detects a difference of about {out.detectable:.2f}" in text
     assert "judgments/Loose-photos.qrels" in text
     with pytest.raises(ConfigError, match="exists: pass --force"):
@@ -183,7 +183,7 @@ def test_labels_auto_is_the_default_and_is_settled_before_ingest(tmp_path):
         choice["text"].startswith("Labels: none (auto: folders are not used as labels") and "Camera" in choice["text"]
     )
     exp = _exp(camera, True)  # an explicit choice is kept
-    assert resolve_labels(exp, files)["text"] == "Labels: folder names (config: dataset.labels: true in the config)."
+    assert resolve_labels(exp, files)["text"] == "Labels: folder names (set in the config: dataset.labels: true)."
     assert exp.dataset.labels is True
     objects = _folder(tmp_path / "objects", CLASSES)
     exp = _exp(objects, "auto")
@@ -215,7 +215,7 @@ def test_run_on_the_written_file_reaches_a_verdict_offline(tmp_path, monkeypatch
 
     run = run_experiment(out.path, progress=False)
     assert "## Verdict" in run.summary_md
-    assert "Labels: none (config: dataset.labels: false in the config)." in run.summary_md
+    assert "Labels: none (set in the config: dataset.labels: false)." in run.summary_md
     results = json.loads((run.run_dir / "results.json").read_text())
     assert results["labels"]["labels"] is False and results["label_counts"] == {}
     skipped = {Path(s["path"]).name: s["reason"] for s in json.loads((run.run_dir / "skipped.json").read_text())}

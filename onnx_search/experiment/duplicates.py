@@ -87,14 +87,18 @@ class DuplicateReport:
         }
 
 
+def _groups(n: int, kind: str) -> str:
+    return f"{n} {kind} group" + ("" if n == 1 else "s")
+
+
 def summary_line(dup: dict | None) -> str:
     """One line of summary.md from duplicates.json's content."""
     if not dup:
         return ""
     c = dup["counts"]
     return (
-        f"Duplicates ({FILE}): {c['exact_groups']} exact groups ({c['exact_files']} files), "
-        f"{c['near_groups']} near groups ({c['near_files']} files); rule: {dup['rule']}. The copies ground truth "
+        f"Duplicates ({FILE}): {_groups(c['exact_groups'], 'exact')} ({c['exact_files']} files), "
+        f"{_groups(c['near_groups'], 'near')} ({c['near_files']} files); rule: {dup['rule']}. The copies ground truth "
         "counts the original or any file in its group as a hit."
     )
 

@@ -82,6 +82,10 @@ def _yaml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
 
 
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
 def _comment(text: str, indent: str = "", width: int = 110) -> list[str]:
     """``text`` as YAML comment lines wrapped at ``width``."""
     lines, line = [], ""
@@ -104,7 +108,8 @@ def describe_folder(s: Survey) -> list[str]:
     if dups:
         extra = sum(len(g) - 1 for g in dups)
         first = ", ".join(str(p.relative_to(s.root)) for p in dups[0][:3])
-        lines.append(f"Exact duplicates (identical bytes): {extra} extra copies in {len(dups)} groups, e.g. {first}; "
+        lines.append(f"Exact duplicates (identical bytes): {_n(extra, 'extra copy', 'extra copies')} in "
+                     f"{_n(len(dups), 'group', 'groups')}, e.g. {first}; "
                      f"{s.unique} distinct images")  # fmt: skip
     else:
         lines.append("No exact duplicates (identical bytes)")
@@ -164,8 +169,8 @@ def render(s: Survey, name: str, models: list[ModelPick], config_name: str) -> t
         out.append(f"  sample: {n}")
     else:
         out += _comment("Ground truth: perturbed copies of sampled images (crop, rotate, colour, JPEG, ...); each "
-                        "copy's original is its one right answer (the verdict ranks models on MRR@k). The unit of "
-                        "evidence is the original, so the sample below counts originals.", "  ")  # fmt: skip
+                        "copy's original, or a duplicate of it, is the right answer (the verdict ranks models on "
+                        "MRR@k). The sample counts originals; each gets one copy per transform.", "  ")  # fmt: skip
         out += _comment(power, "  ")
         out += ["  augment:", f"    sample: {n}", "    seed: 0",
                 f"    # transforms: [{', '.join(DEFAULT_TRANSFORMS)}]   (the default: all of them)"]  # fmt: skip

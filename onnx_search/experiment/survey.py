@@ -209,12 +209,12 @@ def resolve_labels(exp, files: list[Path]) -> dict:
         use, how, why = decision.use, "auto", decision.reason
     else:
         use, how = bool(given), "config"
-        why = f"dataset.labels: {str(use).lower()} in the config"
+        why = f"dataset.labels: {str(use).lower()}"
     exp.dataset.labels = use
     if not use and not exp.ground_truth and exp.verdict.metric in LABEL_METRICS:
         raise ConfigError(
             f"verdict.metric {exp.verdict.metric} needs folder labels, and {why}: set dataset.labels: true to use "
             "the folders anyway, give ground_truth.qrels, or use metric: auto"
         )
-    text = f"Labels: {'folder names' if use else 'none'} ({how}: {why})."
+    text = f"Labels: {'folder names' if use else 'none'} ({'auto' if how == 'auto' else 'set in the config'}: {why})."
     return {"labels": use, "chosen_by": how, "reason": why, "text": text}
