@@ -6,8 +6,11 @@ STAMP  := $(VENV)/.installed
 MODELS ?= resnet50 vgg16 efficientnet-lite0 dinov2-vits14
 WEIGHTS ?= auto
 PYTEST_ARGS ?=
+# bench results go to a tracked folder per machine: bench/results/<CPU model>-<cores>c-<best INT8 ISA>[-<GPU>]
+MACHINE ?= $(shell $(PY) -m onnx_search.provenance --slug)
+RESULTS ?= bench/results/$(MACHINE)
 
-.PHONY: setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-convert bench-families bench-arena bench-maps bench-projections bench-evidence bench-embed bench-camera demo serve keras-vs-torch clean
+.PHONY: setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-convert bench-families bench-arena bench-maps bench-projections bench-evidence bench-embed bench-camera demo serve keras-vs-torch docs clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -48,6 +51,8 @@ test: setup
 
 test-steps:
 	$(PY) -m ruff check onnx_search tests
+	$(PY) -m onnx_search.cli.docsgen --check
+	$(PY) -m mkdocs build --strict -q -d build/site
 	@if unshare -n true 2>/dev/null; then $(MAKE) --no-print-directory test-server test-ray PYTEST_ARGS=; else \
 	  echo "NOTE: Milvus server and Ray tests not run: 'unshare -n' is not permitted here (needs root); run make test-server test-ray as root"; fi
 	$(PY) -m pytest --durations=10 $(PYTEST_ARGS)
@@ -61,61 +66,61 @@ test-ray: setup
 	unshare -n bash tests/run_ray_tests.sh $(PY) $(PYTEST_ARGS)
 
 bench: setup convert
-	$(PY) -m onnx_search.bench --models-dir models --out bench --agreement-images demo/images \
+	$(PY) -m onnx_search.bench --models-dir models --out $(RESULTS) --agreement-images demo/images \
 	  --matrix-models resnet50,vgg16,efficientnet-lite0,dinov2-vits14
 	# Ray vs local engine: a Ray cluster opens ports, so it runs in a loopback-only namespace
-	unshare -n bash -c "ip link set lo up && RAY_USAGE_STATS_ENABLED=0 $(PY) -m onnx_search.bench.ray_speed models"
-	# the explorer: query latency p50/p99 per model through its HTTP API at 1k and 10k images (bench/serve.json)
-	$(PY) -m onnx_search.bench.serve --models-dir models --out bench
+	unshare -n bash -c "ip link set lo up && RAY_USAGE_STATS_ENABLED=0 $(PY) -m onnx_search.bench.ray_speed models $(RESULTS)"
+	# the explorer: query latency p50/p99 per model through its HTTP API at 1k and 10k images (serve.json)
+	$(PY) -m onnx_search.bench.serve --models-dir models --out $(RESULTS)
 	$(MAKE) --no-print-directory bench-evidence bench-int8 bench-convert bench-families bench-arena bench-maps \
 	  bench-projections bench-camera
 
 # The README's INT8-per-family table: static QDQ vs dynamic INT8 per family, speed and top-10 agreement
-# (bench/int8_methods.json; the demo's images, so after `make demo`)
+# (int8_methods.json; the demo's images, so after `make demo`)
 bench-int8: setup convert
-	$(PY) -m onnx_search.bench.int8_methods --models-dir models --images demo/images --out bench \
+	$(PY) -m onnx_search.bench.int8_methods --models-dir models --images demo/images --out $(RESULTS) \
 	  --models efficientnet-lite0,dinov2-vits14
 
-# Peak memory of converting each registry model, one child process at a time (bench/convert_memory.json), with
+# Peak memory of converting each registry model, one child process at a time (convert_memory.json), with
 # ResNet50/VGG16 again under protobuf's upb backend (the setting before the fix) for the comparison
 bench-convert: setup
-	$(PY) -m onnx_search.bench.convert_memory --out bench --baseline resnet50,vgg16
+	$(PY) -m onnx_search.bench.convert_memory --out $(RESULTS) --baseline resnet50,vgg16
 
 # The README's model-families table: the five family lines converted with random weights, one child at a time,
-# into bench/work, each with dim, family, file size, export seconds, parity and img/s (bench/families.json)
+# into bench/work, each with dim, family, file size, export seconds, parity and img/s (families.json)
 bench-families: setup
-	$(PY) -m onnx_search.bench.convert_memory --out bench --work bench/work --json families.json \
+	$(PY) -m onnx_search.bench.convert_memory --out $(RESULTS) --work bench/work --json families.json \
 	  --models dinov2-vits14,dinov2-vits14-avg,clip-vitb16,siglip-vitb16,convnext-tiny
 
 # onnxruntime's CPU memory arena on and off: the peak of one process holding the converted models ($(MODELS)),
-# one batch of 32 each per round (bench/arena.json; the README's arena figures)
+# one batch of 32 each per round (arena.json; the README's arena figures)
 bench-arena: setup convert
-	$(PY) -m onnx_search.bench.arena --models-dir models --out bench --models "$$(echo $(MODELS) | tr " " ",")"
+	$(PY) -m onnx_search.bench.arena --models-dir models --out $(RESULTS) --models "$$(echo $(MODELS) | tr " " ",")"
 
-# The explorer's map times: PCA and t-SNE of 1,000 and 2,000 vectors (bench/maps.json; a few minutes)
+# The explorer's map times: PCA and t-SNE of 1,000 and 2,000 vectors (maps.json; a few minutes)
 bench-maps: setup
-	$(PY) -m onnx_search.bench.maps --out bench
+	$(PY) -m onnx_search.bench.maps --out $(RESULTS)
 
-# PCA, t-SNE and UMAP on the same collection, each in a fresh process (bench/projections.json: why the explorer
+# PCA, t-SNE and UMAP on the same collection, each in a fresh process (projections.json: why the explorer
 # offers no UMAP here)
 bench-projections: setup
-	$(PY) -m onnx_search.bench.projections --out bench --sizes 1000
+	$(PY) -m onnx_search.bench.projections --out $(RESULTS) --sizes 1000
 
 # Calibration of the evidence statistics by simulation: size, power and interval coverage of the paired tests and
-# bootstrap intervals on synthetic P@k-like values (bench/evidence_calibration.json; 29 min on 2 busy cores)
+# verdict calibration by simulation: 11 models, copies, 4-6 queries, two models (evidence_calibration.json; 3 min on 2 cores)
 bench-evidence: setup
-	$(PY) -m onnx_search.bench.evidence_calibration --out bench
+	$(PY) -m onnx_search.bench.evidence_calibration --out $(RESULTS) --experiments 1000 --many-experiments 400 --coverage-experiments 400
 
 # End to end embedding against the shared bound 1/(1/R_model + 1/R_decode), INT8 Lite0 and ResNet50 on 640x480 and
-# 4000x3000 JPEGs, with the per-stage decode profile before/after (bench/embed.json; a few minutes)
+# 4000x3000 JPEGs, with the per-stage decode profile before/after (embed.json; a few minutes)
 bench-embed: setup
 	$(CLI) convert --model resnet50 --model efficientnet-lite0 --weights $(WEIGHTS)
-	$(PY) -m onnx_search.bench.embed --models-dir models --out bench
+	$(PY) -m onnx_search.bench.embed --models-dir models --out $(RESULTS)
 
 # Peak RSS of the whole process tree of `onnx-search run` on 320 generated camera JPEGs (4000x3000 and 3024x4032,
-# some EXIF-rotated): Lite0 FP32 + INT8, 50 originals x 8 copies, cost phase (bench/camera_roll.json; ~15 min)
+# some EXIF-rotated): Lite0 FP32 + INT8, 50 originals x 8 copies, cost phase (camera_roll.json; ~15 min)
 bench-camera: setup
-	$(PY) -m onnx_search.bench.camera_roll --models-dir models --out bench --work bench/work
+	$(PY) -m onnx_search.bench.camera_roll --models-dir models --out $(RESULTS) --work bench/work
 
 demo: setup
 	$(CLI) demo
@@ -129,6 +134,12 @@ serve: setup
 # Keras vs torchvision ResNet50/VGG16 on the demo images (or on $$PHOTOS when set)
 keras-vs-torch: setup
 	$(CLI) demo --config configs/keras_vs_torch.yaml
+
+# The documentation site: the generated reference pages rewritten from the code, then the site built offline
+# into build/site (open build/site/index.html). `make test` checks both.
+docs: setup
+	$(PY) -m onnx_search.cli.docsgen
+	$(PY) -m mkdocs build --strict -d build/site
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache data runs demo

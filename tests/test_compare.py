@@ -122,3 +122,22 @@ def test_kendall_tau_equals_scipy_tau_b():
         rb = [b.index(x) if x in b else 10 for x in items]
         expected = stats.kendalltau(ra, rb, variant="b").statistic
         assert mt.kendall_tau_union(a, b) == pytest.approx(expected, abs=1e-12)
+
+
+def test_score_ties_are_broken_by_id_as_trec_eval_does():
+    """Hits tied on cosine, ranked by the store in ascending id order: the label metrics follow trec_eval's
+    order (cosine descending, then id descending as text), so they equal pytrec_eval on the same scores."""
+    import pytrec_eval
+
+    k = 4
+    queries = [{"query": "q", "label": "x", "in_dataset": False, "excluded": False}]
+    tied = [(3, "y", 0.9), (9, "y", 0.8), (10, "x", 0.8), (20, "y", 0.8)]  # store order: 9, 10, 20 (ascending)
+    hits = [{"query": "q", "model": "a", "rank": r, "id": i, "label": lab, "cosine": s, "path": ""}
+            for r, (i, lab, s) in enumerate(tied, 1)]  # fmt: skip
+    ours = c.compare(hits, queries, ["a"], k, {"x": 2, "y": 3})["per_query"][0]
+    qrels = {"q": {str(i): int(lab == "x") for i, lab, _ in tied} | {"99": 1}}
+    run = {"q": {str(i): s for i, _, s in tied}}
+    ref = pytrec_eval.RelevanceEvaluator(qrels, {f"ndcg_cut.{k}", f"map_cut.{k}"}).evaluate(run)["q"]
+    assert ours["ndcg_at_k"] == pytest.approx(ref[f"ndcg_cut_{k}"], abs=1e-12)  # "9" > "20" > "10": x is 4th
+    assert ours["ap_at_k"] == pytest.approx(ref[f"map_cut_{k}"], abs=1e-12)
+    assert ours["ap_at_k"] == pytest.approx(1 / 4 / 2)  # the store's order (x 3rd) would give 1/3/2

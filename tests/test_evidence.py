@@ -39,8 +39,11 @@ def test_interval_equals_scipy_bootstrap(method):
 
 
 def test_interval_degenerate_inputs_never_nan():
-    assert ev.interval([0.8], seed=0) == {"mean": 0.8, "low": 0.8, "high": 0.8, "n": 1}
-    assert ev.interval([1.0] * 9, seed=0) == {"mean": 1.0, "low": 1.0, "high": 1.0, "n": 9}
+    one = {"mean": 0.8, "low": 0.8, "high": 0.8, "n": 1, "unit": "query", "units": 1, "note": "one query"}
+    assert ev.interval([0.8], seed=0) == one
+    same = ev.interval([1.0] * 9, seed=0)
+    assert same == {"mean": 1.0, "low": 1.0, "high": 1.0, "n": 9, "unit": "query", "units": 9, "note": "all equal"}
+    assert fmt_iv(same) == "1.000 (all equal)"  # never a bare [1.000, 1.000]
     assert ev.interval([], seed=0)["mean"] is None
     assert ev.interval([1.0, float("nan"), 0.0], seed=0)["n"] == 2  # a query without a value is left out
 
@@ -85,9 +88,17 @@ def test_holm_equals_statsmodels():
 
 
 def test_power_formulas():
-    assert ev.detectable_difference(0.2, 50) == pytest.approx(2.8016 * 0.2 / np.sqrt(50), rel=1e-4)
+    t = stats.t.ppf(0.975, 49) + stats.t.ppf(0.8, 49)  # the paired t test's power approximation, 49 df
+    g = t**2 * 1.05 / 50  # the sign-flip null spreads with sqrt(sd^2 + delta^2): solved for delta
+    assert ev.detectable_difference(0.2, 50) == pytest.approx(0.2 * np.sqrt(g / (1 - g)), rel=1e-9)
+    assert ev.detectable_difference(0.2, 3) == np.inf  # no difference, however large, reaches 80% power
     n = ev.queries_needed(0.05, 0.2)
     assert ev.detectable_difference(0.2, n) <= 0.05 < ev.detectable_difference(0.2, n - 1)
+    n10 = ev.queries_needed(0.05, 0.2, pairs=10)  # Holm's worst case: alpha / 10
+    assert ev.detectable_difference(0.2, n10, 0.005) <= 0.05 < ev.detectable_difference(0.2, n10 - 1, 0.005)
+    assert n10 > 1.5 * n
+    assert ev.units_for_power(1) == 8 and ev.units_for_power(10) == 11  # the exact floor 2/2^n below alpha/m/4
+    assert ev.queries_needed(0.9, 0.01) >= 8
     with pytest.raises(ValueError):
         ev.queries_needed(0, 0.2)
 
@@ -133,14 +144,18 @@ def test_verdict_equal_models_tied_cheapest_picked_with_detectable():
     assert v["best"] == "lite0" and sorted(v["tied"]) == ["lite0.int8", "resnet"] and not v["separable"]
     assert v["pick"] == "lite0.int8"  # the fastest of the tied
     assert v["detectable"] > 0 and set(v["queries_for"]) == {"0.02", "0.05", "0.1"}
-    assert v["text"].startswith("lite0.int8 — tied with the best, lite0 (P@5 0.843 vs 0.843, p = 1.0), 3.5× faster")
-    assert "3.8 MB" in v["text"] and "Too few queries to separate them" in v["text"]
+    assert v["text"].startswith(
+        "lite0.int8 — not shown different from the best, lite0 (P@5 0.843 vs 0.843, Holm-adjusted p 1.0), 3.5× faster"
+    )
+    assert "3.8 MB" in v["text"] and "Too few queries to separate a difference of 0.05" in v["text"]
+    assert "tied" not in v["text"] and v["top_group"] == ["lite0", "lite0.int8", "resnet"]
     assert f"{v['detectable']:.3f}" in v["text"] and f"{v['queries_for']['0.05']} queries" in v["text"]
     small = ev.verdict(vals, pairs, metric="p_at_k", metric_label="P@5", cost="file_mb", cost_models=COST)
     assert small["pick"] == "lite0.int8" and "3.8 MB vs 14.0 MB" in small["text"]
     unmeasured = ev.verdict(vals, pairs, metric="p_at_k", metric_label="P@5")  # cost: null in the YAML
     assert unmeasured["pick"] == "lite0" and unmeasured["text"].startswith(
-        "lite0 is the best on P@5 (0.843). Tied with the best: lite0.int8, resnet. Too few queries")  # fmt: skip
+        "lite0 is the best on P@5 (0.843). Not shown different from the best: lite0.int8 (Holm-adjusted p 1.0), "
+        "resnet (Holm-adjusted p 1.0). Too few queries")  # fmt: skip
 
 
 def test_calibration_by_simulation():
@@ -172,8 +187,16 @@ def _comparison(n_queries: int, shift: float, seed: int = 0) -> tuple[dict, dict
             p = easy - (shift if m == "resnet" else 0.0)
             for r in range(1, 6):
                 lab = ql if rng.random() < p else labels[(qi + 1) % 3]
-                hits.append({"query": f"q{qi}", "model": m, "rank": r, "id": int(rng.integers(0, 99)), "label": lab,
-                             "cosine": 0.9 - r / 100})  # fmt: skip
+                hits.append(
+                    {
+                        "query": f"q{qi}",
+                        "model": m,
+                        "rank": r,
+                        "label": lab,
+                        "cosine": 0.9 - r / 100,
+                        "id": 100 * r + int(rng.integers(0, 99)),
+                    }
+                )  # fmt: skip (an id once per list)
     c = compare(hits, queries, models, 5, {"a": 30, "b": 30, "c": 30})
     c["cost"] = {"models": COST}
     copies = [{"copy": i, "model": m, "transform": ("identity", "blur")[i % 2], "rank": 1 if rng.random() < 0.8 else 3}
@@ -238,7 +261,8 @@ def test_summary_shows_the_verdict_first_and_every_figure_with_its_interval():
         assert fmt_iv(e["quality"][key]["resnet"]) in models
     assert "Holm-adjusted across the pairs" in models  # the method beside the table
     paired = md.split("## Paired differences")[1].split("\n## ")[0]
-    assert "| P@5: a vs b | a − b [95% CI] | p | Holm p | verdict |" in paired
+    assert "| P@5: a vs b | a − b [95% CI, unadjusted] | p | Holm-adjusted p | verdict |" in paired
+    assert "The intervals are unadjusted 95% intervals" in paired
     for r in e["pairs"]["p_at_k"]:
         assert f"| {r['a']} vs {r['b']} | {fmt_iv(r['diff'])} | {fmt_p(r['p'])} | {fmt_p(r['p_holm'])} |" in paired
     assert "| lite0 vs resnet |" in paired and "| lite0 better |" in paired.split("| lite0 vs resnet |")[1][:200]

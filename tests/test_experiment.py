@@ -164,7 +164,8 @@ def test_evidence_gives_every_figure_an_interval_and_records_its_method(run):
     assert agree["rbo"]["mean"] == pytest.approx(s["pairs"]["resnet50|vgg16"]["rbo"]) and agree["rbo"]["n"] == 5
     v = ev["verdict"]
     assert v["metric"] == "p_at_k" and v["metric_label"] == "P@4" and v["best"] in ("resnet50", "vgg16")
-    assert v["pick"] in [v["best"], *v["tied"]] and v["detectable"] > 0
+    # 5 queries: no pair can reach p < 0.05 (exact floor 2/32), so no pick and no detectability claim
+    assert v["pick"] is None and v["detectable"] is None and v["text"].startswith("Too few queries to decide")
     md = (d / "summary.md").read_text()
     assert md.index("## Verdict") < md.index("## Models") and v["text"] in md
     iv = ev["quality"]["p_at_k"]["vgg16"]

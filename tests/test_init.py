@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from scipy import stats
 
 from onnx_search.errors import ConfigError
 from onnx_search.experiment.config import Experiment
@@ -118,9 +119,12 @@ def test_init_cli_prints_the_next_commands_and_refuses_a_missing_folder(tmp_path
 
 def test_query_plan_aims_at_the_target_difference_within_the_folder():
     n, d = query_plan(10_000)
-    assert n == 197 <= MAX_QUERIES and round(d, 3) == 0.050  # (2.80 x 0.25 / 0.05)^2 = 196.2 -> 197 queries
+    # the sign-flip test's power (evidence.detectable_difference): 0.05 needs more than 200 queries, capped at 200
+    assert n == MAX_QUERIES == 200 and round(d, 3) == 0.052
     n, d = query_plan(12)
-    assert n == 12 and round(d, 3) == round(2.8016 * 0.25 / 12**0.5, 3)
+    t = stats.t.ppf(0.975, 11) + stats.t.ppf(0.8, 11)
+    g = t**2 * 1.05 / 12
+    assert n == 12 and d == pytest.approx(0.25 * (g / (1 - g)) ** 0.5)
 
 
 # The label rule: a good layout passes; changing any one part of it makes it fail, saying which part.

@@ -221,7 +221,12 @@ def test_compare_scores_judged_queries_only():
     assert rows["/q1.jpg", "A"]["judged_at_k"] == 1.0 and rows["/q2.jpg", "A"]["judged_at_k"] == 0.5
     assert "p_at_k" not in rows["/q3.jpg", "A"]
     assert c["summary"]["models"]["A"]["p_at_k"] == pytest.approx((1.0 + 0.0) / 2)
-    assert c["summary"]["ground_truth"] == {"kind": "qrels", "judged_queries": 2, "unjudged_rule": "condensed"}
+    assert c["summary"]["ground_truth"] == {
+        "kind": "qrels",
+        "judged_queries": 2,
+        "unjudged_rule": "condensed",
+        "judged_depth": 2,
+    }
 
 
 # --- the YAML section ---------------------------------------------------------------------------------------------
@@ -360,8 +365,10 @@ def test_run_with_qrels_equals_pytrec_eval(judged_run):
             if h["model"] == model:
                 run.setdefault(ids[h["query"]], {})[str(h["id"])] = float(k - h["rank"])
                 unjudged_hits += str(h["id"]) not in qrels[ids[h["query"]]]
+        deep = {ids[q]: {str(i): cos for i, cos in lists[model]} for q, lists in res["deep_hits"]["lists"].items()}
+        assert all(len(v) > k for v in deep.values())  # the judged metrics stand on lists deeper than k
         measures = {f"P_{k}", f"ndcg_cut_{k}"}
-        ref = pytrec_eval.RelevanceEvaluator(qrels, measures, judged_docs_only_flag=True).evaluate(run)
+        ref = pytrec_eval.RelevanceEvaluator(qrels, measures, judged_docs_only_flag=True).evaluate(deep)
         everything = {q: {d: 1 for d in docs} for q, docs in qrels.items()}
         judged_ref = pytrec_eval.RelevanceEvaluator(everything, {f"P_{k}"}).evaluate(run)
         rows = [r for r in comp["per_query"] if r["model"] == model]
@@ -384,6 +391,34 @@ def test_recompare_of_a_judged_run_gives_the_same_figures(judged_run):
 
     again = recompare(judged_run["run_dir"])
     assert again["per_query"] == judged_run["comparison"]["per_query"]
+
+
+def test_compare_with_qrels_rescores_a_run_made_without_judgments(judged_run, tmp_path):
+    """The same experiment run without ground_truth, then `compare RUN --qrels pool.qrels` (no store opened):
+    the figures and the verdict equal those of the run made with the judgments."""
+    import json
+
+    from onnx_search.experiment.run import run_experiment
+    from tests.helpers import run_cli
+
+    base = judged_run["run_dir"].parent.parent
+    text = (base / "exp.yaml").read_text().replace("experiment: judged", "experiment: unjudged")
+    (base / "unjudged.yaml").write_text(text.replace("ground_truth:\n  qrels: pool.qrels\n", ""))
+    out = run_experiment(base / "unjudged.yaml", progress=False)
+    res = json.loads((out.run_dir / "results.json").read_text())
+    assert "qrels" not in res and res["deep_hits"]["depth"] == 100
+    r = run_cli("compare", str(out.run_dir), "--qrels", str(base / "pool.qrels"))
+    assert r.returncode == 0, r.stderr
+    written = out.run_dir / "comparison.pool.json"
+    assert f"wrote {written}" in r.stdout
+    again, fresh = json.loads(written.read_text()), judged_run["comparison"]
+    assert again["per_query"] == fresh["per_query"]
+    assert again["evidence"]["verdict"]["text"] == fresh["evidence"]["verdict"]["text"]
+    assert again["evidence"]["verdict"]["text"] in r.stdout
+    assert again["evidence"]["quality"] == fresh["evidence"]["quality"]
+    (tmp_path / "other.qrels").write_text("12345 0 1 1\n")
+    r = run_cli("compare", str(out.run_dir), "--qrels", str(tmp_path / "other.qrels"))
+    assert r.returncode == 2 and "judge none of the run's 3 queries" in r.stderr
 
 
 # --- the judgments CLI ----------------------------------------------------------------------------------------------
@@ -461,3 +496,105 @@ def test_judged_queries_are_the_default_query_set(tmp_path):
     cfg.write_text(CONFIG.format(root=imgs, qrels="j.qrels"))
     with pytest.raises(ConfigError, match="none of the 1 judged queries"):
         select_queries(load_experiment(cfg), files)
+
+
+# --- deep lists, score ties and duplicate ids: the judged metrics against pytrec_eval -J on the same lists ---------
+
+
+def _deep_case(seed: int = 0, n_queries: int = 300, depth: int = 40, k: int = 5):
+    """Random runs ``depth`` deep with many exact score ties (scores on a coarse grid) and ids whose text order
+    differs from their numeric order; each query judges a random subset, often little of its top k."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    runs, qrels = {}, {}
+    for q in range(n_queries):
+        ids = [str(i) for i in rng.choice(5000, size=depth, replace=False)]
+        scores = np.round(rng.uniform(0.2, 1.0, size=depth), 1)  # ~9 distinct values: ties everywhere
+        runs[str(q)] = dict(zip(ids, scores.tolist(), strict=True))
+        judged = rng.choice(ids, size=int(rng.integers(1, depth // 2)), replace=False).tolist()
+        judged += [str(i) for i in rng.choice(np.arange(5000, 5100), size=3, replace=False)]  # never retrieved
+        qrels[str(q)] = {d: int(rng.integers(0, 4)) for d in judged}
+    return runs, qrels, k
+
+
+def test_trec_order_is_score_then_id_descending_as_text():
+    import pytrec_eval
+
+    from onnx_search.experiment.metrics import trec_order
+
+    pairs = [("10", 0.5), ("9", 0.5), ("100", 0.5), ("2", 0.7), ("11", 0.5)]
+    order = [d for d, _ in trec_order(pairs, lambda p: p[1], lambda p: p[0])]
+    assert order == ["2", "9", "11", "100", "10"]
+    for pos, doc in enumerate(order, 1):  # pytrec_eval puts each at the same place (1 / its rank)
+        first = pytrec_eval.RelevanceEvaluator({"q": {doc: 1}}, {"recip_rank"}).evaluate({"q": dict(pairs)})
+        assert first["q"]["recip_rank"] == pytest.approx(1 / pos), doc
+
+
+def test_judged_metrics_on_deep_lists_with_ties_equal_pytrec_eval_condensed():
+    from onnx_search.experiment.metrics import trec_order
+
+    runs, qrels, k = _deep_case()
+    import pytrec_eval
+
+    measures = {f"P_{k}", f"recall_{k}", f"map_cut_{k}", f"ndcg_cut_{k}"}
+    ref = pytrec_eval.RelevanceEvaluator(qrels, measures, judged_docs_only_flag=True).evaluate(runs)
+    unjudged_zero = pytrec_eval.RelevanceEvaluator(qrels, {f"P_{k}"}).evaluate(
+        {q: dict(sorted(r.items(), key=lambda x: -x[1])[:k]) for q, r in runs.items()}
+    )  # the top k only, unjudged counted as not relevant: what a k-deep run can do at best
+    filled = 0
+    for q, run in runs.items():
+        ranked = [d for d, _ in trec_order(list(run.items()), lambda p: p[1], lambda p: p[0])]
+        ours = qrels_mod.judged_metrics(ranked, qrels[q], k)
+        assert ours["p_at_k"] == pytest.approx(ref[q][f"P_{k}"], abs=1e-12), q
+        assert ours["recall_at_k"] == pytest.approx(ref[q][f"recall_{k}"], abs=1e-12), q
+        assert ours["ap_at_k"] == pytest.approx(ref[q][f"map_cut_{k}"], abs=1e-12), q
+        assert ours["ndcg_at_k"] == pytest.approx(ref[q][f"ndcg_cut_{k}"], abs=1e-12), q
+        filled += ours["p_at_k"] > unjudged_zero[q][f"P_{k}"] + 1e-12
+    assert filled > len(runs) // 4  # judged images below rank k fill the condensed top k on many queries
+
+
+def test_compare_scores_the_deep_lists_with_ties_as_pytrec_eval():
+    """compare() on top-k hits in the store's order (ties by ascending id) and the deeper lists of the same run:
+    the per-query judged metrics equal pytrec_eval -J on the deep run."""
+    import pytrec_eval
+
+    from onnx_search.experiment.compare import compare, deep_lists
+
+    runs, qrels, k = _deep_case(seed=1, n_queries=120)
+    queries = [{"query": f"/q{q}.jpg", "id": int(q), "label": "", "in_dataset": False, "excluded": False}
+               for q in runs]  # fmt: skip
+    hits = []
+    for q, run in runs.items():
+        store_order = sorted(run.items(), key=lambda p: (-p[1], int(p[0])))  # ties by ascending id, as a store may
+        for rank, (d, s) in enumerate(store_order, 1):
+            hits.append({"query": f"/q{q}.jpg", "model": "A", "rank": rank, "id": int(d), "path": "", "label": "",
+                         "cosine": s})  # fmt: skip
+    deep = deep_lists(hits, 40)
+    c = compare([h for h in hits if h["rank"] <= k], queries, ["A"], k, None, qrels, deep)
+    measures = {f"P_{k}", f"ndcg_cut_{k}", f"map_cut_{k}", f"recall_{k}"}
+    ref = pytrec_eval.RelevanceEvaluator(qrels, measures, judged_docs_only_flag=True).evaluate(runs)
+    for r in c["per_query"]:
+        q = r["query"][2:-4]
+        for ours, theirs in (("p_at_k", "P"), ("ndcg_at_k", "ndcg_cut"), ("ap_at_k", "map_cut"),
+                             ("recall_at_k", "recall")):  # fmt: skip
+            assert r[ours] == pytest.approx(ref[q][f"{theirs}_{k}"], abs=1e-12), (q, ours)
+    assert c["summary"]["ground_truth"]["judged_depth"] == 40
+    # without the deep lists only the top k is scored: the figures differ (what a k-deep run loses)
+    shallow = compare([h for h in hits if h["rank"] <= k], queries, ["A"], k, None, qrels)
+    assert shallow["summary"]["models"]["A"]["p_at_k"] < c["summary"]["models"]["A"]["p_at_k"] - 0.01
+
+
+def test_a_duplicate_id_in_a_ranking_is_an_error():
+    from onnx_search.errors import OnnxSearchError
+    from onnx_search.experiment.compare import compare, deep_lists
+
+    queries = [{"query": "/q.jpg", "id": 1, "label": "", "in_dataset": False, "excluded": False}]
+    hits = [{"query": "/q.jpg", "model": "A", "rank": r, "id": i, "path": "", "label": "", "cosine": 1 - r / 10}
+            for r, i in ((1, 7), (2, 8), (3, 7))]  # fmt: skip
+    with pytest.raises(OnnxSearchError, match=r"model A's hits for query /q.jpg lists image 7 2 times") as info:
+        compare(hits, queries, ["A"], 3, None, {"1": {"7": 1, "8": 1}})
+    assert "\n" not in str(info.value)
+    good = [h | {"id": 9} if h["rank"] == 3 else h for h in hits]
+    with pytest.raises(OnnxSearchError, match=r"deep list for query /q.jpg lists image 7"):
+        compare(good, queries, ["A"], 3, None, {"1": {"7": 1}}, deep_lists(hits, 3))

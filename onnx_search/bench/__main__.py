@@ -1,4 +1,5 @@
-"""``make bench``: side-by-side, interleaved measurements written as JSON (bench/embed.json, keras.json, ...).
+"""``make bench``: side-by-side, interleaved measurements written as JSON under
+bench/results/<machine>/ (embed.json, keras.json, ...), each with the hardware record.
 
 Every ratio compares variants measured in the same process, alternating, after warm-up, so the machine's
 slow swings hit both sides alike; each figure is the median of several passes.
@@ -7,18 +8,21 @@ slow swings hit both sides alike; each figure is the median of several passes.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from .embed import MODELS, bench_embed, parse_sets
 from .matrix import bench_matrix, matrix_plot
+from .results import WORK, default_out, write_result
 from .store import bench_store
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models-dir", default="models", type=Path)
-    ap.add_argument("--out", default="bench", type=Path)
+    ap.add_argument("--out", default=default_out(), type=Path, help="results folder (default: %(default)s)")
+    ap.add_argument(
+        "--work", default=None, type=Path, help=f"scratch folder (default: {WORK}, or OUT/work with another --out)"
+    )
     ap.add_argument("--models", default="resnet50,vgg16")
     ap.add_argument(
         "--matrix-models",
@@ -43,17 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.matrix_models = args.matrix_models or args.models
     args.out.mkdir(parents=True, exist_ok=True)
-    work = args.out / "work"
+    work = args.work or (WORK if args.out == default_out() else args.out / "work")
     batches = tuple(int(b) for b in args.batches.split(","))
     if args.only in (None, "embed"):
         sets, names = parse_sets(args.embed_sets) or None, args.embed_models.split(",")
         res = bench_embed(args.models_dir, work / "embed", reps=args.reps, sets=sets, models=names)
-        (args.out / "embed.json").write_text(json.dumps(res, indent=1))
+        write_result(args.out, "embed.json", res)
     if args.only in (None, "keras"):  # ORT vs Keras per batch size (TensorFlow builds each Keras model)
         from .keras_speed import bench_keras
 
         res = bench_keras(args.models_dir, args.models.split(","), batches, reps=args.reps)
-        (args.out / "keras.json").write_text(json.dumps(res, indent=1))
+        write_result(args.out, "keras.json", res)
     if args.only in (None, "matrix"):
         res = bench_matrix(
             args.models_dir,
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             batches=batches,
             agreement_images=_agreement_images(args.agreement_images),
         )
-        (args.out / "matrix.json").write_text(json.dumps(res, indent=1))
+        write_result(args.out, "matrix.json", res)
         matrix_plot(res, args.out / "matrix.png")
         print(
             f"speed-up over fp32 at batch {max(batches)}:",
@@ -88,17 +92,17 @@ def main(argv: list[str] | None = None) -> int:
             real_model=args.scale_model,
             real_images=args.scale_real,
         )
-        (args.out / "scale.json").write_text(json.dumps(res, indent=1))
+        write_result(args.out, "scale.json", res)
         scale_plot(res, args.out / "scale.png")
     if args.only in (None, "rss"):
         from .run_rss import bench_run_rss
 
         counts = [int(n) for n in args.rss_models.split(",")]
         res = bench_run_rss(args.models_dir, work / "rss", names=args.models.split(","), counts=counts)
-        (args.out / "run_rss.json").write_text(json.dumps(res, indent=1))
+        write_result(args.out, "run_rss.json", res)
     if args.only in (None, "store"):
         res = bench_store(args.models_dir, n_images=args.store_images, n_queries=args.store_queries, work=work)
-        (args.out / "store.json").write_text(json.dumps(res, indent=1))
+        write_result(args.out, "store.json", res)
     return 0
 
 

@@ -1,11 +1,11 @@
-"""onnxruntime's CPU memory arena on and off (bench/arena.json): the peak of one process holding several models.
+"""onnxruntime's CPU memory arena on and off (arena.json): the peak of one process holding several models.
 
 For each setting a fresh interpreter opens one session per model (``SessionConfig(memory_arena=...)``), embeds
 one batch of random pixels through each in turn, ``--rounds`` times, and reports its own peak RSS (VmHWM) and the
 seconds per round. The arena keeps each session's largest activations for good, so with several models they add
 up; the default (off) is what a run uses.
 
-    python -m onnx_search.bench.arena --models-dir models --models resnet50,vgg16,efficientnet-lite0 --out bench
+    python -m onnx_search.bench.arena --models-dir models --models resnet50,vgg16,efficientnet-lite0
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ..provenance import library_versions, machine
+from .results import default_out, write_result
 
 CHILD = """
 import json, sys, time
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="resnet50,vgg16,efficientnet-lite0,dinov2-vits14", help="comma list")
     p.add_argument("--batch", type=int, default=32, help="images per batch (a run's default: 32)")
     p.add_argument("--rounds", type=int, default=3, help="batches through every model (default: 3)")
-    p.add_argument("--out", type=Path, default=Path("bench"))
+    p.add_argument("--out", type=Path, default=default_out(), help="results folder (default: %(default)s)")
     a = p.parse_args(argv)
     names = [n for n in a.models.split(",") if n]
     result = {"models": names, "batch": a.batch, "rounds": a.rounds,
@@ -62,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
               "arena_off": measure(a.models_dir, names, False, a.batch, a.rounds),
               "method": "a fresh process per setting: one session per model, one batch each per round; VmHWM at "
                         "the end", "machine": machine(), "versions": library_versions()}  # fmt: skip
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "arena.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"arena on: {result['arena_on']}; off: {result['arena_off']}; wrote {a.out / 'arena.json'}")
+    path = write_result(a.out, "arena.json", result)
+    print(f"arena on: {result['arena_on']}; off: {result['arena_off']}; wrote {path}")
     return 0
 
 

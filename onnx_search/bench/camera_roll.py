@@ -1,4 +1,4 @@
-"""Peak memory of a whole ``onnx-search run`` on a camera roll (bench/camera_roll.json).
+"""Peak memory of a whole ``onnx-search run`` on a camera roll (camera_roll.json).
 
 A folder of generated camera-like JPEGs (``camera_roll``: 4000x3000 and 3024x4032, some stored sideways with an
 EXIF orientation tag, 1-3 MB each, in a few subfolders) and an experiment on it with EfficientNet-Lite0 FP32 and
@@ -6,13 +6,12 @@ INT8, augmented copies as ground truth (50 originals x 8 transforms) and the cos
 the figure is the largest sum of resident memory over its whole process tree (it and every process it starts,
 sampled from /proc), beside the largest single process's own peak (VmHWM, which the kernel keeps).
 
-``python -m onnx_search.bench.camera_roll --out bench --work bench/work`` (``make bench-camera``).
+``python -m onnx_search.bench.camera_roll --work bench/work`` (``make bench-camera``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from ..provenance import library_versions, machine
 from ..store.local_redis import LocalRedis
+from .results import WORK, default_out, write_result
 
 FOLDERS = ("DCIM/100CANON", "DCIM/101CANON", "Camera", "Trips/2023/Lisbon")
 NOISE_TILE = 1021  # a prime side: the tiled grain never lines up with JPEG's 8x8 blocks
@@ -140,14 +140,6 @@ def run_tree_peak(cmd: list[str], every: float = 0.5, log: Path | None = None) -
             "max_processes": peak["processes"], "sample_every_s": every}  # fmt: skip
 
 
-def cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
-        return None
-
-
 def write_config(work: Path, images: Path, models_dir: Path, augment: int, transforms: list[str]) -> Path:
     config = work / "camera_roll.yaml"
     config.write_text(
@@ -168,8 +160,8 @@ TRANSFORMS = ["crop", "rotate", "hflip", "color", "blur", "jpeg", "downscale", "
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("bench"), help="folder of camera_roll.json")
-    p.add_argument("--work", type=Path, default=Path("bench/work"), help="folder of the photos, data and runs")
+    p.add_argument("--out", type=Path, default=default_out(), help="folder of camera_roll.json (default: %(default)s)")
+    p.add_argument("--work", type=Path, default=WORK, help="folder of the photos, data and runs")
     p.add_argument("--models-dir", type=Path, default=Path("models"))
     p.add_argument("--count", type=int, default=320, help="photos generated (at least 300 for the figure)")
     p.add_argument("--augment", type=int, default=50, help="originals with copies (8 transforms each)")
@@ -200,13 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         "config": config.read_text(),
         **measured,
         "target_peak_tree_rss_mb": 3072,
-        "machine": machine() | {"cpu_model": cpu_model()},
+        "machine": machine(),
         "versions": library_versions(),
     }
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "camera_roll.json").write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result(a.out, "camera_roll.json", result)
     print(f"camera roll: {len(files)} photos, peak RSS {measured['peak_tree_rss_mb']:,} MB (process tree), "
-          f"{measured['seconds']} s -> {a.out / 'camera_roll.json'}", flush=True)  # fmt: skip
+          f"{measured['seconds']} s -> {path}", flush=True)  # fmt: skip
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Peak memory of converting each registry model (bench/convert_memory.json): what a laptop must hold.
+"""Peak memory of converting each registry model (convert_memory.json): what a laptop must hold.
 
 Each model is converted with random weights (``force``: really converted, not skipped) in its own child process,
 one at a time, exactly as ``onnx-search convert`` does; the figure is that child's VmHWM. With ``--baseline``,
@@ -9,14 +9,13 @@ Each converted file is also loaded once in this process (onnxruntime, CPU) for i
 one batch of 8 after a warm-up batch), so ``--models ... --json families.json`` writes the README's model-families
 table (its ``families`` view) from the same children.
 
-    python -m onnx_search.bench.convert_memory --out bench [--models resnet50,vgg16] [--baseline resnet50,vgg16]
+    python -m onnx_search.bench.convert_memory [--models resnet50,vgg16] [--baseline resnet50,vgg16]
         [--work bench/work] [--json convert_memory.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -29,6 +28,7 @@ from ..models.isolated import convert_isolated
 from ..models.session import ModelSession, SessionConfig
 from ..models.zoo import REGISTRY, get_spec
 from ..provenance import library_versions, machine
+from .results import WORK, default_out, write_result
 
 LIMIT_MB = 3000  # the goal: every registry conversion fits beside a desktop on an 8 GB laptop
 PROTOBUF = "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"
@@ -106,10 +106,12 @@ def _result(models: dict, before: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("bench"), help="folder of convert_memory.json (default: bench)")
+    p.add_argument("--out", type=Path, default=default_out(), help="results folder (default: %(default)s)")
     p.add_argument("--models", default=",".join(REGISTRY), help="comma list of registry names (default: all)")
     p.add_argument("--baseline", default="", help="comma list of models to convert again with upb protobuf")
-    p.add_argument("--work", type=Path, default=None, help="folder for the temporary .onnx files (default: --out)")
+    p.add_argument(
+        "--work", type=Path, default=WORK, help="folder for the temporary .onnx files (default: %(default)s)"
+    )
     p.add_argument("--json", default="convert_memory.json", help="file name under --out (default: %(default)s)")
     a = p.parse_args(argv)
     names = [get_spec(n).name for n in a.models.split(",") if n]
@@ -117,12 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--models names no model: give a comma list of registry names")
     if not a.json.endswith(".json") or "/" in a.json:
         p.error(f"--json {a.json!r}: give a file name ending .json (it is written under --out)")
-    work = a.work or a.out
-    a.out.mkdir(parents=True, exist_ok=True)
+    work = a.work
     work.mkdir(parents=True, exist_ok=True)
     path = a.out / a.json
     result = bench_convert_memory(names, work, [n for n in a.baseline.split(",") if n],
-                                  save=lambda r: path.write_text(json.dumps(r, indent=2) + "\n"))  # fmt: skip
+                                  save=lambda r: write_result(a.out, a.json, r))  # fmt: skip
     print(f"wrote {path}; over {LIMIT_MB:,} MB: {result['over_limit'] or 'none'}")
     return 0
 

@@ -1,4 +1,4 @@
-"""End to end embedding against the shared bound, and where each image's core-milliseconds go (bench/embed.json).
+"""End to end embedding against the shared bound, and where each image's core-milliseconds go (embed.json).
 
 On a CPU-only machine decoding and the model share the cores, so the ceiling of end-to-end embedding is not the
 model-only rate R_model but the shared bound 1 / (1/R_model + 1/R_decode), where R_decode is the rate of the decode
@@ -30,7 +30,7 @@ from ..embed.normalize import FusedNormalizer
 from ..embed.pipeline import Pipeline
 from ..embed.sinks import MemorySink, drain
 from ..ids import content_hash
-from ..models.recipe import prepare_batch
+from ..models.recipe import prepare_batch, read_metadata_file
 from ..models.session import ModelSession, SessionConfig
 from ..provenance import library_versions, machine
 
@@ -220,7 +220,7 @@ def parse_sets(text: str) -> dict:
 def bench_embed(
     models_dir: Path, work: Path | None = None, reps: int = 3, sets: dict | None = None, models=MODELS
 ) -> dict:
-    """bench/embed.json: per model and image size, the interleaved rates, the bound and the profile.
+    """embed.json: per model and image size, the interleaved rates, the bound and the profile.
 
     ``models``: registry names in ``models_dir``; ``efficientnet-lite0.int8`` is made from its parent there."""
     work = work or Path(tempfile.mkdtemp())
@@ -239,7 +239,8 @@ def bench_embed(
     files = {label: camera_set(work / f"images_{label}", size, n, grain) for label, (size, n, grain) in sets.items()}
     for name, path in paths.items():
         session = ModelSession(path, SessionConfig(["cpu"]))
-        out[name] = {"file": path.name, "providers": session.providers_active}
+        weights = read_metadata_file(path).get("weights")  # "random:0": a speed figure only
+        out[name] = {"file": path.name, "weights": weights, "providers": session.providers_active}
         for label, fs in files.items():
             res = {"images": len(fs), "mean_file_kb": round(float(np.mean([p.stat().st_size for p in fs])) / 1024)}
             res |= decoder_settings(fs, session)
@@ -262,16 +263,16 @@ def bench_embed(
 
 if __name__ == "__main__":
     import argparse
-    import json
 
-    ap = argparse.ArgumentParser(description="bench/embed.json: end to end against the shared bound")
+    from .results import WORK, default_out, write_result
+
+    ap = argparse.ArgumentParser(description="embed.json: end to end against the shared bound")
     ap.add_argument("--models-dir", default="models", type=Path)
-    ap.add_argument("--out", default="bench", type=Path)
+    ap.add_argument("--out", default=default_out(), type=Path, help="results folder (default: %(default)s)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--sets", default="", help="image sets, e.g. 640x480:192,4000x3000:48 (the default)")
     a = ap.parse_args()
-    a.out.mkdir(parents=True, exist_ok=True)
-    work, sets = a.out / "work" / "embed", parse_sets(a.sets) or None
+    work, sets = WORK / "embed", parse_sets(a.sets) or None
     result = bench_embed(a.models_dir, work, reps=a.reps, sets=sets, models=a.models.split(","))
-    (a.out / "embed.json").write_text(json.dumps(result, indent=1))
+    write_result(a.out, "embed.json", result)

@@ -1,5 +1,5 @@
 """INT8 per family: static QDQ against dynamic quantisation of one converted model, and each variant's top-10
-agreement with its FP32 parent on a set of images (bench/matrix.json's transformer rows)."""
+agreement with its FP32 parent on a set of images (matrix.json's transformer rows)."""
 
 from __future__ import annotations
 
@@ -80,17 +80,17 @@ def compare_int8_methods(models_dir: Path, name: str, images: list[Path], work: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m onnx_search.bench.int8_methods``: the README's INT8-per-family table as bench/int8_methods.json."""
+    """``python -m onnx_search.bench.int8_methods``: the README's INT8-per-family table as int8_methods.json."""
     import argparse
-    import json
 
     from ..provenance import library_versions, machine
+    from .results import WORK, default_out, write_result
 
     p = argparse.ArgumentParser(description="INT8 per family: static QDQ vs dynamic, speed and top-10 agreement")
     p.add_argument("--models-dir", type=Path, default=Path("models"), help="converted FP32 models (default: models)")
     p.add_argument("--models", default="efficientnet-lite0,dinov2-vits14", help="comma list (a CNN, a transformer)")
     p.add_argument("--images", type=Path, default=Path("demo/images"), help="images for calibration and agreement")
-    p.add_argument("--out", type=Path, default=Path("bench"), help="folder of int8_methods.json (default: bench)")
+    p.add_argument("--out", type=Path, default=default_out(), help="results folder (default: %(default)s)")
     p.add_argument("--reps", type=int, default=5, help="interleaved timing passes (default: 5)")
     a = p.parse_args(argv)
     images = sorted(f for f in a.images.rglob("*") if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -98,14 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"no .jpg/.png images under {a.images}: run `make demo` first or pass --images")
     rows = {}
     for name in a.models.split(","):
-        rows[name] = compare_int8_methods(a.models_dir, name, images, a.out / "work" / "int8_methods", a.reps)
+        rows[name] = compare_int8_methods(a.models_dir, name, images, WORK / "int8_methods", a.reps)
         print(name, {m: (r["speedup_over_fp32"], r["top10_agreement"]) for m, r in rows[name]["methods"].items()})
-    a.out.mkdir(parents=True, exist_ok=True)
     result = {"models": rows, "machine": machine(), "versions": library_versions(),
               "method": "FP32 vs static QDQ vs dynamic INT8 (onnx_search.models.variants._int8), img/s at batch 8, "
                         "median of interleaved passes; top-10 agreement with FP32 on the images"}  # fmt: skip
-    (a.out / "int8_methods.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {a.out / 'int8_methods.json'}")
+    print(f"wrote {write_result(a.out, 'int8_methods.json', result)}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""ORT vs Keras img/s per batch size (bench/keras.json): the same converted file against the Keras model it came
+"""ORT vs Keras img/s per batch size (keras.json): the same converted file against the Keras model it came
 from, measured interleaved in one process after warm-up; each figure is the median of several passes.
 """
 
@@ -25,7 +25,7 @@ def _keras_for(model: ModelSession):
 
 
 def bench_keras(models_dir: Path, names: list[str], batches=(1, 8, 32), reps: int = 3) -> dict:
-    """ORT vs Keras img/s per batch size (bench/keras.json)."""
+    """ORT vs Keras img/s per batch size (keras.json)."""
     out: dict = {
         "machine": machine(),
         "versions": library_versions(),

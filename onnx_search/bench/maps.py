@@ -1,16 +1,15 @@
-"""How long the explorer's maps take (bench/maps.json): PCA and t-SNE of n vectors, as ``serve.maps.project``.
+"""How long the explorer's maps take (maps.json): PCA and t-SNE of n vectors, as ``serve.maps.project``.
 
 The vectors are a seeded mixture of 10 Gaussian clusters on the unit sphere in 1,280 dimensions (EfficientNet-Lite0's
 vector size); t-SNE's time depends on n far more than on where the points lie. The README's "t-SNE took 59 s for
 1,000" is this figure on the machine that measured it.
 
-    python -m onnx_search.bench.maps --out bench [--sizes 1000,2000]
+    python -m onnx_search.bench.maps [--sizes 1000,2000]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from ..provenance import library_versions, machine
 from ..serve.maps import project
+from .results import default_out, write_result
 
 
 def clustered_unit_vectors(n: int, dim: int = 1280, clusters: int = 10, spread: float = 0.5, seed: int = 0):
@@ -45,7 +45,7 @@ def time_maps(sizes: list[int], methods=("pca", "tsne"), dim: int = 1280) -> dic
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1000,2000", help="comma list of point counts (default: 1000,2000)")
-    p.add_argument("--out", type=Path, default=Path("bench"))
+    p.add_argument("--out", type=Path, default=default_out(), help="results folder (default: %(default)s)")
     a = p.parse_args(argv)
     sizes = [int(s) for s in a.sizes.split(",") if s]
     result = {"seconds": time_maps(sizes), "dim": 1280,
@@ -53,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
               "method": "onnx_search.serve.maps.project (PCA; t-SNE: scikit-learn on the first 50 principal "
                         "components, perplexity 30, init pca, 500 iterations)",
               "machine": machine(), "versions": library_versions()}  # fmt: skip
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "maps.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {a.out / 'maps.json'}")
+    print(f"wrote {write_result(a.out, 'maps.json', result)}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Speed matrix: model x variant x batch size x provider, interleaved in one process (bench/matrix.json + PNG).
+"""Speed matrix: model x variant x batch size x provider, interleaved in one process (matrix.json + PNG).
 
 Each pass runs every (model, variant, provider, batch) cell once, in turn, so the machine's slow swings hit
 every cell alike; a cell's figure is the median over passes. Ratios to FP32 compare cells of the same pass.

@@ -1,4 +1,4 @@
-"""The explorer's map projections timed on the same collection (bench/projections.json): PCA, t-SNE and UMAP.
+"""The explorer's map projections timed on the same collection (projections.json): PCA, t-SNE and UMAP.
 
 Each method runs in its own fresh child process, twice: the first call includes what a freshly started server pays
 once (imports, and for UMAP numba's JIT compilation), the second is what every later map of that method costs.
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..provenance import library_versions, machine
+from .results import default_out, write_result
 
 
 def clustered(n: int, dim: int, clusters: int = 20, seed: int = 0) -> np.ndarray:
@@ -98,11 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="1000,5000")
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--methods", default="pca,tsne,umap")
-    ap.add_argument("--out", default="bench", type=Path)
+    ap.add_argument("--out", type=Path, default=default_out(), help="results folder (default: %(default)s)")
     args = ap.parse_args(argv)
     res = bench_projections([int(s) for s in args.sizes.split(",")], args.dim, tuple(args.methods.split(",")))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "projections.json").write_text(json.dumps(res, indent=1))
+    write_result(args.out, "projections.json", res)
     return 0
 
 

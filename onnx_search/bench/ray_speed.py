@@ -1,11 +1,10 @@
-"""Ray engine vs local engine on one machine: the same folder ingested by each, alternately (bench/ray.json).
+"""Ray engine vs local engine on one machine: the same folder ingested by each, alternately (ray.json).
 
 Run inside a loopback-only network namespace (`make bench` does: unshare -n), since a Ray cluster opens ports.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -80,8 +79,10 @@ def main(models_dir: Path, sizes=(240, 720)) -> dict:
 
 
 if __name__ == "__main__":
+    from .results import default_out, write_result
+
+    # python -m onnx_search.bench.ray_speed [MODELS_DIR [OUT_DIR]] (OUT_DIR default: bench/results/<machine>)
     out = main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("models"))
-    Path("bench").mkdir(exist_ok=True)
-    Path("bench/ray.json").write_text(json.dumps(out, indent=1))
+    write_result(Path(sys.argv[2]) if len(sys.argv) > 2 else default_out(), "ray.json", out)
     for n, r in out["by_images"].items():
         print(f"{n} images: ray/local {r['ray_over_local']} {r['img_per_s']}, max |diff| {r['max_abs_vector_diff']}")

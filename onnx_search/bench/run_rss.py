@@ -1,4 +1,4 @@
-"""Peak RSS of a whole ``onnx-search run`` by the number of models (bench/run_rss.json): how memory grows.
+"""Peak RSS of a whole ``onnx-search run`` by the number of models (run_rss.json): how memory grows.
 
 The models are the registry models' FP32 files, then their INT8, then their FP16 variants (2, 4, 6 models),
 given to the run as .onnx paths so that nothing is converted inside it (variants missing from the models folder

@@ -1,4 +1,4 @@
-"""How each cost grows with the collection (bench/scale.json + scale.png), on real embeddings.
+"""How each cost grows with the collection (scale.json + scale.png), on real embeddings.
 
 Vectors: the trained EfficientNet-Lite0's embeddings of augmented package photos (``real_vectors``: 10,000 by
 default, embedded once and kept under the work folder). 100 of them, held out, are the queries at every size. Past
@@ -282,14 +282,15 @@ def scale_plot(scale: dict, out: Path) -> Path:
 if __name__ == "__main__":
     import argparse
 
-    ap = argparse.ArgumentParser(description="bench/scale.json from real embeddings")
+    from .results import WORK, default_out, write_result
+
+    ap = argparse.ArgumentParser(description="scale.json from real embeddings")
     ap.add_argument("--models-dir", default="models", type=Path)
-    ap.add_argument("--out", default="bench", type=Path)
+    ap.add_argument("--out", type=Path, default=default_out(), help="results folder (default: %(default)s)")
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--rss-sizes", default="1000,10000")
     a = ap.parse_args()
-    a.out.mkdir(parents=True, exist_ok=True)
     sz, rs = [int(v) for v in a.sizes.split(",")], [int(v) for v in a.rss_sizes.split(",")]
-    res = bench_scale(a.models_dir, a.out / "work" / "scale", sizes=sz, rss_sizes=rs)
-    (a.out / "scale.json").write_text(json.dumps(res, indent=1))
+    res = bench_scale(a.models_dir, WORK / "scale", sizes=sz, rss_sizes=rs)
+    write_result(a.out, "scale.json", res)
     scale_plot(res, a.out / "scale.png")

@@ -1,4 +1,4 @@
-"""The explorer's query latency through its HTTP API (bench/serve.json), per model, at several collection sizes.
+"""The explorer's query latency through its HTTP API (serve.json), per model, at several collection sizes.
 
 Per size, each model's collection holds seeded random unit vectors (ids catalogued against a few generated
 images, so hits join and thumbnails work): what grows with n is the store, not the model. Each query is a real
@@ -28,6 +28,7 @@ import numpy as np
 
 from ..provenance import library_versions, machine
 from ..synth import generate_labelled_set
+from .results import WORK, default_out, write_result
 
 
 def populate(data_dir: Path, redis_url: str, namespace: str, models: dict[str, Path], n: int, images: Path) -> None:
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models-dir", default="models", type=Path)
     ap.add_argument("--models", default="efficientnet-lite0,resnet50,vgg16")
-    ap.add_argument("--out", default="bench", type=Path)
+    ap.add_argument("--out", type=Path, default=default_out(), help="results folder (default: %(default)s)")
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--load-size", type=int, default=1000, help="collection size of the mixed load (0: none)")
@@ -304,15 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     res = bench_serve(
         args.models_dir,
         args.models.split(","),
-        args.out / "work",
+        WORK,
         [int(s) for s in args.sizes.split(",")],
         args.queries,
         load_size=args.load_size or None,
         clients=args.clients,
         per_client=args.per_client,
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / args.json_name).write_text(json.dumps(res, indent=1))
+    write_result(args.out, args.json_name, res)
     return 0
 
 

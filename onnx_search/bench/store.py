@@ -1,4 +1,4 @@
-"""Insert rates (Milvus Lite, Redis) beside the embedding rate, and recall/latency per index (bench/store.json)."""
+"""Insert rates (Milvus Lite, Redis) beside the embedding rate, and recall/latency per index (store.json)."""
 
 from __future__ import annotations
 

@@ -36,11 +36,31 @@ def cmd_compare(args) -> int:
     from ..experiment.report.summary import summary_markdown
     from ..experiment.results import recompare
 
-    comparison = recompare(args.results)
-    print(summary_markdown(comparison, [f"# {Path(args.results).name} (recomputed from saved results)"]))
-    if args.output:
-        Path(args.output).write_text(json.dumps(comparison, indent=1, ensure_ascii=False, sort_keys=True))
+    qrels_file = getattr(args, "qrels", None)
+    if qrels_file:
+        from ..experiment.qrels import read_qrels_ids
+
+        comparison = recompare(args.results, read_qrels_ids(qrels_file), Path(qrels_file).resolve())
+        title = f"# {Path(args.results).name} re-scored on {Path(qrels_file).name} (from saved results)"
+    else:
+        comparison = recompare(args.results)
+        title = f"# {Path(args.results).name} (recomputed from saved results)"
+    print(summary_markdown(comparison, [title]))
+    output = args.output or (rescored_path(args.results, qrels_file) if qrels_file else None)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(output).with_name(f".{Path(output).name}.partial")
+        tmp.write_text(json.dumps(comparison, indent=1, ensure_ascii=False, sort_keys=True))
+        os.replace(tmp, output)
+        print(f"wrote {output}")
     return 0
+
+
+def rescored_path(run: str | Path, qrels_file: str | Path) -> Path:
+    """Where ``compare RUN --qrels FILE`` writes by default: RUN/comparison.<FILE's stem>.json, beside the run's
+    own comparison.json, which it never replaces."""
+    d = Path(run).parent if Path(run).is_file() else Path(run)
+    return d / f"comparison.{Path(qrels_file).stem}.json"
 
 
 def cmd_report(args) -> int:
@@ -100,8 +120,18 @@ def register(sub) -> None:
     _add_run_args(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("compare", help="recompute the comparison from a run's saved results")
+    p = sub.add_parser(
+        "compare",
+        help="recompute the comparison from a run's saved results (no store is opened: works while serve runs)",
+    )
     p.add_argument("results", help="a run folder (or its results.json)")
+    p.add_argument(
+        "--qrels",
+        metavar="FILE",
+        help="re-score the run on these judgments (`query_id 0 doc_id relevance`, ids or paths relative to the "
+        "file) from its saved lists, kept judged_depth deep; writes RUN_DIR/comparison.<FILE stem>.json unless "
+        "--output names another file (the run's comparison.json is left as it was)",
+    )
     p.add_argument("--output", help="also write the comparison JSON here")
     p.set_defaults(func=cmd_compare)
 

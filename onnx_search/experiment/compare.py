@@ -16,19 +16,44 @@ from .metrics import (
     precision_at_k,
     rbo,
     recall_at_k,
+    trec_order,
 )
 from .qrels import Qrels, judged_metrics, query_judgments
 
 
+def _score(h: dict) -> float:
+    return float(h["cosine"]) if h.get("cosine") is not None else -float(h["rank"])
+
+
 def rankings(hits: list[dict]) -> dict[str, dict[str, list[dict]]]:
-    """query -> model -> hits sorted by rank."""
+    """query -> model -> hits in trec_eval's order (cosine descending, ties by image id descending as text);
+    an image twice in one model's hits of one query is an OnnxSearchError."""
     out: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for h in hits:
         out[h["query"]][h["model"]].append(h)
-    for per_model in out.values():
-        for lst in per_model.values():
-            lst.sort(key=lambda h: h["rank"])
+    for q, per_model in out.items():
+        for m, lst in per_model.items():
+            lst[:] = trec_order(sorted(lst, key=lambda h: h["rank"]), _score, lambda h: h["id"],
+                                f"model {m}'s hits for query {q}")  # fmt: skip
     return {q: dict(m) for q, m in out.items()}
+
+
+def deep_lists(hits: list[dict], depth: int) -> dict:
+    """results["deep_hits"]: {"depth", "lists": query -> model -> [[image id, cosine], ...] in rank order}."""
+    lists: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for h in sorted(hits, key=lambda h: h["rank"]):
+        lists[h["query"]][h["model"]].append([h["id"], h["cosine"]])
+    return {"depth": depth, "lists": {q: dict(m) for q, m in lists.items()}}
+
+
+def deep_rankings(deep: dict | None) -> dict[tuple[str, str], list[str]]:
+    """(query, model) -> image ids of the run's deeper list (results["deep_hits"]), in trec_eval's order."""
+    out = {}
+    for q, per_model in ((deep or {}).get("lists") or {}).items():
+        for m, pairs in per_model.items():
+            ordered = trec_order(pairs, lambda p: p[1], lambda p: p[0], f"model {m}'s deep list for query {q}")
+            out[q, m] = [str(i) for i, _ in ordered]
+    return out
 
 
 def _stats(values: list[float]) -> dict:
@@ -54,24 +79,29 @@ def compare(
     top_k: int,
     label_counts: dict[str, int] | None = None,
     qrels: Qrels | None = None,
+    deep: dict | None = None,
 ) -> dict:
     """Per-query and overall comparison; label metrics when queries and hits carry labels.
 
     ``queries``: [{"query": path, "id": int, "label": str, "in_dataset": bool, "excluded": bool}],
     ``label_counts``: label -> number of catalogued images with it. ``qrels`` (judged relevance, ids as strings)
-    take the place of labels when given: the same metric keys plus ``judged_at_k``, on judged queries only.
+    take the place of labels when given: the same metric keys plus ``judged_at_k``, on judged queries only,
+    scored on ``deep`` (results["deep_hits"]: each query's ranking deeper than top_k) where it has the query.
     """
     ranked = rankings(hits)
+    deeper = deep_rankings(deep) if qrels is not None else {}
     per_query, pairs = [], []
     for q in queries:
         per_model = ranked.get(q["query"], {})
-        per_query += [_query_row(q, m, per_model.get(m, []), top_k, label_counts, qrels) for m in models]
+        per_query += [_query_row(q, m, per_model.get(m, []), top_k, label_counts, qrels, deeper.get((q["query"], m)))
+                      for m in models]  # fmt: skip
         for a, b in combinations(models, 2):
             pairs.append(_pair_row(q["query"], a, b, per_model, top_k))
     summary = {"top_k": top_k, "queries": len(queries), "models": {}, "pairs": {}}
     if qrels is not None:  # which queries the judged metrics stand on, and the rule for unjudged hits
         judged_q = {str(q.get("id")) for q in queries} & set(qrels)
-        summary["ground_truth"] = {"kind": "qrels", "judged_queries": len(judged_q), "unjudged_rule": "condensed"}
+        summary["ground_truth"] = {"kind": "qrels", "judged_queries": len(judged_q), "unjudged_rule": "condensed",
+                                   "judged_depth": _depth(deeper, ranked)}  # fmt: skip
     elif label_counts:
         summary["ground_truth"] = {"kind": "labels"}
     for m in models:
@@ -81,8 +111,20 @@ def compare(
     return {"summary": summary, "per_query": per_query, "pairs": pairs}
 
 
+def _depth(deeper: dict[tuple[str, str], list[str]], ranked: dict) -> int:
+    """How deep the lists the judged metrics were computed on go (the longest)."""
+    lengths = [len(v) for v in deeper.values()] or [len(h) for q in ranked.values() for h in q.values()]
+    return max(lengths, default=0)
+
+
 def _query_row(
-    q: dict, model: str, hs: list[dict], top_k: int, label_counts: dict[str, int] | None, qrels: Qrels | None = None
+    q: dict,
+    model: str,
+    hs: list[dict],
+    top_k: int,
+    label_counts: dict[str, int] | None,
+    qrels: Qrels | None = None,
+    deep_ids: list[str] | None = None,
 ) -> dict:
     label = q.get("label") or ""
     cos = [h["cosine"] for h in hs]
@@ -94,12 +136,12 @@ def _query_row(
         "top1_cosine": cos[0] if cos else None,
         "mean_cosine": float(np.mean(cos)) if cos else None,
     }
-    if qrels is not None:  # judged relevance: condensed lists (unjudged hits removed), see qrels.judged_metrics
+    if qrels is not None:  # judged relevance: condensed lists (unjudged hits removed) of the deepest list kept
         judged = query_judgments(qrels, str(q.get("id", "")), bool(q.get("in_dataset") and q.get("excluded")))
         row["ground_truth"] = "qrels"
         if judged is not None:
             row |= {"relevant": sum(1 for g in judged.values() if g >= 1)}
-            row |= judged_metrics([str(h["id"]) for h in hs], judged, top_k)
+            row |= judged_metrics(deep_ids if deep_ids is not None else [str(h["id"]) for h in hs], judged, top_k)
     elif label and label_counts:
         n_rel = label_counts.get(label, 0) - (1 if q.get("in_dataset") and q.get("excluded") else 0)
         rels = [h["label"] == label for h in hs]

@@ -23,23 +23,49 @@ class _Strict(BaseModel):
 
 
 class ModelEntry(_Strict):
-    # the user's own model (no registry line): torch (factory + weights), keras (file) or onnx (a bare file);
-    # paths in a user model's entry (file, weights, reads, a bare name.onnx) are taken from the YAML file's folder
-    source: Literal["torch", "keras", "onnx"] | None = None
-    name: str  # registry name, a path ending .onnx, or the name of the user's own model (with source)
-    weights: str = "auto"  # imagenet | random | auto | a weights file; a user torch model: its state dict
-    seed: int = 0
-    providers: list[str] = Field(default_factory=lambda: ["auto"])
-    strict: bool = False
-    batch_size: int = Field(32, ge=1, le=4096)
-    threads: int = Field(0, ge=0)
-    variants: list[Literal["fp32", "fp16", "int8", "optimized"]] = Field(default_factory=lambda: ["fp32"], min_length=1)
-    factory: str | None = None  # torch: "package.module:callable" returning the module
-    file: str | None = None  # keras: .keras / .h5; onnx: .onnx
-    layer: str | None = None  # the layer whose output is the vector (default: the model's output)
-    recipe: dict | None = None  # input_size, preprocess, resize, interpolation, layout, crop_pct, mean, std
-    reads: list[str] | None = None  # torch: files the factory itself reads (checkpoints), tracked for staleness
-    base: str | None = Field(None, exclude=True)  # the YAML file's folder (set by the loader, not written)
+    """One model to compare: a registry model, a .onnx file, or your own model (``source``). Paths in your own
+    model's entry (file, weights, reads, a bare name.onnx) are taken from the YAML file's folder."""
+
+    source: Literal["torch", "keras", "onnx"] | None = Field(
+        None,
+        description="your own model (no registry line): torch (factory + weights), keras (file) or onnx (file); "
+        "empty for a registry model or a .onnx path in name",
+    )
+    name: str = Field(description="a registry name, a path ending .onnx, or the name of your own model (with source)")
+    weights: str = Field(
+        "auto",
+        description="imagenet, random, auto (imagenet when it can be had, else random, said in the output) or a "
+        "weights file; your own torch model: its state dict",
+    )
+    seed: int = Field(0, description="seed of the weights when they are random")
+    providers: list[str] = Field(
+        default_factory=lambda: ["auto"],
+        description="onnxruntime execution providers, in order of preference: auto, tensorrt, cuda, cpu",
+    )
+    strict: bool = Field(False, description="fail when a requested provider does not load (else fall back to CPU)")
+    batch_size: int = Field(32, ge=1, le=4096, description="images per inference batch")
+    threads: int = Field(0, ge=0, description="onnxruntime intra-op threads (0: one per core)")
+    variants: list[Literal["fp32", "fp16", "int8", "optimized"]] = Field(
+        default_factory=lambda: ["fp32"],
+        min_length=1,
+        description="deployment variants compared as models of their own: NAME (fp32), NAME.fp16, NAME.int8, "
+        "NAME.optimized (registry models only)",
+    )
+    factory: str | None = Field(None, description='torch: "package.module:callable" returning the module')
+    file: str | None = Field(None, description="keras: the .keras or .h5 file; onnx: the .onnx file")
+    layer: str | None = Field(None, description="the layer whose output is the vector (default: the model's output)")
+    recipe: dict | None = Field(
+        None,
+        description="your own model's preprocessing: input_size, preprocess, resize, interpolation, layout, "
+        "crop_pct, mean, std",
+    )
+    reads: list[str] | None = Field(
+        None,
+        description="torch: files the factory itself reads (checkpoints), hashed so that a change converts again",
+    )
+    base: str | None = Field(
+        None, exclude=True, description="set by the loader to the YAML file's folder; not written in a file"
+    )
 
     @field_validator("name")
     @classmethod
@@ -120,26 +146,46 @@ class ModelEntry(_Strict):
 
 
 class Dataset(_Strict):
-    root: Path
-    extensions: list[str] = Field(default_factory=lambda: [e.lstrip(".") for e in DEFAULT_EXTENSIONS])
-    # label = parent folder name; auto: only when the folders look like classes (experiment.survey.folder_labels:
-    # leaf folders of 2+ images, none named like a camera, app or date), decided when the run starts
-    labels: bool | Literal["auto"] = "auto"
+    """The images searched: every image file under one folder."""
+
+    root: Path = Field(description="the folder of images (searched recursively)")
+    extensions: list[str] = Field(
+        default_factory=lambda: [e.lstrip(".") for e in DEFAULT_EXTENSIONS],
+        description="image file extensions catalogued (case-insensitive)",
+    )
+    # decided by experiment.survey.folder_labels when the run starts
+    labels: bool | Literal["auto"] = Field(
+        "auto",
+        description="label each image by its parent folder's name (true), or not (false); auto: only when the "
+        "folders look like classes (leaf folders of 2+ images, none named like a camera, app or date)",
+    )
 
 
 class MilvusSection(_Strict):
-    uri: str | None = None  # empty: Milvus Lite under data_dir
-    token: str | None = None
-    user: str | None = None
-    password: str | None = None
+    """The Milvus that holds the vectors: a server, or Milvus Lite under data_dir."""
+
+    uri: str | None = Field(
+        None, description="a Milvus server, e.g. http://host:19530; empty: Milvus Lite under data_dir"
+    )
+    token: str | None = Field(None, description="the server's token (or user:password)")
+    user: str | None = Field(None, description="the server's user name")
+    password: str | None = Field(None, description="the server's password (use ${VAR} to keep it out of the file)")
 
 
 class Store(_Strict):
-    milvus: MilvusSection = Field(default_factory=MilvusSection)
-    redis_url: str | None = None  # empty: a local redis-server under data_dir
-    namespace: str | None = None
-    metric: Metric = Metric.COSINE
-    index: IndexParams = Field(default_factory=IndexParams)
+    """Where the vectors (Milvus, one collection per model) and the catalogue (Redis) live."""
+
+    milvus: MilvusSection = Field(default_factory=MilvusSection, description="the Milvus that holds the vectors")
+    redis_url: str | None = Field(
+        None, description="redis:// or rediss:// URL of the catalogue; empty: a local redis-server under data_dir"
+    )
+    namespace: str | None = Field(
+        None, description="Redis key prefix and Milvus collection prefix (default: one of the experiment's own)"
+    )
+    metric: Metric = Field(Metric.COSINE, description="vector distance of the collections")
+    index: IndexParams = Field(
+        default_factory=IndexParams, description="the index the results come from (default: FLAT, exact search)"
+    )
 
     def settings(self, data_dir: Path, experiment: str) -> StoreSettings:
         """The stores this experiment uses (namespace defaults to one of its own)."""
@@ -161,10 +207,16 @@ class Store(_Strict):
 class Augment(_Strict):
     """Perturbed copies of sampled dataset images as queries; each copy's original is its one right answer."""
 
-    sample: int = Field(50, ge=1)  # originals sampled (seeded) from the catalogued images
-    under: Path | None = None  # only originals under this subfolder of dataset.root (e.g. the real photos)
-    seed: int = 0
-    transforms: list[str] = Field(default_factory=lambda: list(DEFAULT_TRANSFORMS), min_length=1)
+    sample: int = Field(50, ge=1, description="originals sampled (seeded) from the catalogued images")
+    under: Path | None = Field(
+        None, description="only originals under this subfolder of dataset.root (e.g. the real photos)"
+    )
+    seed: int = Field(0, description="seed of the sample and of the perturbations")
+    transforms: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TRANSFORMS),
+        min_length=1,
+        description=f"the perturbations, one copy each per original; known: {', '.join(TRANSFORMS)}",
+    )
 
     @field_validator("transforms")
     @classmethod
@@ -180,11 +232,13 @@ class Augment(_Strict):
 class Queries(_Strict):
     """Where queries come from: exactly one source; none given means a seeded sample of the dataset."""
 
-    sample: Annotated[int, Field(ge=1)] | Literal["all"] | None = None  # N images sampled with the seed, or all
-    folder: Path | None = None
-    paths: list[Path] | None = None
-    exclude_self: bool = True
-    augment: Augment | None = None  # robustness queries, beside the ones above
+    sample: Annotated[int, Field(ge=1)] | Literal["all"] | None = Field(
+        None, description=f"N dataset images sampled with the seed, or all (default: {DEFAULT_QUERY_SAMPLE})"
+    )
+    folder: Path | None = Field(None, description="query with every image in this folder")
+    paths: list[Path] | None = Field(None, description="query with these image files")
+    exclude_self: bool = Field(True, description="leave a query image that is in the dataset out of its own hits")
+    augment: Augment | None = Field(None, description="robustness queries (perturbed copies), beside the ones above")
 
     @field_validator("sample", mode="before")
     @classmethod
@@ -209,10 +263,12 @@ class Queries(_Strict):
 class EngineSection(_Strict):
     """Where embedding runs: ``local`` (threads + one session per model) or ``ray`` (Ray Data actor pools)."""
 
-    type: Literal["local", "ray"] = "local"
-    address: str | None = None  # ray: None starts a local cluster on 127.0.0.1; "auto"; "ray://host:10001"
-    actors: int = Field(1, ge=1)
-    gpus_per_actor: float = Field(0.0, ge=0)
+    type: Literal["local", "ray"] = Field("local", description="where embedding runs")
+    address: str | None = Field(
+        None, description='ray: empty starts a local cluster on 127.0.0.1; "auto"; "ray://host:10001"'
+    )
+    actors: int = Field(1, ge=1, description="ray: actors per model")
+    gpus_per_actor: float = Field(0.0, ge=0, description="ray: GPUs each actor reserves")
 
     def ray(self):
         from ..embed.ray_engine import RaySettings
@@ -223,41 +279,64 @@ class EngineSection(_Strict):
 class CostSection(_Strict):
     """How the cost phase measures speed: on a sample of the dataset, interleaved over models, median of repeats."""
 
-    images: int = Field(16, ge=1, le=4096)
-    repeats: int = Field(2, ge=1, le=20)
+    images: int = Field(16, ge=1, le=4096, description="dataset images timed per model")
+    repeats: int = Field(2, ge=1, le=20, description="timed passes per model; the median is reported")
 
 
 class GroundTruth(_Strict):
     """Judged relevance: a TREC qrels file (``query_id 0 doc_id relevance``, ids or paths)."""
 
-    qrels: Path  # the loader takes a relative path from the YAML file's folder
+    qrels: Path = Field(description="the qrels file; a relative path is taken from the YAML file's folder")
 
 
 class VerdictSection(_Strict):
     """The verdict at the top of summary.md: the primary quality metric and the cost that picks among ties."""
 
-    # auto: nDCG@k on judgments (ground_truth.qrels), P@k on folder labels, MRR@k on copies (queries.augment)
-    metric: Literal["auto", "p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k", "recall_at_1", "mrr_at_k"] = "auto"
-    cost: Literal["img_per_s", "query_p50", "file_mb"] = "img_per_s"  # model-only img/s, query embed p50, file MB
+    metric: Literal["auto", "p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k", "recall_at_1", "mrr_at_k"] = Field(
+        "auto",
+        description="the primary quality metric; auto: nDCG@k on judgments (ground_truth.qrels), else P@k on "
+        "folder labels, else MRR@k on copies (queries.augment)",
+    )
+    cost: Literal["img_per_s", "query_p50", "file_mb"] = Field(
+        "img_per_s",
+        description="the cost that picks among tied models: model-only images/s, query embedding p50, or file MB",
+    )
 
 
 class Experiment(_Strict):
-    experiment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    output: Path = Path("runs")
-    data_dir: Path | None = None  # embedded stores; default data/<experiment>
-    models_dir: Path = Path("models")
-    seed: int = 0
-    top_k: int = Field(10, ge=1, le=1000)
-    dataset: Dataset
-    models: list[ModelEntry] = Field(min_length=1)
-    store: Store = Field(default_factory=Store)
-    queries: Queries = Field(default_factory=Queries)
-    sweep: list[IndexParams] = Field(default_factory=list)  # extra index variants to compare with exact search
-    grid_queries: int = Field(8, ge=0)  # queries shown in the result grid
-    cost: CostSection | None = Field(default_factory=CostSection)  # null: no speed measurements
-    engine: EngineSection = Field(default_factory=EngineSection)
-    ground_truth: GroundTruth | None = None  # judged relevance instead of folder labels
-    verdict: VerdictSection = Field(default_factory=VerdictSection)
+    """One experiment file: the images, the models compared, the stores, the queries and how to judge them."""
+
+    experiment: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="the experiment's name: it names the run folder, the data folder and the store namespace",
+    )
+    output: Path = Field(Path("runs"), description="the run folder is <output>/<experiment>")
+    data_dir: Path | None = Field(None, description="where the embedded stores live (default: data/<experiment>)")
+    models_dir: Path = Field(Path("models"), description="where converted .onnx models are kept")
+    seed: int = Field(0, description="seed of the run's random choices: query sample, calibration images, resampling")
+    top_k: int = Field(10, ge=1, le=1000, description="hits per query and model: the k of every @k metric")
+    judged_depth: int = Field(
+        100,
+        ge=0,
+        le=10000,
+        description="each query's ranking is kept this deep (top_k if larger) in results.json: judged metrics fill "
+        "their top k from judged images found below rank k (trec_eval -J over a deep run), and `compare --qrels` "
+        "scores later judgments on it; 0: keep the top k only",
+    )
+    dataset: Dataset = Field(description="the images searched")
+    models: list[ModelEntry] = Field(min_length=1, description="the models compared")
+    store: Store = Field(default_factory=Store, description="where the vectors and the catalogue live")
+    queries: Queries = Field(default_factory=Queries, description="where the queries come from")
+    sweep: list[IndexParams] = Field(
+        default_factory=list, description="extra indexes (IVF_FLAT, HNSW) to compare with exact search"
+    )
+    grid_queries: int = Field(8, ge=0, description="queries shown in the report's result grid")
+    cost: CostSection | None = Field(
+        default_factory=CostSection, description="how speed is measured; null: no speed measurements"
+    )
+    engine: EngineSection = Field(default_factory=EngineSection, description="where embedding runs")
+    ground_truth: GroundTruth | None = Field(None, description="judged relevance instead of folder labels")
+    verdict: VerdictSection = Field(default_factory=VerdictSection, description="how the verdict is reached")
 
     @model_validator(mode="after")
     def _verdict_has_ground_truth(self):

@@ -1,9 +1,21 @@
 """How sure a comparison is: intervals over queries, paired tests between models, Holm, power, the verdict.
 
-Pure functions over per-query values (one number per query and model). The statistics are scipy.stats':
-``bootstrap`` for intervals (resampling queries) and ``permutation_test`` for the paired randomisation
-(sign-flip) test, exact over all 2^n flips when n is small. Holm is written out here because scipy has no
-multiple-comparison correction for p-values (statsmodels does; it is the tests' reference, not a dependency).
+Pure functions over per-query values (one number per query and model), optionally grouped into clusters (copies of
+one original, several queries from one source): with ``groups`` the independent unit is the cluster.
+
+- Intervals: ``scipy.stats.bootstrap`` (BCa) over queries; with groups, over clusters resampled with their members
+  (the statistic is the mean of every value in the drawn clusters, so the interval is for the same mean).
+- Tests: the paired randomisation (sign-flip) test, two-sided, on |sum of differences|; with groups the sign of each
+  cluster's total difference is flipped (the per-cluster mean difference weighted by its size). It is written out
+  here, vectorised over every pair of a family at once (one sign matrix, one matrix product), because
+  ``scipy.stats.permutation_test`` takes one pair per call and the family's resample count grows with the number
+  of pairs; the tests check it against full enumeration and against scipy. Exact over all 2^u flips for u <= 16
+  units (or when 2^u is no more than the Monte-Carlo count); otherwise Monte-Carlo with
+  B = max(resamples, 20·m/alpha) flips for a family of m pairs, p = (hits + 1) / (B + 1), so the smallest Holm-
+  adjusted p, m / (B + 1), is alpha / 20 or less; above MAX_FLIPS the asymptotic (normal) sign-flip p.
+- Holm across the pairs of a metric (written out: scipy has no multiple-comparison correction; statsmodels is the
+  tests' reference, not a dependency).
+- Power advice at Holm's worst case, alpha / m, the level the smallest p must pass.
 """
 
 from __future__ import annotations
@@ -20,100 +32,244 @@ DEFAULT_RESAMPLES = 2000
 CONFIDENCE = 0.95
 ALPHA = 0.05
 INTERVAL_METHOD = "BCa"  # scipy.stats.bootstrap method (bench/evidence_calibration.json: BCa covers better)
-EXACT_MAX_N = 16  # up to 2^16 sign flips are enumerated exactly (scipy does so when n_resamples >= 2^n)
+T_BELOW = 10  # fewer units: Student t interval (a bootstrap of 4-6 values covers 77-89%, t 91%; see the bench)
+EXACT_MAX_N = 16  # up to 2^16 sign flips are enumerated exactly
+FLOOR_FACTOR = 20  # Monte-Carlo flips >= FLOOR_FACTOR * m / alpha: the smallest Holm-adjusted p is <= alpha / 20
+MAX_FLIPS = 2_000_000  # a family needing more flips than this gets the asymptotic sign-flip p
+_CHUNK = 1 << 22  # matrix elements per chunk of sign flips (32 MB of float64)
 
 METHOD: dict = {
     "interval": f"bootstrap over queries ({INTERVAL_METHOD}, scipy.stats.bootstrap)",
     "resamples": DEFAULT_RESAMPLES,
     "confidence": CONFIDENCE,
+    "small_n_interval": f"Student t (cluster-robust with groups) below {T_BELOW} units",
     "seed": None,  # the experiment's seed, filled by method_record
     "test": "paired randomisation (sign-flip), two-sided",
-    "test_library": "scipy.stats.permutation_test(permutation_type='samples')",
+    "test_library": "numpy, vectorised over the pairs (checked against scipy.stats.permutation_test)",
     "exact_up_to_n": EXACT_MAX_N,
+    "flips_rule": f"max(resamples, {FLOOR_FACTOR}·m/alpha) Monte-Carlo flips for m pairs, p = (hits + 1)/(flips + 1);"
+    f" exact over all 2^n flips when n <= {EXACT_MAX_N} or 2^n <= that count",
     "correction": "Holm",
     "alpha": ALPHA,
+    "unit": "query",
 }
 
 
-def method_record(seed: int, resamples: int = DEFAULT_RESAMPLES) -> dict:
-    """METHOD with the run's seed and resample count, as written into the results."""
-    return METHOD | {"seed": seed, "resamples": resamples}
+def flips_for(pairs: int, resamples: int = DEFAULT_RESAMPLES, alpha: float = ALPHA) -> int:
+    """Monte-Carlo sign flips for a family of ``pairs`` tests: the smallest Holm-adjusted p is <= alpha / 20."""
+    return max(int(resamples), math.ceil(FLOOR_FACTOR * max(1, int(pairs)) / alpha))
+
+
+def flip_kind(units: int, flips: int) -> str:
+    """How the p of ``units`` independent units is computed with ``flips`` Monte-Carlo flips."""
+    if units <= EXACT_MAX_N or (units < 60 and 2**units <= flips):
+        return "exact"
+    return "asymptotic" if flips > MAX_FLIPS else "monte-carlo"
+
+
+def p_floor(units: int, flips: int) -> float:
+    """The smallest two-sided p the test can give: 2/2^u exact, 1/(flips + 1) Monte-Carlo, 0 asymptotic."""
+    if units < 1:
+        return 1.0
+    kind = flip_kind(units, flips)
+    return min(1.0, 2.0 / 2.0**units) if kind == "exact" else 1.0 / (flips + 1) if kind == "monte-carlo" else 0.0
+
+
+def units_to_separate(pairs: int, alpha: float = ALPHA) -> int:
+    """The fewest units at which the smallest exact p, times Holm's ``pairs``, is below ``alpha``."""
+    return math.floor(math.log2(2 * max(1, pairs) / alpha)) + 1
+
+
+def method_record(
+    seed: int, resamples: int = DEFAULT_RESAMPLES, *, models: int | None = None, unit: str = "query"
+) -> dict:
+    """METHOD with the run's seed, resample count and unit; with ``models``, the flips of a family of all their
+    pairs and the smallest attainable p, raw and Holm-adjusted (Monte-Carlo; an exact test's floor is 2/2^n)."""
+    out = METHOD | {"seed": seed, "resamples": resamples, "unit": unit}
+    if unit != "query":
+        out["interval"] = (
+            f"cluster bootstrap over {unit}s, each with its members ({INTERVAL_METHOD}, scipy.stats.bootstrap)"
+        )
+        out["test"] += f", signs flipped per {unit}"
+    if models is not None and models > 1:
+        m = models * (models - 1) // 2
+        b = flips_for(m, resamples)
+        out |= {"pairs": m, "flips": b, "p_floor": 1.0 / (b + 1), "holm_floor": min(1.0, m / (b + 1))}
+    return out
 
 
 def _mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.mean(x, axis=axis)
 
 
+def _ratio(s: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.sum(s, axis=axis) / np.sum(c, axis=axis)
+
+
+def _codes(groups, size: int) -> np.ndarray:
+    """Cluster labels as 0..G-1 codes aligned with the values."""
+    g = np.asarray(groups)
+    if g.shape != (size,):
+        raise ValueError(f"groups must give one cluster label per value: {g.shape} labels for {size} values")
+    return np.unique(g, return_inverse=True)[1].reshape(-1)
+
+
+def _unit(groups, unit: str | None) -> str:
+    return unit or ("query" if groups is None else "original")
+
+
+def _t_interval(v: np.ndarray, codes: np.ndarray | None, confidence: float) -> tuple[float, float]:
+    """Student t interval of the mean of ``v``; with clusters, the cluster-robust (linearised ratio) standard error
+    on G - 1 degrees of freedom."""
+    codes = np.arange(v.size) if codes is None else codes
+    sums, counts = np.bincount(codes, weights=v), np.bincount(codes).astype(np.float64)
+    g, mean = sums.size, v.mean()
+    se = math.sqrt(g / (g - 1) * float(np.sum((sums - mean * counts) ** 2))) / counts.sum()
+    half = float(stats.t.ppf(0.5 + confidence / 2, g - 1)) * se
+    return float(mean - half), float(mean + half)
+
+
 def interval(
     values,
     *,
     seed: int,
+    groups=None,
+    unit: str | None = None,
     resamples: int = DEFAULT_RESAMPLES,
     confidence: float = CONFIDENCE,
     method: str = INTERVAL_METHOD,
 ) -> dict:
-    """Seeded bootstrap interval of the mean over queries: {"mean", "low", "high", "n"}.
+    """Seeded bootstrap interval of the mean: {"mean", "low", "high", "n", "unit", "units"}.
 
-    Degenerate inputs (fewer than 2 values, or all equal) give low = high = mean (no resampling can vary them);
-    an empty input gives mean None.
+    ``groups`` (one cluster label per value): clusters are resampled with their members and the statistic is the mean
+    of every value drawn, so "mean" stays the mean of all values. Degenerate inputs (fewer than 2 units, or all values
+    equal) give low = high = mean and a "note" saying why; an empty input gives mean None.
     """
-    v = np.asarray(values, dtype=np.float64)
-    v = v[~np.isnan(v)]
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    keep = ~np.isnan(v)
+    codes = None if groups is None else _codes(groups, v.size)[keep]
+    v = v[keep]
+    out = {"unit": _unit(groups, unit)}
     if v.size == 0:
-        return {"mean": None, "low": None, "high": None, "n": 0}
+        return {"mean": None, "low": None, "high": None, "n": 0} | out | {"units": 0}
     mean = float(v.mean())
-    if v.size < 2 or np.ptp(v) == 0:
-        return {"mean": mean, "low": mean, "high": mean, "n": int(v.size)}
+    if codes is not None:
+        codes = np.unique(codes, return_inverse=True)[1].reshape(-1)
+    units = int(v.size if codes is None else codes.max() + 1)
+    out |= {"units": units}
+    equal = np.ptp(v) <= 1e-12 * max(1.0, abs(mean))  # float noise of a - b on equal differences included
+    if units < 2 or equal:
+        note = "all equal" if v.size > 1 and equal else f"one {out['unit']}"
+        return {"mean": mean, "low": mean, "high": mean, "n": int(v.size)} | out | {"note": note}
+    if units < T_BELOW and method == INTERVAL_METHOD:
+        low, high = _t_interval(v, codes, confidence)
+        return {"mean": mean, "low": min(low, mean), "high": max(high, mean), "n": int(v.size)} | out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        res = stats.bootstrap(
-            (v,),
-            _mean,
-            n_resamples=resamples,
-            confidence_level=confidence,
-            method=method,
-            vectorized=True,
-            rng=np.random.default_rng(seed),
-        )
+        warnings.simplefilter("ignore", RuntimeWarning)  # BCa's acceleration on a nearly degenerate sample: NaN
+        common = dict(n_resamples=resamples, confidence_level=confidence, method=method, vectorized=True,
+                      rng=np.random.default_rng(seed))  # fmt: skip
+        if codes is None:
+            res = stats.bootstrap((v,), _mean, **common)
+        else:
+            sums, counts = np.bincount(codes, weights=v), np.bincount(codes).astype(np.float64)
+            res = stats.bootstrap((sums, counts), _ratio, paired=True, **common)
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (math.isfinite(low) and math.isfinite(high)):  # BCa on a nearly degenerate sample: no interval
-        low = high = mean
-    return {"mean": mean, "low": min(low, mean), "high": max(high, mean), "n": int(v.size)}
+        return {"mean": mean, "low": mean, "high": mean, "n": int(v.size)} | out | {"note": "no interval"}
+    return {"mean": mean, "low": min(low, mean), "high": max(high, mean), "n": int(v.size)} | out
 
 
-def sign_flip_p(diff, *, seed: int, resamples: int = DEFAULT_RESAMPLES) -> float:
-    """Two-sided p of the paired randomisation test on per-query differences (exact for n <= EXACT_MAX_N)."""
-    d = np.asarray(diff, dtype=np.float64)
-    d = d[~np.isnan(d)]
+def flip_pvalues(diffs, *, seed: int, flips: int) -> tuple[np.ndarray, str]:
+    """Two-sided sign-flip p of each column of ``diffs`` (units × pairs; one row per independent unit), with
+    one sign matrix shared by the columns: exact over all 2^u flips, Monte-Carlo or asymptotic (see flip_kind)."""
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d.reshape(d.shape[0], -1)
+    u, ncol = d.shape
+    obs = np.abs(d.sum(axis=0))
+    tol = 1e-9 * np.abs(d).sum(axis=0) + 1e-12  # float noise in sums of the same values in another order
+    kind = flip_kind(u, flips)
+    if u == 0:
+        return np.ones(ncol), kind
+    if kind == "asymptotic":
+        scale = np.sqrt((d**2).sum(axis=0))
+        z = np.divide(obs, scale, out=np.zeros(ncol), where=scale > 0)
+        return np.minimum(1.0, 2 * stats.norm.sf(z)), kind
+    step = max(1, _CHUNK // max(u, 1))
+    hits = np.zeros(ncol)
+    if kind == "exact":
+        total, bits = 2**u, np.arange(u, dtype=np.int64)
+        for start in range(0, total, step):
+            k = np.arange(start, min(total, start + step), dtype=np.int64)
+            signs = 1.0 - 2.0 * ((k[:, None] >> bits) & 1)
+            hits += (np.abs(signs @ d) >= obs - tol).sum(axis=0)
+        return np.minimum(1.0, hits / total), kind
+    rng = np.random.default_rng(seed)
+    for start in range(0, flips, step):
+        signs = rng.integers(0, 2, size=(min(step, flips - start), u), dtype=np.int8).astype(np.float64) * 2 - 1
+        hits += (np.abs(signs @ d) >= obs - tol).sum(axis=0)
+    return np.minimum(1.0, (hits + 1) / (flips + 1)), kind
+
+
+def unit_totals(d: np.ndarray, codes: np.ndarray | None) -> np.ndarray:
+    """Per-unit totals of the differences (rows: queries, or clusters with their summed differences)."""
+    if codes is None:
+        return d
+    codes = np.unique(codes, return_inverse=True)[1].reshape(-1)
+    out = np.zeros((int(codes.max()) + 1, *d.shape[1:]))
+    np.add.at(out, codes, d)
+    return out
+
+
+def sign_flip_p(diff, *, seed: int, groups=None, resamples: int = DEFAULT_RESAMPLES, pairs: int = 1) -> float:
+    """Two-sided p of the paired randomisation test on per-query differences; with ``groups``, signs flipped per
+    cluster. ``pairs``: the size of the family it belongs to (sets the Monte-Carlo count, see flips_for)."""
+    d = np.asarray(diff, dtype=np.float64).reshape(-1)
+    keep = ~np.isnan(d)
+    codes = None if groups is None else _codes(groups, d.size)[keep]
+    d = d[keep]
     if d.size < 2 or not np.any(d):
         return 1.0
-    n_res = max(resamples, 2**d.size) if d.size <= EXACT_MAX_N else resamples
-    res = stats.permutation_test(
-        (d,),
-        _mean,
-        permutation_type="samples",
-        alternative="two-sided",
-        n_resamples=n_res,
-        vectorized=True,
-        rng=np.random.default_rng(seed),
-    )
-    return float(min(1.0, res.pvalue))
+    p, _ = flip_pvalues(unit_totals(d, codes), seed=seed, flips=flips_for(pairs, resamples))
+    return float(p[0])
 
 
-def paired(a, b, *, seed: int, resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE) -> dict:
-    """Model a against model b on the same queries: {"diff": interval of mean(a - b), "p": two-sided p}.
+def _sd_units(d: np.ndarray, codes: np.ndarray | None) -> float:
+    """SD of the per-unit mean differences (the spread the power formulas need)."""
+    if codes is not None:
+        codes = np.unique(codes, return_inverse=True)[1].reshape(-1)
+        d = np.bincount(codes, weights=d) / np.bincount(codes)
+    return float(np.std(d, ddof=1)) if d.size > 1 else 0.0
 
-    The interval resamples query indices and takes both models' values at them: the same as resampling the
-    per-query differences a - b. The p-value flips the sign of each difference (swaps a and b per query).
+
+def paired(
+    a, b, *, seed: int, groups=None, unit: str | None = None, resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = CONFIDENCE, pairs: int = 1,
+) -> dict:  # fmt: skip
+    """Model a against model b on the same queries: {"diff": interval of mean(a - b), "p": two-sided p, ...}.
+
+    The interval resamples query indices (or clusters) and takes both models' values at them: the same as
+    resampling the per-query differences a - b. The p-value flips the sign of each difference (swaps a and b per
+    query, or per cluster with ``groups``). Queries where either value is missing are left out.
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired values need the same queries: {a.shape} vs {b.shape}")
-    d = a - b
-    return {
-        "diff": interval(d, seed=seed, resamples=resamples, confidence=confidence),
-        "p": sign_flip_p(d, seed=seed, resamples=resamples),
-    }
+    d = (a - b).reshape(-1)
+    keep = ~np.isnan(d)
+    codes = None if groups is None else _codes(groups, d.size)[keep]
+    d = d[keep]
+    flips = flips_for(pairs, resamples)
+    diff = interval(d, seed=seed, groups=codes, unit=_unit(groups, unit), resamples=resamples, confidence=confidence)
+    units = diff["units"]
+    if d.size < 2 or not np.any(d):
+        p, kind = 1.0, flip_kind(units, flips)
+    else:
+        ps, kind = flip_pvalues(unit_totals(d, codes), seed=seed, flips=flips)
+        p = float(ps[0])
+    return {"diff": diff, "p": p, "unit": diff["unit"], "units": units, "test": kind,
+            "flips": flips if kind == "monte-carlo" else None, "p_floor": p_floor(units, flips),
+            "sd_diff": _sd_units(d, codes)}  # fmt: skip
 
 
 def holm(pvalues) -> list[float]:
@@ -129,38 +285,94 @@ def holm(pvalues) -> list[float]:
     return [float(x) for x in out]
 
 
-def _z(alpha: float, power: float) -> float:
-    return float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+# The sign-flip test's null spread is the uncentred sum of squares, so against a true difference delta it behaves
+# like a t test on SD sqrt(sd^2 + delta^2) (the formula below); on bounded, tied values it loses a little more:
+# planned without this margin the verdict's rule separated 79.5-81% of simulated runs (bench evidence_calibration).
+POWER_MARGIN = 1.05
+
+
+def _factor(alpha: float, power: float, n: int) -> float:
+    """t_{1-alpha/2} + t_power on n - 1 degrees of freedom (the paired t test's power approximation)."""
+    return float(stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1))
 
 
 def detectable_difference(sd_diff: float, n: int, alpha: float = ALPHA, power: float = 0.8) -> float:
-    """Smallest mean difference a paired two-sided test at ``alpha`` detects with ``power`` (normal
-    approximation): (z_{1-alpha/2} + z_power) * sd / sqrt(n), about 2.8 * sd / sqrt(n)."""
-    if n < 1:
+    """Smallest mean difference delta the paired sign-flip test at ``alpha`` detects with ``power``: the t test's
+    delta = F * sqrt(sd^2 + delta^2) / sqrt(n / POWER_MARGIN), F = t_{1-alpha/2} + t_power on n - 1 degrees of
+    freedom, solved for delta (about 2.9 * sd / sqrt(n) at alpha 0.05 for large n; infinite when n <= F^2 *
+    POWER_MARGIN). The verdict passes Holm's worst case, alpha / m for m pairs."""
+    if n < 2:
         return math.inf
-    return _z(alpha, power) * float(sd_diff) / math.sqrt(n)
+    g = _factor(alpha, power, n) ** 2 * POWER_MARGIN / n
+    return math.inf if g >= 1 else float(sd_diff) * math.sqrt(g / (1 - g))
 
 
-def queries_needed(delta: float, sd_diff: float, alpha: float = ALPHA, power: float = 0.8) -> int:
-    """Queries a paired test needs to detect a mean difference ``delta`` with ``power``."""
+def units_for_power(pairs: int = 1, alpha: float = ALPHA) -> int:
+    """The fewest units at which the exact sign-flip test's floor, 2/2^u, is a quarter of Holm's worst-case level
+    alpha / pairs or less (at the bare floor only a difference of one sign on every unit can pass)."""
+    return math.floor(math.log2(8 * max(1, pairs) / alpha)) + 1
+
+
+def queries_needed(delta: float, sd_diff: float, alpha: float = ALPHA, power: float = 0.8, pairs: int = 1) -> int:
+    """Queries (units) a paired test at ``alpha`` / ``pairs`` (Holm's worst case) needs to detect a mean
+    difference ``delta`` with ``power``: the smallest n whose detectable_difference is <= delta, and never fewer
+    than units_for_power."""
     if delta <= 0:
         raise ValueError(f"delta must be > 0, got {delta}")
-    return max(2, math.ceil((_z(alpha, power) * float(sd_diff) / delta) ** 2))
+    a = alpha / max(1, pairs)
+    z = float(stats.norm.ppf(1 - a / 2) + stats.norm.ppf(power))
+    n = max(2, math.ceil(z**2 * (float(sd_diff) ** 2 + delta**2) / delta**2))
+    while detectable_difference(sd_diff, n, a, power) > delta:
+        n = max(n + 1, math.ceil(n * 1.05)) if n > 200 else n + 1
+    while n > 2 and detectable_difference(sd_diff, n - 1, a, power) <= delta:
+        n -= 1
+    return max(n, units_for_power(pairs, alpha))
 
 
-def pairwise(values: dict[str, np.ndarray], *, seed: int, resamples: int = DEFAULT_RESAMPLES) -> list[dict]:
-    """Every pair of models (in the given order) on the queries both have: diff interval, p, Holm p."""
+def pairwise(
+    values: dict[str, np.ndarray], *, seed: int, groups=None, unit: str | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+) -> list[dict]:  # fmt: skip
+    """Every pair of models (in the given order) on the queries both have: diff interval, p, Holm p, and the test's
+    unit, kind, flips and floor. The Monte-Carlo count grows with the family (flips_for); one sign matrix serves
+    every pair with the same queries. ``groups``: one cluster label per query (see paired)."""
     names = list(values)
-    rows = []
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            va, vb = np.asarray(values[a], float), np.asarray(values[b], float)
-            keep = ~(np.isnan(va) | np.isnan(vb))
-            rows.append({"a": a, "b": b} | paired(va[keep], vb[keep], seed=seed, resamples=resamples))
+    arr = {m: np.asarray(values[m], dtype=np.float64).reshape(-1) for m in names}
+    codes_all = None if groups is None else _codes(groups, arr[names[0]].size if names else 0)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    flips = flips_for(len(pairs), resamples)
+    rows, by_mask = [], {}
+    for a, b in pairs:
+        keep = ~(np.isnan(arr[a]) | np.isnan(arr[b]))
+        d = arr[a][keep] - arr[b][keep]
+        codes = None if codes_all is None else codes_all[keep]
+        diff = interval(d, seed=seed, groups=codes, unit=_unit(groups, unit), resamples=resamples)
+        rows.append({"a": a, "b": b, "diff": diff, "p": 1.0, "unit": diff["unit"], "units": diff["units"],
+                     "test": flip_kind(diff["units"], flips), "sd_diff": _sd_units(d, codes)})  # fmt: skip
+        by_mask.setdefault(keep.tobytes(), []).append(len(rows) - 1)
+    for idx in by_mask.values():  # one sign matrix per set of shared queries
+        keep = ~(np.isnan(arr[rows[idx[0]]["a"]]) | np.isnan(arr[rows[idx[0]]["b"]]))
+        d = np.stack([arr[rows[i]["a"]][keep] - arr[rows[i]["b"]][keep] for i in idx], axis=1)
+        live = [j for j in range(d.shape[1]) if d.shape[0] >= 2 and np.any(d[:, j])]
+        if live:
+            codes = None if codes_all is None else codes_all[keep]
+            ps, _ = flip_pvalues(unit_totals(d[:, live], codes), seed=seed, flips=flips)
+            for j, p in zip(live, ps, strict=True):
+                rows[idx[j]]["p"] = float(p)
     for r, ph in zip(rows, holm([r["p"] for r in rows]), strict=True):
-        r["p_holm"] = ph
-        r["significant"] = ph < ALPHA
+        r |= {"p_holm": ph, "significant": ph < ALPHA, "flips": flips if r["test"] == "monte-carlo" else None,
+              "p_floor": p_floor(r["units"], flips)}  # fmt: skip
     return rows
+
+
+def top_group(means: dict[str, float], pairs: list[dict]) -> list[str]:
+    """The models no other model beats significantly (Holm-adjusted, ``pairs`` from pairwise), best mean first."""
+    beaten = set()
+    for r in pairs:
+        if r["significant"] and r["diff"]["mean"] not in (None, 0):
+            beaten.add(r["b"] if r["diff"]["mean"] > 0 else r["a"])
+    order = sorted(means, key=lambda m: -round(means[m], 9))
+    return [m for m in order if m not in beaten]
 
 
 DELTAS = (0.02, 0.05, 0.1)  # differences the verdict says how many queries would detect
@@ -216,76 +428,101 @@ def verdict(
     cost_models: dict | None = None,
     deltas: tuple[float, ...] = DELTAS,
 ) -> dict:
-    """The best model on ``metric``, those tied with it (Holm p >= ALPHA in ``pairs``, the all-pairs table of
-    ``pairwise``), the cheapest of best + tied on ``cost``, and what this many queries can detect."""
+    """The verdict on ``metric`` from ``pairs`` (the all-pairs table of ``pairwise``).
+
+    The top group is the models no other model beats significantly (Holm-adjusted p < ALPHA); the pick is the
+    cheapest of the top group on ``cost`` (the best mean when a cost is missing). When no pair can reach ALPHA after
+    Holm at this many queries (2/2^n times the number of pairs), there is no pick: the text says how many queries
+    would be needed. Power advice is at Holm's worst case, ALPHA / pairs."""
     vals = _aligned(values)
     models = [m for m in vals if vals[m].size]
     n = int(vals[models[0]].size) if models else 0
     costs = cost_values(cost_models or {}, cost)
     sizes = cost_values(cost_models or {}, "file_mb")
+    empty = {"best": None, "tied": [], "top_group": [], "pick": None, "separable": False, "detectable": None,
+             "queries_for": {}}  # fmt: skip
     out = {"metric": metric, "metric_label": metric_label, "cost": cost, "n": n}
     if not models:
-        return out | {
-            "best": None,
-            "tied": [],
-            "pick": None,
-            "separable": False,
-            "detectable": None,
-            "queries_for": {},
-            "text": f"No {metric_label} values: no verdict.",
-        }
+        return out | empty | {"text": f"No {metric_label} values: no verdict."}
     means = {m: float(vals[m].mean()) for m in models}
     best = max(models, key=lambda m: round(means[m], 9))  # first listed wins a tie (float noise ignored)
-    holm_p = {}
-    for r in pairs:
-        if best in (r["a"], r["b"]):
-            holm_p[r["b"] if r["a"] == best else r["a"]] = r["p_holm"]
-    tied = [m for m in models if m != best and holm_p.get(m, 1.0) >= ALPHA]
-    group = [best, *tied]
+    out["means"] = means
+    if len(models) == 1:
+        text = f"{best}: {metric_label} {means[best]:.3f} (only one model: nothing to compare)."
+        return out | empty | {"best": best, "pick": best, "top_group": [best], "text": text}
+    m_pairs = len(pairs) or len(models) * (len(models) - 1) // 2
+    with_best = {(r["b"] if r["a"] == best else r["a"]): r for r in pairs if best in (r["a"], r["b"])}
+    unit = next((r.get("unit") for r in pairs if r.get("unit")), "query")
+    units = max((r.get("units", n) for r in pairs), default=n)
+    word = "queries" if unit == "query" else f"{unit}s"
+    floor = min(
+        (r.get("p_floor", p_floor(units, flips_for(m_pairs))) for r in pairs),
+        default=p_floor(units, flips_for(m_pairs)),
+    )
+    holm_floor = min(1.0, m_pairs * floor)
+    alpha_pair = ALPHA / m_pairs
+    out |= {"unit": unit, "units": units, "pairs_tested": m_pairs, "alpha_per_pair": alpha_pair,
+            "holm_floor": holm_floor}  # fmt: skip
+    if holm_floor >= ALPHA:  # no pair can be significant: say so, claim nothing about detectability
+        need = units_to_separate(m_pairs)
+        text = (f"Too few {word} to decide: with {units} {word} no pair of these {len(models)} models can reach "
+                f"Holm-adjusted p < {ALPHA} (the smallest attainable is {holm_floor:.2f}); at least {need} {word} are "
+                f"needed. Highest {metric_label}: {best} ({means[best]:.3f}), not a pick.")  # fmt: skip
+        return out | empty | {"best": best, "queries_needed_to_separate": need, "text": text}
+    top = top_group(means, pairs)
+    if best not in top:  # cannot happen with consistent pairs; keep the best listed first
+        top = [best, *top]
+    tied = [m for m in top if m != best]
     lower = COSTS[cost][1]
     pick = best
-    if all(m in costs for m in group):
-        pick = min(group, key=lambda m: (costs[m] if lower else -costs[m], group.index(m)))
+    if all(m in costs for m in top):
+        pick = min(top, key=lambda m: (costs[m] if lower else -costs[m], top.index(m)))
     others = tied or sorted((m for m in models if m != best), key=lambda m: -means[m])[:1]
-    sd = max((float(np.std(vals[best] - vals[m], ddof=1)) if n > 1 else 0.0 for m in others), default=0.0)
-    detectable = detectable_difference(sd, n) if others else None
-    queries_for = {str(d): queries_needed(d, sd) for d in deltas} if others and sd > 0 else {}
-    out |= {
-        "best": best,
-        "tied": tied,
-        "pick": pick,
-        "separable": bool(others) and not tied,
-        "detectable": detectable,
-        "queries_for": queries_for,
-        "means": means,
-    }
-    if len(models) == 1:
-        return out | {"text": f"{best}: {metric_label} {means[best]:.3f} (only one model: nothing to compare)."}
+    sd = max((float(with_best[m]["sd_diff"]) if m in with_best and "sd_diff" in with_best[m]
+              else float(np.std(vals[best] - vals[m], ddof=1)) for m in others), default=0.0)  # fmt: skip
+    detectable = detectable_difference(sd, units, alpha_pair)
+    queries_for = {str(d): queries_needed(d, sd, pairs=m_pairs) for d in deltas} if sd > 0 else {}
+    out |= {"best": best, "tied": tied, "top_group": top, "pick": pick, "separable": not tied,
+            "detectable": detectable, "queries_for": queries_for}  # fmt: skip
+
+    def adj(m: str) -> str:
+        p = with_best[m]["p_holm"] if m in with_best else 1.0
+        return f"Holm-adjusted p {fmt_p(p)}"
+
     if not tied:
-        worst_p = max(holm_p.get(m, 1.0) for m in models if m != best)
-        text = (
-            f"{best} is the best on {metric_label} ({means[best]:.3f}): better than every other model "
-            f"(Holm-adjusted p {fmt_p(worst_p) if worst_p < 0.001 else '≤ ' + fmt_p(worst_p)})."
-        )
+        sig_all = all(with_best.get(m, {}).get("significant") for m in models if m != best)
+        if sig_all:
+            worst_p = max(with_best[m]["p_holm"] for m in models if m != best)
+            text = (f"{best} is the best on {metric_label} ({means[best]:.3f}): better than every other model "
+                    f"(Holm-adjusted p {fmt_p(worst_p) if worst_p < 0.001 else '≤ ' + fmt_p(worst_p)}).")  # fmt: skip
+        else:
+            text = (f"{best} is the best on {metric_label} ({means[best]:.3f}): every other model is significantly "
+                    f"worse than at least one model (Holm-adjusted p < {ALPHA}).")  # fmt: skip
         return out | {"text": text}
     if pick != best:
         phrase = _cost_phrase(pick, best, cost, costs, sizes)
-        text = (
-            f"{pick} — tied with the best, {best} ({metric_label} {means[pick]:.3f} vs {means[best]:.3f}, "
-            f"p = {fmt_p(holm_p.get(pick, 1.0))}){', ' + phrase if phrase else ''}."
-        )
+        text = (f"{pick} — not shown different from the best, {best} ({metric_label} {means[pick]:.3f} vs "
+                f"{means[best]:.3f}, {adj(pick)}){', ' + phrase if phrase else ''}.")  # fmt: skip
     else:
-        cheapest = " and the cheapest of those tied with it" if all(m in costs for m in group) else ""
+        cheapest = " and the cheapest of the top group" if all(m in costs for m in top) else ""
         text = f"{best} is the best on {metric_label} ({means[best]:.3f}){cheapest}."
     rest = [m for m in tied if m != pick]
     if rest:
-        text += f" {'Also tied' if pick != best else 'Tied'} with the best: {', '.join(rest)}."
-    if sd > 0:
-        d = deltas[len(deltas) // 2]
-        text += (
-            f" Too few queries to separate them: with {n} queries this run detects differences of "
-            f"{detectable:.3f} or more (80% power, alpha {ALPHA}); {d} would need {queries_for[str(d)]} queries."
-        )
-    else:
+        text += f" {'Also not' if pick != best else 'Not'} shown different from the best: " + ", ".join(
+            f"{m} ({adj(m)})" for m in rest) + "."  # fmt: skip
+    if all(not np.any(vals[best] - vals[m]) for m in tied):
         text += " They give the same value on every query."
+    elif queries_for:
+        d = deltas[len(deltas) // 2]
+        level = (
+            f"80% power at Holm's worst case, alpha {ALPHA}/{m_pairs}" if m_pairs > 1 else f"80% power, alpha {ALPHA}"
+        )
+        if units < queries_for[str(d)]:
+            need = queries_for[str(d)]
+            text += (f" Too few {word} to separate a difference of {d}: with {units} {word} this run detects "
+                     f"differences of {detectable:.3f} or more ({level}); {d} would need {need} {word}.")  # fmt: skip
+        else:
+            text += (f" With {units} {word} this run detects differences of {detectable:.3f} or more ({level}): "
+                     "any difference between these models is likely smaller.")  # fmt: skip
+    out["power_ok"] = bool(queries_for) and units >= queries_for.get(str(deltas[len(deltas) // 2]), math.inf)
     return out | {"text": text}

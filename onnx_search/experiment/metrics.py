@@ -3,8 +3,26 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
+
+from ..errors import OnnxSearchError
 
 RBO_P = 0.9  # rank-biased overlap persistence: top ranks weigh most
+
+
+def trec_order(items: list, score, doc_id, what: str = "a ranking") -> list:
+    """``items`` in trec_eval's order: score descending, then document id descending compared as text (trec_eval
+    sorts a run by score, then ``strcmp`` of the docnos, larger first: "9" before "10"); ``score(item)`` and
+    ``doc_id(item)`` read them. A document twice in one ranking is an OnnxSearchError naming ``what``."""
+    ids = [str(doc_id(x)) for x in items]
+    twice = [i for i, n in Counter(ids).items() if n > 1]
+    if twice:
+        raise OnnxSearchError(
+            f"{what} lists image {twice[0]} {Counter(ids)[twice[0]]} times; a ranking holds each image once "
+            "(rerun the experiment to get clean results)"
+        )
+    by_id = sorted(items, key=lambda x: str(doc_id(x)), reverse=True)
+    return sorted(by_id, key=lambda x: -float(score(x)))  # stable: ties keep the id order
 
 
 def overlap_at_k(a: list, b: list, k: int) -> float:

@@ -249,12 +249,15 @@ class JudgmentStore:
 def judged_metrics(hit_ids: list[str], judgments: dict[str, int], k: int) -> dict[str, float]:
     """P@k, R@k, AP@k, nDCG@k (graded gains) and judged@k of one ranking against one query's judgments.
 
-    The rule for unjudged hits is **condensed lists** (Sakai 2007; trec_eval ``-J``): unjudged hits are removed
-    from the top-k before scoring, so the judged hits move up; an image is relevant when its grade is >= 1, and
-    nDCG's gain is the grade. judged@k is the share of the top-k that was judged (before condensing).
+    The rule for unjudged hits is **condensed lists** (Sakai 2007; trec_eval ``-J``): unjudged images are removed
+    from the ranking before scoring, so the judged images below them move up. ``hit_ids`` is the whole ranking in
+    trec_eval's order (``metrics.trec_order``), deeper than k when the run kept a deeper list: then the top k of
+    the condensed list is filled from judged images found below rank k, as trec_eval ``-J`` does over a deep run.
+    An image is relevant when its grade is >= 1, and nDCG's gain is the grade. judged@k is the share of the
+    first k hits that was judged (before condensing).
     """
-    top = [str(h) for h in hit_ids[:k]]
-    judged = [h for h in top if h in judgments]
+    ids = [str(h) for h in hit_ids]
+    judged = [h for h in ids if h in judgments][:k]
     grades = [judgments[h] for h in judged]
     rels = [g >= 1 for g in grades]
     n_rel = sum(1 for g in judgments.values() if g >= 1)
@@ -271,7 +274,7 @@ def judged_metrics(hit_ids: list[str], judgments: dict[str, int], k: int) -> dic
         "recall_at_k": sum(rels) / n_rel if n_rel else 0.0,
         "ap_at_k": ap / n_rel if n_rel else 0.0,
         "ndcg_at_k": dcg / ideal if ideal else 0.0,
-        "judged_at_k": len(judged) / k if k else 0.0,
+        "judged_at_k": sum(1 for h in ids[:k] if h in judgments) / k if k else 0.0,
     }
 
 

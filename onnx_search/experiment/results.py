@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..store.net import mask_url
 from .compare import compare
+from .qrels import Qrels
 
 
 def redact(value, key: str = ""):
@@ -57,19 +58,36 @@ def load_results(run_dir: str | Path) -> dict:
     return json.loads((d / "results.json").read_text())
 
 
-def recompare(run_dir: str | Path) -> dict:
+def recompare(run_dir: str | Path, qrels: Qrels | None = None, qrels_file: str | Path | None = None) -> dict:
     """Recompute the comparison from saved results without touching the stores; the evidence with the run's
-    seed and verdict settings (from its manifest) and its measured costs (cost.json, left out of the result)."""
+    seed and verdict settings (from its manifest) and its measured costs (cost.json, left out of the result).
+
+    ``qrels`` (ids as strings) re-score the run on these judgments instead of the run's own: on its saved deep
+    lists (results["deep_hits"]), else on its top-k hits; ``qrels_file`` is recorded as their source.
+    """
     from .evidence_section import build_evidence
 
     r = load_results(run_dir)
-    c = compare(r["hits"], r["queries"], r["models"], r["top_k"], r["label_counts"] or None, r.get("qrels"))
+    if qrels is not None:
+        if not {str(q.get("id")) for q in r["queries"]} & set(qrels):
+            raise ConfigError(
+                f"{qrels_file or 'the judgments'} judge none of the run's {len(r['queries'])} queries; give the "
+                "judgments made on this run's queries (query ids or paths in the first column)"
+            )
+        r = r | {"qrels": qrels, "qrels_file": str(qrels_file) if qrels_file else None}
+    c = compare(r["hits"], r["queries"], r["models"], r["top_k"], r["label_counts"] or None, r.get("qrels"),
+                r.get("deep_hits"))  # fmt: skip
     d = Path(run_dir).parent if Path(run_dir).is_file() else Path(run_dir)
     config = json.loads((d / "manifest.json").read_text()).get("config") or {}
     verdict = config.get("verdict") or {}
+    metric = verdict.get("metric", "auto")
+    if qrels is not None and metric in ("recall_at_1", "mrr_at_k"):
+        metric = "auto"  # judgments given on purpose: the verdict is on them
     cost = json.loads((d / "cost.json").read_text()) if (d / "cost.json").is_file() else None
     c["evidence"] = build_evidence(
         c | ({"cost": cost} if cost else {}), r, seed=int(config.get("seed", 0)),
-        metric=verdict.get("metric", "auto"), cost=verdict.get("cost", "img_per_s"),
+        metric=metric, cost=verdict.get("cost", "img_per_s"),
     )  # fmt: skip
+    if qrels is not None:
+        c["summary"]["ground_truth"]["qrels_file"] = r["qrels_file"]
     return c

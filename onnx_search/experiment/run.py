@@ -30,7 +30,7 @@ from ..store.net import probe_tcp
 from ..store.stores import Stores, StoreSettings, open_stores
 from .augmented import baselines, calibrate_hits, run_augmented
 from .calibration import describe
-from .compare import compare
+from .compare import compare, deep_lists
 from .config import Augment, Experiment
 from .cost import measure_costs
 from .duplicates import DuplicateReport, find_duplicates
@@ -167,6 +167,7 @@ class ExperimentRun:
     rebuild: bool = False  # re-embed the models whose file changed (a changed user model may replace its file)
     rebuild_changed: bool = False  # the same, said in a warning (the demo)
     timings: dict[str, float] = field(default_factory=dict)
+    deep_hits: dict | None = None  # results["deep_hits"], set by ``query``
 
     def _timed(self, key: str, fn, *args):
         t = time.perf_counter()
@@ -214,11 +215,15 @@ class ExperimentRun:
         return report
 
     def query(self, stores: Stores, models: dict[str, ModelSession], catalogued: list[Path]) -> tuple:
-        """Query vectors (stored ones reused) and every model's hits."""
+        """Query vectors (stored ones reused) and every model's top-k hits; ``self.deep_hits``: each ranking
+        judged_depth deep (one search serves both, so the top k of a deep list is the hits)."""
         queries = select_queries(self.exp, catalogued)
         qv = query_vectors(queries, models, stores, batch_size=self.batch_sizes, progress=self.progress)
-        hits = search_embedded(qv.paths, qv.vectors, stores, self.exp.top_k, self.exp.queries.exclude_self)
-        return queries, qv, [h.as_dict() for h in hits]
+        k, depth = self.exp.top_k, max(self.exp.top_k, self.exp.judged_depth)
+        found = search_embedded(qv.paths, qv.vectors, stores, depth, self.exp.queries.exclude_self)
+        hits = [h.as_dict() for h in found]
+        self.deep_hits = deep_lists(hits, depth) if self.exp.judged_depth else None
+        return queries, qv, [h for h in hits if h["rank"] <= k]
 
     def execute(self) -> RunOutcome:
         t_start = time.perf_counter()
@@ -251,7 +256,7 @@ class ExperimentRun:
             calibrate_hits(hits, bases)
             labels = Counter(r.label for r in catalogue.values() if r.label) if exp.dataset.labels else Counter()
             qrels = read_qrels_ids(exp.ground_truth.qrels) if exp.ground_truth else None  # judged relevance
-            comparison = compare(hits, qrows, list(models), exp.top_k, dict(labels) or None, qrels)
+            comparison = compare(hits, qrows, list(models), exp.top_k, dict(labels) or None, qrels, self.deep_hits)
             sweep = self._timed("sweep_s", sweep_stores, stores, list(models), qv.vectors, exp.sweep, exp.top_k)
             variants = variant_agreement(stores, models, comparison, cat_ids)
             robust, copies = self._timed("augmented_s", self.augmented, stores, models, catalogued, bases,
@@ -277,6 +282,8 @@ class ExperimentRun:
                 "duplicates": dups.as_dict({i: r for i, r in catalogue.items() if r.root == root}),
                 "labels": labels_choice,
             }
+            if self.deep_hits is not None:  # the deeper rankings: `compare --qrels` scores judgments on them
+                results["deep_hits"] = self.deep_hits
             if qrels is not None:  # what the judged metrics stood on, so `compare` can recompute them
                 results["qrels"] = qrels
                 results["qrels_file"] = str(exp.ground_truth.qrels.resolve())

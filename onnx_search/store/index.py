@@ -40,9 +40,15 @@ class IndexParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_enum_values=True, validate_default=True, frozen=True)
 
-    type: IndexType = IndexType.FLAT
-    params: dict[str, int] = Field(default_factory=dict)
-    search: dict[str, int] = Field(default_factory=dict)
+    type: IndexType = Field(IndexType.FLAT, description="FLAT: exact search; IVF_FLAT and HNSW: approximate")
+    params: dict[str, int] = Field(
+        default_factory=dict,
+        description="build parameters: IVF_FLAT nlist (default about 4·√rows); HNSW M (16), efConstruction (200)",
+    )
+    search: dict[str, int] = Field(
+        default_factory=dict,
+        description="search parameters: IVF_FLAT nprobe (default 16); HNSW ef (default 64, at least top_k)",
+    )
 
     @model_validator(mode="after")
     def _known_keys(self):

@@ -15,6 +15,8 @@ def fmt_iv(iv: dict | None, digits: int = 3) -> str:
         return "–"
     if iv.get("low") is None or iv.get("high") is None:
         return fmt(float(iv["mean"]), digits)
+    if iv.get("note"):  # no spread to resample (all values equal, one unit): the reason, not a zero-width interval
+        return f"{iv['mean']:.{digits}f} ({iv['note']})"
     return f"{iv['mean']:.{digits}f} [{iv['low']:.{digits}f}, {iv['high']:.{digits}f}]"
 
 

@@ -45,6 +45,8 @@ def iv_html(iv: dict | None, digits: int = 3) -> str:
     mean = num(iv["mean"], digits)
     if iv.get("low") is None or iv.get("high") is None:
         return mean
+    if iv.get("note"):  # no spread to resample: the reason, not a zero-width interval
+        return f"{mean}<span class='ci'>({esc(iv['note'])})</span>"
     return f"{mean}<span class='ci'>[{num(iv['low'], digits)}, {num(iv['high'], digits)}]</span>"
 
 
@@ -78,8 +80,9 @@ def verdict_html(comparison: dict) -> str:
     if v.get("best") is not None:
         tied = ", ".join(v.get("tied") or []) or "none"
         cost = COST_NAMES.get(v.get("cost"), v.get("cost"))
-        lines.append(f"<br><span class='meta'>On {esc(v.get('metric_label'))}: best {esc(v['best'])}; tied with "
-                     f"it: {esc(tied)}; pick (the cheapest of those on {esc(cost)}): {esc(v.get('pick'))}."
+        lines.append(f"<br><span class='meta'>On {esc(v.get('metric_label'))}: best {esc(v['best'])}; not shown "
+                     f"different from it (the top group: no model beats them, Holm-adjusted): {esc(tied)}; pick (the "
+                     f"cheapest of the top group on {esc(cost)}): {esc(v.get('pick') or 'none')}."
                      "</span>")  # fmt: skip
     need = ", ".join(f"{esc(d)}: {esc(n)}" for d, n in (v.get("queries_for") or {}).items())
     if need:
@@ -98,15 +101,16 @@ def pairs_html(comparison: dict) -> str:
     if not pairs:
         return ""
     head = ("<tr><th>metric</th><th>model a</th><th>model b</th><th>difference a − b [95% CI]</th><th>p</th>"
-            "<th>p (Holm)</th><th>significant at 0.05</th></tr>")  # fmt: skip
+            "<th>p (Holm-adjusted)</th><th>significant at 0.05 (Holm)</th></tr>")  # fmt: skip
     rows = []
     for metric, rs in pairs.items():
         for r in rs:
-            sig = "<span class='sig'>yes</span>" if r.get("significant") else "no (tied)"
+            sig = "<span class='sig'>yes</span>" if r.get("significant") else "no (not shown different)"
             title = METRIC_TITLES.get(metric, metric).replace("@k", f"@{top_k}")
             rows.append(f"<tr><td>{esc(title)}</td><td>{esc(r['a'])}</td>"
                         f"<td>{esc(r['b'])}</td><td>{iv_html(r.get('diff'))}</td><td>{p_text(r.get('p'))}</td>"
                         f"<td>{p_text(r.get('p_holm'))}</td><td>{sig}</td></tr>")  # fmt: skip
-    return (f"<h2>Paired tests between models</h2><p class='meta method'>{method_text(ev)} A difference whose "
-            "interval holds 0 and whose Holm p is 0.05 or more is a tie: this run cannot tell the two apart.</p>"
+    return (f"<h2>Paired tests between models</h2><p class='meta method'>{method_text(ev)} Intervals are unadjusted "
+            "95% intervals of each pair alone; significance follows the Holm-adjusted p. A pair not shown different is "
+            "not shown equal: this run cannot tell the two apart.</p>"
             f"<table class='pairs'>{head}{''.join(rows)}</table>")  # fmt: skip

@@ -18,9 +18,11 @@ def robustness_tables(robust: dict | None, intervals: dict | None = None) -> lis
     transforms, per_model = robust["transforms"], robust["per_model"]
     iv = intervals or {}
     ci = " [95% CI]" if iv else ""
+    grouped = any(c.get("all", {}).get("recall_at_1", {}).get("unit") == "original" for c in iv.values())
+    unit = "; intervals and tests resample originals, each with its copies" if grouped else ""
     lines = [
         f"## Robustness: recall@1 of the original ({robust['originals']} originals x {len(transforms)} transforms, "
-        f"seed {robust['seed']})",
+        f"seed {robust['seed']}{unit})",
         "",
         "| model | " + " | ".join(transforms) + f" | all copies{ci} | MRR@k (all copies){ci} | margin z (median) |",
         "|---|" + "---|" * (len(transforms) + 3),

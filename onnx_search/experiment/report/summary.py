@@ -40,9 +40,13 @@ def verdict_lines(ev: dict | None) -> list[str]:
     lines = ["## Verdict", "", f"**{v['text']}**"]
     if v.get("best") is not None:
         cost = {"img_per_s": "model-only img/s", "query_p50": "query embed p50", "file_mb": "file size"}[v["cost"]]
-        lines += ["", f"Primary metric {v['metric_label']} on {v.get('n', '?')} queries; tied = Holm-adjusted "
-                  f"p ≥ 0.05 against the best; the pick is the cheapest of the best and its ties on {cost} "
-                  "(set `verdict: {metric, cost}` in the YAML)."]  # fmt: skip
+        unit = v.get("unit", "query")
+        units = f" ({v['units']} {unit}s, the unit resampled and tested)" if unit != "query" else ""
+        lines += ["", f"Primary metric {v['metric_label']} on {v.get('n', '?')} queries{units}. Top group: the models "
+                  f"no other model beats significantly (Holm-adjusted p < 0.05 over the {v.get('pairs_tested', '?')} "
+                  f"pairs); the pick is the cheapest of the top group on {cost} (set `verdict: {{metric, cost}}` in "
+                  "the YAML). Smallest attainable Holm-adjusted p: "
+                  f"{fmt_p(v['holm_floor']) if v.get('holm_floor') is not None else '–'}."]  # fmt: skip
     return lines
 
 
@@ -71,12 +75,14 @@ def paired_tables(ev: dict | None, top_k: int) -> list[str]:
 
     lines = ["## Paired differences between models (same queries)", "", method_line(ev)]
     for metric, rows in pairs.items():
-        lines += ["", f"| {metric_label(metric, top_k)}: a vs b | a − b [95% CI] | p | Holm p | verdict |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", f"| {metric_label(metric, top_k)}: a vs b | a − b [95% CI, unadjusted] | p | Holm-adjusted p "
+                  "| verdict |", "|---|---|---|---|---|"]  # fmt: skip
         for r in rows:
             d = r["diff"]
-            word = "tied" if not r["significant"] else f"{r['a'] if d['mean'] > 0 else r['b']} better"
+            word = "not shown different" if not r["significant"] else f"{r['a'] if d['mean'] > 0 else r['b']} better"
             lines.append(f"| {r['a']} vs {r['b']} | {fmt_iv(d)} | {fmt_p(r['p'])} | {fmt_p(r['p_holm'])} | {word} |")
+    lines += ["", "The intervals are unadjusted 95% intervals of each pair alone; the verdict column follows the "
+              "Holm-adjusted p (< 0.05), which accounts for every pair of the metric."]  # fmt: skip
     return lines
 
 
