@@ -14,6 +14,13 @@ def image_id(path: str | Path) -> int:
     return value or 1
 
 
+def in_tie_order(items: list, doc_id=lambda x: x) -> list:
+    """``items`` that tie on score, in trec_eval's order: document id descending, compared as text (trec_eval sorts
+    a run by score, then ``strcmp`` of the docnos, larger first: "9" before "10"). The store's hits and every
+    metric order ties this one way, so a hit's rank is the rank its metrics count."""
+    return sorted(items, key=lambda x: str(doc_id(x)), reverse=True)
+
+
 def content_hash(data: bytes) -> str:
     """Short content hash of a file's bytes (BLAKE2b-128, hex): notices a changed file under the same id."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()

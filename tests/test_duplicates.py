@@ -36,12 +36,13 @@ def _store(stores, model: str, ids: list[int], vectors: np.ndarray) -> None:
 # ---- ties broken by id ---------------------------------------------------------------------------------------
 
 
-def test_order_ties_puts_equal_distances_in_id_order_and_keeps_the_metric_direction():
-    hits = [(9, 0.5), (3, 0.9), (7, 0.9), (1, 0.5), (4, 0.9 + 1e-9)]
-    assert order_ties(hits, "COSINE") == [(3, 0.9), (4, 0.9 + 1e-9), (7, 0.9), (1, 0.5), (9, 0.5)]
+def test_order_ties_puts_equal_distances_in_trec_eval_id_order_and_keeps_the_metric_direction():
+    """Within a tie, ids descending compared as text, as trec_eval orders docnos ("9" before "10")."""
+    hits = [(9, 0.5), (3, 0.9), (7, 0.9), (10, 0.5), (4, 0.9 + 1e-9)]
+    assert order_ties(hits, "COSINE") == [(7, 0.9), (4, 0.9 + 1e-9), (3, 0.9), (9, 0.5), (10, 0.5)]
     assert order_ties(hits, "IP") == order_ties(hits, "COSINE")
     # L2: smaller is nearer
-    assert order_ties(hits, "L2") == [(1, 0.5), (9, 0.5), (3, 0.9), (4, 0.9 + 1e-9), (7, 0.9)]
+    assert order_ties(hits, "L2") == [(9, 0.5), (10, 0.5), (7, 0.9), (4, 0.9 + 1e-9), (3, 0.9)]
     # distances that differ beyond the tolerance keep their order, whatever their ids
     assert order_ties([(1, 0.80), (2, 0.81)], "COSINE") == [(2, 0.81), (1, 0.80)]
 
@@ -49,7 +50,7 @@ def test_order_ties_puts_equal_distances_in_id_order_and_keeps_the_metric_direct
 @pytest.mark.parametrize("metric", ["COSINE", "L2"])
 def test_exact_duplicate_vectors_come_back_in_id_order_every_time(make_stores, metric):
     """20 identical vectors under shuffled ids, more than top_k + the margin asked beyond it: the top k are the
-    smallest ids, in order, on every search (the tie at the cut is searched deeper)."""
+    largest ids (trec_eval's tie order), in order, on every search (the tie at the cut is searched deeper)."""
     stores = make_stores(metric=metric)
     rng = np.random.default_rng(5)
     dup = rng.normal(size=16).astype(np.float32)
@@ -59,11 +60,11 @@ def test_exact_duplicate_vectors_come_back_in_id_order_every_time(make_stores, m
     dup_ids = [int(i) for i in rng.permutation(np.arange(1000, 1020))]  # inserted out of id order
     _store(stores, "m", [*dup_ids, *range(1, 7)], np.vstack([np.tile(dup, (20, 1)), others]))
     for _ in range(3):
-        rows = stores.search("m", np.stack([dup, dup]), 3, exclude=[None, 1000])
-        assert [i for i, _ in rows[0]] == [1000, 1001, 1002]
-        assert [i for i, _ in rows[1]] == [1001, 1002, 1003]  # the excluded id leaves a hole filled in order
+        rows = stores.search("m", np.stack([dup, dup]), 3, exclude=[None, 1019])
+        assert [i for i, _ in rows[0]] == [1019, 1018, 1017]
+        assert [i for i, _ in rows[1]] == [1018, 1017, 1016]  # the excluded id leaves a hole filled in order
         rows = stores.search("m", dup[None], 22)  # every duplicate, then the others by distance
-        assert [i for i, _ in rows[0][:20]] == list(range(1000, 1020))
+        assert [i for i, _ in rows[0][:20]] == list(range(1019, 999, -1))
 
 
 # ---- the report ----------------------------------------------------------------------------------------------
@@ -184,12 +185,12 @@ def test_a_folder_with_exact_and_resized_duplicates_gives_the_report(trained_dir
 
 
 def test_a_copy_whose_original_has_an_exact_duplicate_at_rank_1_counts_it_as_a_hit(trained_dir, make_stores, tmp_path):
-    """coffee.png and an exact copy: their stored vectors are equal, so the tie goes by id and the copies of the
-    larger-id file find the other file at rank 1. With the duplicate report's map that is a hit at rank 1 (via a
-    duplicate); without it the same search counts the original's rank, 2."""
+    """coffee.png and an exact copy: their stored vectors are equal, so the tie goes by id (trec_eval's order) and
+    the copies of the file that loses the tie find the other file at rank 1. With the duplicate report's map that
+    is a hit at rank 1 (via a duplicate); without it the same search counts the original's rank, 2."""
     from onnx_search.experiment.augmented import run_augmented
     from onnx_search.experiment.config import Augment
-    from onnx_search.ids import image_id
+    from onnx_search.ids import image_id, in_tie_order
     from onnx_search.ingest import ingest
     from onnx_search.models.session import ModelSession, SessionConfig
     from onnx_search.photos import available_photos
@@ -219,11 +220,12 @@ def test_a_copy_whose_original_has_an_exact_duplicate_at_rank_1_counts_it_as_a_h
         mine = {i for i, c in enumerate(section["copies"]) if c["original"] == str(by_id[original])}
         return [r for r in section["rows"] if r["copy"] in mine]
 
-    assert len(rows(with_map, pair[1])) == 2
-    for r in rows(with_map, pair[1]):
-        assert (r["rank"], r["rank_via"], r["top1_id"]) == (1, "duplicate", pair[0])
-    assert [r["rank"] for r in rows(without, pair[1])] == [2, 2]
-    # the file with the smaller id is first in the tie: its original at rank 1 either way
-    assert {(r["rank"], r["rank_via"]) for r in rows(with_map, pair[0])} == {(1, "original")}
+    first, second = in_tie_order(pair)  # the tie's winner, then the other file
+    assert len(rows(with_map, second)) == 2
+    for r in rows(with_map, second):
+        assert (r["rank"], r["rank_via"], r["top1_id"]) == (1, "duplicate", first)
+    assert [r["rank"] for r in rows(without, second)] == [2, 2]
+    # the file that wins the tie is first: its original at rank 1 either way
+    assert {(r["rank"], r["rank_via"]) for r in rows(with_map, first)} == {(1, "original")}
     assert with_map["per_model"]["lite0"]["mean"]["recall_at_1"] == 1.0
     assert without["per_model"]["lite0"]["mean"]["recall_at_1"] == 0.75

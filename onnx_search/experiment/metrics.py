@@ -6,6 +6,7 @@ import math
 from collections import Counter
 
 from ..errors import OnnxSearchError
+from ..ids import in_tie_order
 
 RBO_P = 0.9  # rank-biased overlap persistence: top ranks weigh most
 
@@ -21,7 +22,7 @@ def trec_order(items: list, score, doc_id, what: str = "a ranking") -> list:
             f"{what} lists image {twice[0]} {Counter(ids)[twice[0]]} times; a ranking holds each image once "
             "(rerun the experiment to get clean results)"
         )
-    by_id = sorted(items, key=lambda x: str(doc_id(x)), reverse=True)
+    by_id = in_tie_order(items, doc_id)
     return sorted(by_id, key=lambda x: -float(score(x)))  # stable: ties keep the id order
 
 

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..errors import CollectionMismatchError, StoreUnavailableError
+from ..ids import in_tie_order
 from .index import IndexSpec
 from .net import mask_url, probe_tcp
 
@@ -161,9 +162,10 @@ class VectorStore:
     ) -> list[list[tuple[int, float]]]:
         """Top-k (id, Milvus distance) per query; ``exclude[i]`` drops that id from query i's hits.
 
-        Hits at equal distance (exact duplicates under different ids) come in id order, so identical runs give
-        identical hits: Milvus returns ties in no fixed order, so each query asks for a few more rows than it
-        keeps, and asks again deeper while the tie at the cut may reach past what was returned.
+        Hits at equal distance (exact duplicates under different ids) come in trec_eval's tie order
+        (``ids.in_tie_order``), so identical runs give identical hits: Milvus returns ties in no fixed order, so
+        each query asks for a few more rows than it keeps, and asks again deeper while the tie at the cut may reach
+        past what was returned.
         """
         self.load(name)
         queries = [np.asarray(q, np.float32) for q in queries]
@@ -198,17 +200,21 @@ def _tied(a: float, b: float) -> bool:
 
 def order_ties(hits: list[tuple[int, float]], metric: str) -> list[tuple[int, float]]:
     """``(id, distance)`` best first (ascending distance for L2, descending for COSINE and IP), runs of tied
-    distances in ascending id order."""
+    distances in trec_eval's order (``ids.in_tie_order``: id descending, compared as text)."""
     sign = 1.0 if metric == "L2" else -1.0
     by_distance = sorted(hits, key=lambda h: (sign * h[1], h[0]))
     out: list[tuple[int, float]] = []
     run: list[tuple[int, float]] = []
     for h in by_distance:
         if run and not _tied(run[0][1], h[1]):
-            out += sorted(run)
+            out += in_tie_order(run, _first)
             run = []
         run.append(h)
-    return out + sorted(run)
+    return out + in_tie_order(run, _first)
+
+
+def _first(hit: tuple[int, float]) -> int:
+    return hit[0]
 
 
 def connect_milvus(
