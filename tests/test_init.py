@@ -4,6 +4,7 @@ commented experiment file it writes, and a run of that file that reaches a verdi
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def test_init_on_an_unlabelled_folder_writes_copies_as_ground_truth(unlabelled, 
     text = out.text
     assert "# folders are not used as labels: 0 sub-folders of images" in text
     assert "1 extra copy in 1 group," in text and "Skipped: 2 files" in text
-    assert f"With 7 queries a paired test detects a difference of about {out.detectable:.2f}" in text
+    assert "With 7 queries a paired test at alpha 0.05 has too few images to detect any difference" in text
     assert "judgments/Loose-photos.qrels" in text
     with pytest.raises(ConfigError, match="exists: pass --force"):
         init_experiment(unlabelled, progress=False)
@@ -125,6 +126,16 @@ def test_query_plan_aims_at_the_target_difference_within_the_folder():
     t = stats.t.ppf(0.975, 11) + stats.t.ppf(0.8, 11)
     g = t**2 * 1.05 / 12
     assert n == 12 and d == pytest.approx(0.25 * (g / (1 - g)) ** 0.5)
+
+
+def test_init_on_a_tiny_folder_says_it_is_too_small_to_detect_a_difference(tmp_path):
+    root = _folder(tmp_path / "few", ["."], per=6)
+    r = run_cli("init", root, "--output", tmp_path / "few.yaml", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert math.isinf(query_plan(6)[1]) and "about inf" not in r.stdout + (tmp_path / "few.yaml").read_text()
+    assert "6 queries, too few images to detect any difference at 80% power; add images to the folder" in r.stdout
+    big = init_experiment(_folder(tmp_path / "more", ["."], per=12), tmp_path / "more.yaml", progress=False)
+    assert f"With 12 queries a paired test detects a difference of about {big.detectable:.2f}" in big.text
 
 
 # The label rule: a good layout passes; changing any one part of it makes it fail, saying which part.

@@ -67,6 +67,29 @@ def figures(data: dict) -> dict[str, object]:
     return out
 
 
+def row_lists(data: dict) -> dict[str, list[dict]]:
+    """Top-level lists of records (a simulation's rows, say): each is shown as a table of its own, a row per
+    record and a column per key, rather than flattened into ``rows.0.key`` figures."""
+    return {
+        k: v
+        for k, v in data.items()
+        if k not in SKIP_KEYS and isinstance(v, list) and v and all(isinstance(r, dict) for r in v)
+    }
+
+
+def _rows_table(records: list[dict]) -> list[str]:
+    """Records with the same columns share a table (a row each), in the order they first appear; a record's own
+    nested figures are ``a.b`` columns."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in map(figures, records):
+        groups.setdefault(tuple(r), []).append(r)
+    out: list[str] = []
+    for cols, rows in groups.items():
+        out += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        out += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for r in rows] + [""]
+    return out[:-1]
+
+
 def machine_label(data: dict) -> str:
     """``AMD EPYC, 2 cores, AVX2, AVX-512, VNNI (AVX512_VNNI)`` (with the GPU where there is one)."""
     m = data.get("machine") or {}
@@ -106,8 +129,14 @@ def benchmark_table(name: str, by_machine: dict[str, dict]) -> str:
         )
         out.append(f"- `{slug}`: {machine_label(data)}; file `{RESULTS / slug / (name + '.json')}`{later}")
     out.append("")
-    per = {slug: figures(data) for slug, data in by_machine.items()}
+    tables = {slug: row_lists(data) for slug, data in by_machine.items()}
+    for slug, lists in tables.items():
+        for key, records in lists.items():
+            out += [f"`{key}` on `{slug}`:", "", *_rows_table(records), ""]
+    per = {slug: figures({k: v for k, v in data.items() if k not in tables[slug]}) for slug, data in by_machine.items()}
     keys = list(dict.fromkeys(k for f in per.values() for k in f))
+    if not keys:
+        return "\n".join(out) + "\n"
     out.append("| figure | " + " | ".join(f"`{s}`" for s in slugs) + " |")
     out.append("|---|" + "---|" * len(slugs))
     for key in keys[:MAX_ROWS]:

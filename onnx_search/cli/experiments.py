@@ -89,7 +89,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_init(args) -> int:
-    from ..experiment.init import describe_folder, init_experiment
+    from ..experiment.init import describe_folder, detects_words, init_experiment
 
     out = init_experiment(args.folder, args.output, args.force, progress=not args.quiet)
     s = out.survey
@@ -99,8 +99,7 @@ def cmd_init(args) -> int:
     print(f"  {s.labels.reason}")
     for note in out.notes:
         print(f"NOTE: {note}")
-    detects = f"a difference of about {out.detectable:.2f}"
-    print(f"wrote {out.path}: {out.queries} queries, which detect {detects} (its comments say how)")
+    print(f"wrote {out.path}: {out.queries} queries, {detects_words(out.detectable)} (its comments say how)")
     print("next:")
     print(f"  onnx-search run {out.path}      # convert, ingest, query, compare: results in runs/")
     print(f"  onnx-search serve {out.path}    # browse, compare and judge the results in the explorer")

@@ -290,7 +290,8 @@ class GroundTruth(_Strict):
 
 
 class VerdictSection(_Strict):
-    """The verdict at the top of summary.md: the primary quality metric and the cost that picks among ties."""
+    """The verdict at the top of summary.md: the primary quality metric and the cost that picks within the top
+    group."""
 
     metric: Literal["auto", "p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k", "recall_at_1", "mrr_at_k"] = Field(
         "auto",
@@ -299,7 +300,8 @@ class VerdictSection(_Strict):
     )
     cost: Literal["img_per_s", "query_p50", "file_mb"] = Field(
         "img_per_s",
-        description="the cost that picks among tied models: model-only images/s, query embedding p50, or file MB",
+        description="the cost that picks within the top group (the models no other model beats significantly): "
+        "model-only images/s, query embedding p50, or file MB",
     )
 
 

@@ -8,6 +8,7 @@ difference it can detect (``evidence.detectable_difference``).
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -129,6 +130,15 @@ def query_plan(available: int) -> tuple[int, float]:
     return n, detectable_difference(PLANNING_SD, n) if n > 1 else float("inf")
 
 
+TOO_FEW = "too few images to detect any difference at 80% power; add images to the folder"
+
+
+def detects_words(detect: float) -> str:
+    """What a sample detects, in words: "which detect a difference of about D", or that it is too small to
+    detect any difference (``detect`` infinite: detectable_difference on very few queries)."""
+    return f"which detect a difference of about {detect:.2f}" if math.isfinite(detect) else TOO_FEW
+
+
 def render(s: Survey, name: str, models: list[ModelPick], config_name: str) -> tuple[str, int, float]:
     """The commented YAML text; with the number of queries and the difference they can detect."""
     labels = s.labels.use
@@ -158,9 +168,13 @@ def render(s: Survey, name: str, models: list[ModelPick], config_name: str) -> t
         out += [f"  - name: {m.name}", "    weights: imagenet"]
         if m.variants != ("fp32",):
             out.append(f"    variants: [{', '.join(m.variants)}]")
-    power = (f"With {n} queries a paired test detects a difference of about {detect:.2f} in the verdict's metric "
-             f"(80% power, alpha {ALPHA}, if per-query differences between two models spread with SD {PLANNING_SD}; "
-             "the run's summary states what its queries really detect).")  # fmt: skip
+    if math.isfinite(detect):
+        power = (f"With {n} queries a paired test detects a difference of about {detect:.2f} in the verdict's "
+                 f"metric (80% power, alpha {ALPHA}, if per-query differences between two models spread with SD "
+                 f"{PLANNING_SD}; the run's summary states what its queries really detect).")  # fmt: skip
+    else:
+        power = (f"With {n} queries a paired test at alpha {ALPHA} has {TOO_FEW} (the run's summary states what "
+                 "its queries really show).")  # fmt: skip
     out += ["", "queries:"]
     if labels:
         out += _comment("Ground truth: the folder labels. Each query is a sampled image of the folder; a hit is "
