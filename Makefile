@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 MACHINE ?= $(shell $(PY) -m onnx_search.provenance --slug)
 RESULTS ?= bench/results/$(MACHINE)
 
-.PHONY: setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-convert bench-families bench-arena bench-maps bench-projections bench-evidence bench-embed bench-camera demo serve keras-vs-torch docs clean
+.PHONY: bench-test-run setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-convert bench-families bench-arena bench-maps bench-projections bench-evidence bench-embed bench-camera demo serve keras-vs-torch docs clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -105,6 +105,13 @@ bench-maps: setup
 # offers no UMAP here)
 bench-projections: setup
 	$(PY) -m onnx_search.bench.projections --out $(RESULTS) --sizes 1000
+
+# What one `make test` cost on this machine (bench/results/<machine>/make_test.json): run
+# `make test 2>&1 | tee .cache/make-test.log` first; CI_SECONDS=N adds a fresh clone's whole `bash .ci/run`
+TEST_LOG ?= .cache/make-test.log
+bench-test-run: setup
+	$(PY) -m onnx_search.bench.test_run --peak .cache/test-peak-rss.json --log $(TEST_LOG) --out $(RESULTS) \
+	  $(if $(CI_SECONDS),--ci-seconds $(CI_SECONDS))
 
 # Calibration of the evidence statistics by simulation: size, power and interval coverage of the paired tests and
 # verdict calibration by simulation: 11 models, copies, 4-6 queries, two models (evidence_calibration.json; 3 min on 2 cores)

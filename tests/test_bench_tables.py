@@ -95,3 +95,35 @@ def test_every_committed_bench_result_holds_the_hardware_record_of_its_folder():
 def test_the_committed_benchmarks_page_is_generated_from_the_committed_results():
     page = REPO / "docs" / "benchmarks.md"
     assert page.read_text(encoding="utf-8") == benchmark_markdown(REPO), "run: python -m onnx_search.cli.docsgen"
+
+
+def test_the_test_run_record_reads_pytests_last_closing_line(tmp_path):
+    from onnx_search.bench.test_run import main, pytest_closing
+
+    log = "\n".join(
+        [
+            "====================== 1 passed, 646 deselected in 17.94s ======================",
+            "tests/test_x.py ....",
+            "========== 645 passed, 2 failed, 2 deselected, 25 warnings in 790.10s (0:13:10) ==========",
+            "make test peak RSS: 5,296 MB",
+        ]
+    )
+    assert pytest_closing(log) == {
+        "counts": {"passed": 645, "failed": 2, "deselected": 2, "warnings": 25},
+        "seconds": 790.1,
+    }
+    assert pytest_closing("no pytest here") == {}
+    peak = tmp_path / "peak.json"
+    peak.write_text(json.dumps({"seconds": 900, "peak_tree_rss_mb": 5296, "peak_process_mb": 4433,
+                                "exit_status": 0, "sample_every_s": 0.5}))  # fmt: skip
+    (tmp_path / "log").write_text(log)
+    assert (
+        main(["--peak", str(peak), "--log", str(tmp_path / "log"), "--ci-seconds", "1000", "--out", str(tmp_path)]) == 0
+    )
+    data = json.loads((tmp_path / "make_test.json").read_text())
+    assert (data["make_test_seconds"], data["peak_tree_rss_mb"], data["ci_run_seconds_fresh_clone"]) == (
+        900,
+        5296,
+        1000,
+    )
+    assert data["pytest"]["counts"]["passed"] == 645 and set(RECORD_KEYS) <= set(data)
