@@ -52,8 +52,10 @@ test: setup
 test-steps:
 	$(PY) -m ruff check onnx_search tests
 	$(PY) -m onnx_search.cli.docsgen --check
-	$(PY) -m mkdocs build --strict -q -d build/site
-	@if unshare -n true 2>/dev/null; then $(MAKE) --no-print-directory test-server test-ray PYTEST_ARGS=; else \
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -q -d build/site
+	@# the Milvus server and Ray tests side by side, each in its own namespace (both mostly wait for a start-up)
+	@if unshare -n true 2>/dev/null; then $(MAKE) --no-print-directory -j2 --output-sync=target test-server test-ray \
+	  PYTEST_ARGS=; else \
 	  echo "NOTE: Milvus server and Ray tests not run: 'unshare -n' is not permitted here (needs root); run make test-server test-ray as root"; fi
 	$(PY) -m pytest --durations=10 $(PYTEST_ARGS)
 
@@ -146,7 +148,7 @@ keras-vs-torch: setup
 # into build/site (open build/site/index.html). `make test` checks both.
 docs: setup
 	$(PY) -m onnx_search.cli.docsgen
-	$(PY) -m mkdocs build --strict -d build/site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d build/site
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache data runs demo

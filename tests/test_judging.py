@@ -196,7 +196,13 @@ def test_a_run_uses_the_judgments_made_in_the_explorer(judge_env):
     out = run_cli("run", cfg)
     assert out.returncode == 0, out.stderr[-3000:]
     comparison = json.loads((base / "runs" / "servejudged" / "comparison.json").read_text())
-    assert comparison["summary"]["ground_truth"] == {"kind": "qrels", "judged_queries": 1, "unjudged_rule": "condensed"}
+    gt = comparison["summary"]["ground_truth"]
+    assert {k: v for k, v in gt.items() if k != "judged_depth"} == {
+        "kind": "qrels",
+        "judged_queries": 1,
+        "unjudged_rule": "condensed",
+    }
+    assert gt["judged_depth"] >= comparison["summary"]["top_k"]  # condensed lists drawn from deeper than k
     results = json.loads((base / "runs" / "servejudged" / "results.json").read_text())
     path = next(q["query"] for q in results["queries"] if str(q["id"]) == qid)
     rows = {r["model"]: r for r in comparison["per_query"] if r["query"] == path}

@@ -117,9 +117,12 @@ def test_several_runs_side_by_side_and_the_size_budget(tmp_path):
 QUALITY_HEADER = r"P@k|R@k|mAP@k|nDCG@k|judged@k|overlap@k|RBO|all copies|MRR@k|difference|crop|blur"
 
 # In the page: every table column headed by a quality figure holds, in each row, a mean with its [low, high]
-# interval (or '–' where there is no figure); every off-diagonal heat-map cell too. Returns the offending cells.
+# interval, or the reason it has none ("(all equal)", "(one query)"), or '–' where there is no figure; every
+# off-diagonal heat-map cell too. Returns the offending cells.
 CHECK_INTERVALS = """(pattern) => {
-  const re = new RegExp(pattern), iv = /\\[-?\\d+\\.\\d+, -?\\d+\\.\\d+\\]/, bad = [], seen = [];
+  // an interval, or the stated reason there is none (evidence.interval's note: all values equal, one unit)
+  const re = new RegExp(pattern), bad = [], seen = [];
+  const iv = /\\[-?\\d+\\.\\d+, -?\\d+\\.\\d+\\]|\\((all equal|one [a-z]+)\\)/;
   document.querySelectorAll('section.run table').forEach((t) => {
     const rows = Array.from(t.querySelectorAll('tr'));
     if (t.classList.contains('heat')) {

@@ -15,8 +15,8 @@ def _hits(queries: list[str], labelled: bool) -> list[dict]:
         for m in MODELS:
             for rank in (1, 2):
                 label = ("cats" if rank == 1 else "") if labelled else ""
-                out.append({"query": q, "model": m, "rank": rank, "path": f"/p/{m}-{rank}.jpg", "label": label,
-                            "cosine": 0.9 - rank / 10})  # fmt: skip
+                out.append({"query": q, "model": m, "rank": rank, "id": rank, "path": f"/p/{m}-{rank}.jpg",
+                            "label": label, "cosine": 0.9 - rank / 10})  # fmt: skip
     return out
 
 
@@ -66,8 +66,8 @@ def test_result_grid_renders_at_the_size_its_layout_gives(tmp_path):
     img_path = tmp_path / "a.png"
     Image.new("RGB", (64, 48), (10, 120, 200)).save(img_path)
     queries = [str(img_path)]
-    hits = [{"query": str(img_path), "model": m, "rank": r, "path": str(img_path), "label": "", "cosine": 0.5}
-            for m in MODELS for r in (1, 2)]  # fmt: skip
+    hits = [{"query": str(img_path), "model": m, "rank": r, "id": r, "path": str(img_path), "label": "",
+             "cosine": 0.5} for m in MODELS for r in (1, 2)]  # fmt: skip
     out = result_grid(hits, queries, MODELS, 2, tmp_path / "grid.png", str(tmp_path))
     with Image.open(out) as png:
         assert png.size == (112 + 3 * (8 + 2 * 112), png.size[1]) and png.size[1] > 112

@@ -175,7 +175,7 @@ class Comparison:
         if why:
             return None, "; ".join(why)
         va, vb = a.units(model, col, self.reference), run.units(model, col, self.reference)
-        keys = [k for k in va if k in vb]
+        keys = sorted(k for k in va if k in vb)  # one order whatever each run listed, so the same p
         if len(keys) < 2:
             return None, "fewer than 2 queries measured in both runs: nothing to pair"
         seed = ((a.comparison.get("evidence") or {}).get("method") or {}).get("seed") or 0
