@@ -53,9 +53,7 @@ test-steps:
 	$(PY) -m ruff check onnx_search tests
 	$(PY) -m onnx_search.cli.docsgen --check
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -q -d build/site
-	@# the Milvus server and Ray tests side by side, each in its own namespace (both mostly wait for a start-up)
-	@if unshare -n true 2>/dev/null; then $(MAKE) --no-print-directory -j2 --output-sync=target test-server test-ray \
-	  PYTEST_ARGS=; else \
+	@if unshare -n true 2>/dev/null; then $(MAKE) --no-print-directory test-server test-ray PYTEST_ARGS=; else \
 	  echo "NOTE: Milvus server and Ray tests not run: 'unshare -n' is not permitted here (needs root); run make test-server test-ray as root"; fi
 	$(PY) -m pytest --durations=10 $(PYTEST_ARGS)
 
