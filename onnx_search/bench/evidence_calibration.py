@@ -120,6 +120,17 @@ def _coverage(draw, truth: float, experiments: int, resamples: int, groups=None)
     return hits / experiments
 
 
+def _null_and_coverage(rng, shape, n: int, k: int, models: int, experiments: int, coverage_experiments: int,
+                       resamples: int) -> tuple[int, float]:  # fmt: skip
+    """Runs (of ``experiments``, all models alike) in which the verdict separated some pair, and the coverage of one
+    model's interval over ``coverage_experiments``: the null half of the many-model and few-query regimes."""
+    truth = shape[0] / sum(shape)
+    rejected = sum(bool(_decide(_draw_many(rng, shape, n, k, [0.0] * models), seed=e, resamples=resamples)[0].any())
+                   for e in range(experiments))  # fmt: skip
+    cover = _coverage(lambda: _draw_many(rng, shape, n, k, [0.0])[:, 0], truth, coverage_experiments, resamples)
+    return rejected, cover
+
+
 def many_models(
     *, models: int = 11, n: int = 200, k: int = 10, effect: float = 0.3, experiments: int = 200,
     coverage_experiments: int = 200, seed: int = 0, resamples: int = ev.DEFAULT_RESAMPLES, shape=EASY,
@@ -129,10 +140,7 @@ def many_models(
     (one model better, the rest alike)."""
     rng = np.random.default_rng(seed)
     m = models * (models - 1) // 2
-    truth = shape[0] / sum(shape)
-    fwer = sum(bool(_decide(_draw_many(rng, shape, n, k, [0.0] * models), seed=e, resamples=resamples)[0].any())
-               for e in range(experiments))  # fmt: skip
-    cover = _coverage(lambda: _draw_many(rng, shape, n, k, [0.0])[:, 0], truth, coverage_experiments, resamples)
+    fwer, cover = _null_and_coverage(rng, shape, n, k, models, experiments, coverage_experiments, resamples)
     big = [0.0] + [0.5] * (models - 1)
     sep_big = sum(
         _separates(_draw_many(rng, shape, n, k, big), seed=e, resamples=resamples) for e in range(experiments)
@@ -206,10 +214,7 @@ def few_queries(
     n for a ``shift`` P@k difference (the verdict advises at least units_for_power queries)."""
     rng = np.random.default_rng(seed)
     m = models * (models - 1) // 2
-    truth = shape[0] / sum(shape)
-    null = sum(bool(_decide(_draw_many(rng, shape, n, k, [0.0] * models), seed=e, resamples=resamples)[0].any())
-               for e in range(experiments))  # fmt: skip
-    cover = _coverage(lambda: _draw_many(rng, shape, n, k, [0.0])[:, 0], truth, experiments, resamples)
+    null, cover = _null_and_coverage(rng, shape, n, k, models, experiments, experiments, resamples)
     delta, sd = _moments(shape, k, shift)
     advised = ev.queries_needed(delta, sd, pairs=m)
     planted = [0.0] + [shift] * (models - 1)
