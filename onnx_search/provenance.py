@@ -135,6 +135,33 @@ def isa_tier(family: str | None, isa: list[str]) -> str:
     return platform.machine().lower() or "unknown"
 
 
+def int8_target(family: str | None, isa: list[str]) -> str:
+    """The class of INT8 kernels onnxruntime runs here, which decides the INT8 recipe that keeps quality:
+    ``vnni`` (x86 with AVX512_VNNI or AVX_VNNI; AMX machines have it too), ``avx2`` (x86 without VNNI, AVX-512 or
+    not: the u8s8 kernels' VPMADDUBSW can saturate), ``x86-64`` (no AVX2), on ARM ``i8mm``, ``dotprod`` or
+    ``neon``. An INT8 file's recorded ``target_isa`` is compared with this."""
+    have = set(isa)
+    if family == "x86":
+        return "vnni" if {"avx512_vnni", "avx_vnni"} & have else "avx2" if "avx2" in have else "x86-64"
+    if family == "arm":
+        return "i8mm" if "i8mm" in have else "dotprod" if "asimddp" in have else "neon"
+    return "unknown"
+
+
+def cpu_record(info: dict) -> dict:
+    """The ISA part of the hardware record from ``parse_cpuinfo``'s dict: the flags, the reader's summary, whether
+    the CPU has VNNI / AMX (None off x86) and its INT8 kernel class."""
+    family, isa = info.get("family"), list(info.get("isa") or [])
+    x86 = family == "x86"
+    return {
+        "isa": isa,
+        "isa_summary": isa_summary(family, isa),
+        "vnni": bool({"avx512_vnni", "avx_vnni"} & set(isa)) if x86 else None,
+        "amx": bool({"amx_tile", "amx_int8", "amx_bf16"} & set(isa)) if x86 else None,
+        "int8_target": int8_target(family, isa),
+    }
+
+
 def _slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
@@ -230,9 +257,7 @@ def _machine() -> dict:
         "arch": platform.machine(),
         "family": cpu["family"],
         "cpus_usable": cpu["cpus_usable"],
-        "isa": cpu["isa"],
-        "isa_summary": isa_summary(cpu["family"], cpu["isa"]),
-        "vnni": bool({"avx512_vnni", "avx_vnni"} & set(cpu["isa"])) if cpu["family"] == "x86" else None,
+        **cpu_record(cpu),
         "memory_mb": _memory_mb(),
         "gpus": _gpus(),
         "onnxruntime": ort_version,

@@ -75,3 +75,42 @@ def test_servers_started_by_cli_runs_are_stopped_by_the_cleanup(tmp_path):
     assert LocalRedis(tmp_path / "d").running()  # kept, as asked: the cleanup stops it
     assert stop_local_redis_servers(tmp_path) == [tmp_path / "d" / "redis"]
     assert not LocalRedis(tmp_path / "d").running()
+
+
+def test_a_reader_closing_stdout_early_ends_any_command_quietly(tmp_path):
+    """``onnx-search judgments agreement | head -1`` (and ``--help | head -1``): no BrokenPipe traceback, no
+    "Exception ignored" at exit; status 1, as the Python docs advise. Read in full, the same command works."""
+    import os
+    import subprocess
+
+    from onnx_search.experiment.qrels import JudgmentStore, judgments_path
+    from tests.evidence_runs import make_run
+    from tests.helpers import cli_command
+
+    store = JudgmentStore(judgments_path(tmp_path / "data", "x"))
+    store.add_many([(str(q), str(1000 + q), q % 2) for q in range(1, 300)], "alice")
+    store.add_many([(str(q), str(1000 + q), 1 - q % 2) for q in range(1, 300)], "bob")
+    agreement = ["judgments", "agreement", "-e", "x", "--data-dir", tmp_path / "data", "--show", 300]
+    full = run_cli(*agreement)
+    assert full.returncode == 0 and "alice vs bob: kappa" in full.stdout and len(full.stdout) > 10_000, full.stderr
+    JudgmentStore(judgments_path(tmp_path / "small", "x")).judge("1", "2", 1, judge="alice")
+    short = ["judgments", "agreement", "-e", "x", "--data-dir", tmp_path / "small"]  # a few lines: fails at the flush
+    run = make_run(tmp_path, "r")  # a saved run: `compare RUN` prints its summary
+    cases = ((agreement, {1}), (short, {1}), (["compare", run], {1}), (["--help"], {0, 1}))  # argparse drops --help's
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user's shell runs it
+    unbuffered = buffered | {"PYTHONUNBUFFERED": "1"}  # each print fails at once, inside the command
+    for (argv, status), env in [*((c, buffered) for c in cases), *((c, unbuffered) for c in cases[1:3])]:
+        p = subprocess.Popen(cli_command(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        p.stdout.close()  # the reader goes away before the command writes a byte (it is still importing)
+        err = p.stderr.read()
+        assert p.wait(timeout=120) in status and err == "", (argv, env.get("PYTHONUNBUFFERED"), err)
+
+
+def test_report_output_into_a_folder_not_made_yet(tmp_path):
+    from tests.evidence_runs import make_run
+
+    run = make_run(tmp_path, "r")
+    out = tmp_path / "new" / "deeper" / "x.html"
+    r = run_cli("report", run, "--output", out)
+    assert r.returncode == 0 and f"wrote {out}" in r.stdout, r.stderr
+    assert out.read_text().lstrip().lower().startswith("<!doctype html")

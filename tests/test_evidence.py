@@ -244,6 +244,7 @@ def test_verdict_without_ground_truth_says_so():
 
 def test_summary_shows_the_verdict_first_and_every_figure_with_its_interval():
     from onnx_search.experiment.evidence_section import build_evidence
+    from onnx_search.experiment.report.format import pair_interval
     from onnx_search.experiment.report.summary import header_lines, summary_markdown
 
     c, results = _comparison(30, 0.5)
@@ -261,10 +262,11 @@ def test_summary_shows_the_verdict_first_and_every_figure_with_its_interval():
         assert fmt_iv(e["quality"][key]["resnet"]) in models
     assert "Holm-adjusted across the pairs" in models  # the method beside the table
     paired = md.split("## Paired differences")[1].split("\n## ")[0]
-    assert "| P@5: a vs b | a − b [95% CI, unadjusted] | p | Holm-adjusted p | verdict |" in paired
-    assert "The intervals are unadjusted 95% intervals" in paired
+    assert "| P@5: a vs b | a − b [Holm-consistent CI] | p | Holm-adjusted p | verdict |" in paired
+    assert "Intervals agree with the decisions" in paired and "unadjusted" not in paired
     for r in e["pairs"]["p_at_k"]:
-        assert f"| {r['a']} vs {r['b']} | {fmt_iv(r['diff'])} | {fmt_p(r['p'])} | {fmt_p(r['p_holm'])} |" in paired
+        cell = f"{r['diff_holm']['mean']:.3f} {pair_interval(r['diff_holm'])}"
+        assert f"| {r['a']} vs {r['b']} | {cell} | {fmt_p(r['p'])} | {fmt_p(r['p_holm'])} |" in paired
     assert "| lite0 vs resnet |" in paired and "| lite0 better |" in paired.split("| lite0 vs resnet |")[1][:200]
     agree = e["agreement"]["lite0|resnet"]
     assert f"| lite0 vs resnet | {fmt_iv(agree['overlap_at_k'])} |" in md

@@ -459,11 +459,12 @@ def test_identity_copies_are_all_found_first_and_results_are_reproducible(run, t
         "## Robustness: recall@1 of the original (6 originals x 3 transforms, seed 1; intervals and tests resample "
         "originals, each with its copies)" in md
     )
-    assert "| resnet50 | 1.00 (all equal) |" in md and "## Distances in comparable units" in md
+    # recall@1 of 1 on all 6 originals: the exact one-sided bound, 0.025 ** (1/6), not a zero-width interval
+    assert "| resnet50 | 1.00 [0.54, 1.00] |" in md and "## Distances in comparable units" in md
     ev = json.loads((out.run_dir / "comparison.json").read_text())["evidence"]
     cells = ev["robustness"]["resnet50"]  # every copy figure, overall and per transform, with its interval
-    assert cells["identity"]["recall_at_1"] == {"mean": 1.0, "low": 1.0, "high": 1.0, "n": 6, "note": "all equal",
-                                                "unit": "original", "units": 6}  # fmt: skip
+    assert cells["identity"]["recall_at_1"] == {"mean": 1.0, "low": pytest.approx(0.025 ** (1 / 6)), "high": 1.0,
+                                                "n": 6, "unit": "original", "units": 6}  # fmt: skip
     for t in ("all", "hflip", "blur"):
         got = r["per_model"]["resnet50"]["transforms"][t]["recall_at_1"] if t != "all" else None
         iv = cells[t]["recall_at_1"]

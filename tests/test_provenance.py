@@ -106,3 +106,29 @@ def test_machine_is_a_stable_superset_and_the_record_names_commit_and_command():
     assert set(rec) == {"machine", "versions", "commit", "command"}
     assert rec["commit"] is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", rec["commit"])
     assert rec["command"].startswith("python ")
+
+
+@pytest.mark.parametrize(
+    ("text", "vnni", "amx", "target"),
+    [(INTEL_VNNI, True, False, "vnni"), (AMD_AVX2, False, False, "avx2"), (ALDER_LAKE, True, False, "vnni"),
+     (SAPPHIRE, True, True, "vnni"), (ARM_I8MM, None, None, "i8mm"), (ARM_PLAIN, None, None, "neon")],
+    ids=["avx512-vnni", "avx2-only", "avx-vnni", "amx", "arm-i8mm", "arm-plain"],
+)  # fmt: skip
+def test_cpu_record_says_vnni_amx_and_the_int8_kernel_class(text, vnni, amx, target):
+    rec = pv.cpu_record(pv.parse_cpuinfo(text))
+    assert (rec["vnni"], rec["amx"], rec["int8_target"]) == (vnni, amx, target)
+    assert rec["isa_summary"] == pv.isa_summary(pv.parse_cpuinfo(text)["family"], rec["isa"])
+
+
+def test_int8_target_each_flag_counts():
+    # AVX-512 without VNNI saturates like AVX2: the class is the one without VNNI
+    assert pv.int8_target("x86", ["avx2", "avx512f"]) == "avx2"
+    assert pv.int8_target("x86", ["avx2", "avx512f", "avx512_vnni"]) == "vnni"
+    assert pv.int8_target("x86", ["avx2", "avx_vnni"]) == "vnni"
+    assert pv.int8_target("x86", []) == "x86-64"
+    assert pv.int8_target("arm", ["asimd", "asimddp"]) == "dotprod"
+    assert pv.int8_target(None, []) == "unknown"
+    m = pv.machine()  # this machine's record carries the same fields, computed from its own flags
+    assert m["int8_target"] == pv.int8_target(m["family"], m["isa"])
+    assert m["family"] != "x86" or m["vnni"] == (m["int8_target"] == "vnni")
+    assert set(pv.cpu_record({"family": m["family"], "isa": m["isa"]})) <= set(m)

@@ -12,6 +12,7 @@ from onnx_search.errors import ConfigError
 from onnx_search.experiment import qrels as qrels_mod
 from onnx_search.experiment.qrels import (
     JudgmentStore,
+    judges_path,
     judgments_path,
     merge_qrels,
     parse_qrels,
@@ -62,6 +63,10 @@ def test_write_then_read_round_trip_sorted(tmp_path):
     write_qrels(p, q)
     assert read_qrels(p) == q
     assert p.read_text().splitlines() == ["3 0 /x/y.png 2", "20 0 3 1", "20 0 100 0"]
+    assert p.stat().st_mode & 0o777 == 0o644  # a file to share, not the temporary file's 0600
+    p.chmod(0o640)
+    write_qrels(p, q)
+    assert p.stat().st_mode & 0o777 == 0o640  # a rewrite keeps the file's mode
 
 
 def test_write_refuses_ids_with_spaces_and_bad_grades(tmp_path):
@@ -110,7 +115,7 @@ def test_store_round_trip_persists_before_returning(tmp_path):
     store.unjudge("5", "7")
     assert JudgmentStore(p).qrels() == {"5": {"8": 1}}
     assert store.for_query("5") == {"8": 1} and store.count() == 1
-    with pytest.raises(ConfigError, match="not an integer >= 0"):
+    with pytest.raises(ConfigError, match="grade -1 is outside"):
         store.judge("5", "9", -1)
     with pytest.raises(ConfigError, match="whitespace"):
         store.judge("5", "a b", 1)
@@ -119,11 +124,11 @@ def test_store_round_trip_persists_before_returning(tmp_path):
 def test_store_sees_another_writer(tmp_path):
     p = tmp_path / "j.qrels"
     store = JudgmentStore(p)
-    store.judge("1", "1", 1)
+    store.judge("1", "11", 1)
     other = JudgmentStore(p)
-    other.judge("2", "2", 1)
-    store.judge("3", "3", 0)  # must not drop the other writer's judgment
-    assert read_qrels(p) == {"1": {"1": 1}, "2": {"2": 1}, "3": {"3": 0}}
+    other.judge("2", "22", 1)
+    store.judge("3", "33", 0)  # must not drop the other writer's judgment
+    assert read_qrels(p) == {"1": {"11": 1}, "2": {"22": 1}, "3": {"33": 0}}
 
 
 def test_concurrent_judges_from_threads_lose_nothing(tmp_path):
@@ -134,7 +139,7 @@ def test_concurrent_judges_from_threads_lose_nothing(tmp_path):
     def worker(t: int) -> None:
         try:
             for i in range(25):
-                store.judge(str(t), str(i), (t + i) % 3)
+                store.judge(str(t), str(100 + i), (t + i) % 3)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -144,7 +149,7 @@ def test_concurrent_judges_from_threads_lose_nothing(tmp_path):
     for th in threads:
         th.join()
     assert not errors
-    expected = {str(t): {str(i): (t + i) % 3 for i in range(25)} for t in range(8)}
+    expected = {str(t): {str(100 + i): (t + i) % 3 for i in range(25)} for t in range(8)}
     assert store.qrels() == expected and read_qrels(p) == expected
     assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
 
@@ -315,6 +320,17 @@ def judged_run(labelled_set, models_dir, tmp_path_factory, redis_url_module):
     base = tmp_path_factory.mktemp("judged")
     queries, text = _judge_pool(labelled_set)
     (base / "pool.qrels").write_text(text)
+    # two judges behind it: alice gave the file's grades, bob one higher on every third pair; the file holds the
+    # lower (the consensus), so the figures stand on the same grades; the run reports their agreement
+    alice, bob, marks = [], [], []
+    for i, (q, _, d, g) in enumerate(line.split() for line in text.splitlines()):
+        b = min(int(g) + 1, 2) if i % 3 == 0 else int(g)
+        alice.append(int(g))
+        bob.append(b)
+        marks += [
+            {"query": q, "doc": d, "judge": j, "grade": x, "time": None} for j, x in (("alice", int(g)), ("bob", b))
+        ]
+    qrels_mod.judges_path(base / "pool.qrels").write_text("".join(json.dumps(m) + "\n" for m in marks))
     paths = "".join(f"\n    - {q}" for q in queries)
     (base / "exp.yaml").write_text(f"""\
 experiment: judged
@@ -348,6 +364,7 @@ grid_queries: 0
         "comparison": json.loads((out.run_dir / "comparison.json").read_text()),
         "qrels": qrels_mod.read_qrels_ids(base / "pool.qrels"),
         "run_dir": out.run_dir,
+        "judges": (alice, bob),
     }
 
 
@@ -393,6 +410,24 @@ def test_recompare_of_a_judged_run_gives_the_same_figures(judged_run):
     assert again["per_query"] == judged_run["comparison"]["per_query"]
 
 
+def test_a_run_on_qrels_with_two_judges_reports_their_kappa_in_results_and_summary(judged_run):
+    from sklearn.metrics import cohen_kappa_score
+
+    alice, bob = judged_run["judges"]
+    want, n, open_ = cohen_kappa_score(alice, bob), len(alice), sum(a != b for a, b in zip(alice, bob, strict=True))
+    assert 0 < want < 1 and open_ > 0
+    rec = judged_run["results"]["judges"]
+    assert rec["judges"] == ["alice", "bob"] and rec["sidecar"] == "pool.qrels.judges.jsonl"
+    assert rec["pairs"][0]["shared"] == n and rec["pairs"][0]["kappa"] == pytest.approx(want, abs=1e-12)
+    assert rec["overall"]["kappa"] == pytest.approx(want, abs=1e-12) and rec["conflicts"] == open_
+    lines = [x for x in (judged_run["run_dir"] / "summary.md").read_text().splitlines() if x.startswith("Judges ")]
+    assert lines == [
+        f"Judges alice, bob (pool.qrels.judges.jsonl): Cohen's kappa {want:.3f} on {n} shared pairs; per pair of "
+        f"judges (kappa on shared pairs): alice vs bob {want:.3f} on {n}; {open_} open conflicts (pairs whose "
+        "judges disagree; the qrels hold the lower median)."
+    ]
+
+
 def test_compare_with_qrels_rescores_a_run_made_without_judgments(judged_run, tmp_path):
     """The same experiment run without ground_truth, then `compare RUN --qrels pool.qrels` (no store opened):
     the figures and the verdict equal those of the run made with the judgments."""
@@ -416,6 +451,10 @@ def test_compare_with_qrels_rescores_a_run_made_without_judgments(judged_run, tm
     assert again["evidence"]["verdict"]["text"] == fresh["evidence"]["verdict"]["text"]
     assert again["evidence"]["verdict"]["text"] in r.stdout
     assert again["evidence"]["quality"] == fresh["evidence"]["quality"]
+    assert "Judges " not in (out.run_dir / "summary.md").read_text()  # the run itself had no judgments
+    kappa = again["summary"]["ground_truth"]["judges"]["overall"]["kappa"]  # those of the judges behind pool.qrels
+    assert kappa == pytest.approx(judged_run["results"]["judges"]["overall"]["kappa"], abs=1e-12)
+    assert f"Judges alice, bob (pool.qrels.judges.jsonl): Cohen's kappa {kappa:.3f} on " in r.stdout
     (tmp_path / "other.qrels").write_text("12345 0 1 1\n")
     r = run_cli("compare", str(out.run_dir), "--qrels", str(tmp_path / "other.qrels"))
     assert r.returncode == 2 and "judge none of the run's 3 queries" in r.stderr
@@ -424,7 +463,7 @@ def test_compare_with_qrels_rescores_a_run_made_without_judgments(judged_run, tm
 # --- the judgments CLI ----------------------------------------------------------------------------------------------
 
 
-def test_cli_export_ids_and_paths(tmp_path):
+def test_cli_export_ids_and_paths_relative_to_the_root(tmp_path):
     from onnx_search.ids import image_id
     from tests.helpers import run_cli
 
@@ -433,44 +472,138 @@ def test_cli_export_ids_and_paths(tmp_path):
         (tmp_path / "imgs" / "a" / n).write_bytes(b"")
     q, x = (tmp_path / "imgs" / "a" / "q.jpg").resolve(), (tmp_path / "imgs" / "a" / "x.jpg").resolve()
     store = JudgmentStore(judgments_path(tmp_path / "data", "exp"))
-    store.judge(str(image_id(q)), str(image_id(x)), 2)
+    store.judge(str(image_id(q)), str(image_id(x)), 2, judge="alice")
+    store.judge(str(image_id(q)), str(image_id(x)), 1, judge="bob")
     store.judge(str(image_id(q)), "99", 0)  # not under the folder: stays an id
     out = tmp_path / "out.qrels"
     r = run_cli("judgments", "export", "--data-dir", str(tmp_path / "data"), "--experiment", "exp", str(out))
     assert r.returncode == 0, r.stderr
-    assert read_qrels(out) == store.qrels()
+    assert read_qrels(out) == store.qrels() == {str(image_id(q)): {str(image_id(x)): 1, "99": 0}}  # consensus
     r = run_cli("judgments", "export", "--data-dir", str(tmp_path / "data"), "--experiment", "exp", str(out),
                 "--paths-under", str(tmp_path / "imgs"))  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert read_qrels(out) == {str(q): {str(x): 2, "99": 0}} and "1 ids not found" in r.stdout
+    assert read_qrels(out) == {"a/q.jpg": {"a/x.jpg": 1, "99": 0}} and "1 ids not found" in r.stdout
+    r = run_cli("judgments", "export", "--data-dir", str(tmp_path / "data"), "-e", "exp", str(out), "--judge", "alice")
+    assert r.returncode == 0, r.stderr
+    assert read_qrels(out) == {str(image_id(q)): {str(image_id(x)): 2}}
     r = run_cli("judgments", "export", "--data-dir", str(tmp_path / "data"), "--experiment", "nope", str(out))
     assert r.returncode == 2 and "no judgments for experiment nope" in r.stderr
 
 
-def test_cli_import_merges_and_refuses_a_bad_line_writing_nothing(tmp_path):
+@pytest.fixture
+def catalogued_exp(tmp_path, redis_url):
+    """An experiment file (graded 0..3) over four image files, catalogued in a real Redis (no vectors needed)."""
     from onnx_search.ids import image_id
+    from onnx_search.store.catalog import Catalog, ImageRecord
+    from onnx_search.store.local_redis import connect_redis
+
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    files = []
+    for n in range(4):
+        f = root / "a" / f"{n}.jpg"
+        f.write_bytes(b"")
+        files.append(f.resolve())
+    (tmp_path / "outside.jpg").write_bytes(b"")
+    ns = f"judgments-cli-{tmp_path.name}"
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(f"""\
+experiment: jcli
+data_dir: {tmp_path / "data"}
+output: {tmp_path / "runs"}
+dataset:
+  root: {root}
+models:
+  - name: vgg16
+    weights: random
+store:
+  redis_url: {redis_url}
+  namespace: {ns}
+judging:
+  max_grade: 3
+""")
+    ids = [str(image_id(f)) for f in files]
+    recs = [ImageRecord(int(i), str(f), "", 0, 0, "a", str(root.resolve())) for i, f in zip(ids, files, strict=True)]
+    Catalog(connect_redis(redis_url, tmp_path / "data"), ns).put_images(recs)
+    return {"cfg": cfg, "ids": ids, "root": root, "dest": judgments_path(tmp_path / "data", "jcli")}
+
+
+def test_cli_import_checks_every_line_as_the_endpoint_and_writes_nothing_on_any_error(catalogued_exp, tmp_path):
     from tests.helpers import run_cli
 
-    dest = judgments_path(tmp_path / "data", "exp")
-    JudgmentStore(dest).judge("1", "2", 1)
-    before = dest.read_bytes()
-    (tmp_path / "img.jpg").write_bytes(b"")
+    ids, cfg, dest = catalogued_exp["ids"], catalogued_exp["cfg"], catalogued_exp["dest"]
+    JudgmentStore(dest).judge(ids[0], ids[1], 1, judge="alice")
+    before = dest.read_bytes(), judges_path(dest).read_bytes()
     bad = tmp_path / "bad.qrels"
-    bad.write_text("1 0 3 1\n1 0 img.jpg 2\n1 0 4 maybe\n")
-    args = ("--data-dir", str(tmp_path / "data"), "--experiment", "exp")
-    r = run_cli("judgments", "import", str(bad), *args)
-    assert r.returncode == 2
-    assert r.stderr.strip().count("\n") == 0 and f"{bad}:3: relevance 'maybe' is not an integer" in r.stderr
-    assert dest.read_bytes() == before  # nothing written
-    bad.write_text("1 0 3 1\n1 0 missing.jpg 2\n")
-    r = run_cli("judgments", "import", str(bad), *args)
-    assert r.returncode == 2 and "missing.jpg is neither" in r.stderr and dest.read_bytes() == before
+    bad.write_text(
+        f"{ids[0]} 0 {ids[2]} 1\n"  # good
+        f"{ids[0]} 0 {ids[3]} 9\n"  # grade above judging.max_grade
+        f"{ids[0]} 0 12345 1\n"  # not in the catalogue
+        f"{ids[0]} 0 ../outside.jpg 0\n"  # a path outside the dataset root
+        f"a/1.jpg 0 {ids[1]} 1\n"  # the query judged against itself (a path and an id of one image)
+    )
+    r = run_cli("judgments", "import", str(bad), "-e", str(cfg))
+    assert r.returncode == 2, r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 5 and lines[-1] == f"error: 4 bad lines in {bad}: nothing was imported"
+    assert lines[0].startswith(f"error: {bad}:2: grade 9 is outside this experiment's scale: 0 (not relevant) to 3")
+    assert lines[1] == f"error: {bad}:3: image id 12345 is not in the catalogue"
+    assert lines[2].startswith(f"error: {bad}:4: ../outside.jpg is outside the dataset root")
+    assert lines[3].startswith(f"error: {bad}:5: query {ids[1]} is judged against itself")
+    assert (dest.read_bytes(), judges_path(dest).read_bytes()) == before  # nothing written
     good = tmp_path / "good.qrels"
-    good.write_text("1 0 2 0\n1 0 img.jpg 2\n5 0 6 1\n")
-    r = run_cli("judgments", "import", str(good), *args)
+    good.write_text(f"{ids[0]} 0 {ids[1]} 0\n{ids[0]} 0 a/2.jpg 3\n{ids[3]} 0 a/0.jpg 1\n")
+    r = run_cli("judgments", "import", str(good), "-e", str(cfg), "--judge", "bob")
     assert r.returncode == 0, r.stderr
-    assert "2 new, 1 changed" in r.stdout
-    assert read_qrels(dest) == {"1": {"2": 0, str(image_id((tmp_path / "img.jpg").resolve())): 2}, "5": {"6": 1}}
+    assert "3 new, 0 changed, 0 already there" in r.stdout
+    store = JudgmentStore(dest)
+    assert store.marks()[ids[0], ids[1]] == {"alice": 1, "bob": 0}  # alice's mark survives bob's import
+    assert read_qrels(dest) == {ids[0]: {ids[1]: 0, ids[2]: 3}, ids[3]: {ids[0]: 1}}
+    n = len(judges_path(dest).read_text().splitlines())
+    r = run_cli("judgments", "import", str(good), "-e", str(cfg), "--judge", "bob")  # again: no duplicates
+    assert r.returncode == 0 and "0 new, 0 changed, 3 already there" in r.stdout
+    assert len(judges_path(dest).read_text().splitlines()) == n and dest.read_text().count("\n") == 3
+    r = run_cli("judgments", "import", str(good), "--data-dir", str(tmp_path / "data"), "-e", "jcli")
+    assert r.returncode == 2 and "pass its experiment file" in r.stderr
+
+
+def test_cli_import_binary_experiment_refuses_grade_2(catalogued_exp, tmp_path):
+    from tests.helpers import run_cli
+
+    cfg, ids = catalogued_exp["cfg"], catalogued_exp["ids"]
+    cfg.write_text(cfg.read_text().replace("max_grade: 3", "max_grade: 1"))
+    f = tmp_path / "g.qrels"
+    f.write_text(f"{ids[0]} 0 {ids[1]} 2\n")
+    r = run_cli("judgments", "import", str(f), "-e", str(cfg))
+    assert r.returncode == 2 and f"{f}:1: grade 2 is outside this experiment's scale: 0 (not relevant) or 1" in r.stderr
+    assert not catalogued_exp["dest"].exists()
+
+
+def test_cli_agreement_and_remove(catalogued_exp):
+    from sklearn.metrics import cohen_kappa_score
+
+    from tests.helpers import run_cli
+
+    cfg, ids, dest = catalogued_exp["cfg"], catalogued_exp["ids"], catalogued_exp["dest"]
+    store = JudgmentStore(dest)
+    a, b = [1, 0, 1, 1, 0, 2], [1, 0, 0, 1, 1, 2]
+    pairs = [(q, d) for q in ids[:3] for d in ids if d != q][: len(a)]
+    for (q, d), ga, gb in zip(pairs, a, b, strict=True):
+        store.judge(q, d, ga, judge="alice")
+        store.judge(q, d, gb, judge="bob")
+    r = run_cli("judgments", "agreement", "-e", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert f"alice vs bob: kappa {cohen_kappa_score(a, b):.3f} on 6 shared pairs" in r.stdout
+    assert "conflicts: 2 pairs" in r.stdout
+    r = run_cli("judgments", "remove", "-e", str(cfg), "--all")
+    assert r.returncode == 2 and "would remove all 12 marks" in r.stderr and store.count() == 6
+    r = run_cli("judgments", "remove", "-e", str(cfg), "--judge", "bob", "--query", "a/0.jpg")
+    assert r.returncode == 0 and "removed 3 marks" in r.stdout, r.stderr
+    r = run_cli("judgments", "remove", "-e", str(cfg), "--query", ids[1])
+    assert r.returncode == 0 and "removed 6 marks" in r.stdout and "3 judged pairs left" in r.stdout, r.stderr
+    assert JudgmentStore(dest).judges() == ["alice"]
+    r = run_cli("judgments", "remove", "-e", str(cfg), "--all", "--yes")
+    assert r.returncode == 0 and "removed 3 marks (all)" in r.stdout and read_qrels(dest) == {}
 
 
 def test_judged_queries_are_the_default_query_set(tmp_path):

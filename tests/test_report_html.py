@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from onnx_search import provenance as pv
+from onnx_search.experiment.report.hardware import machine_line
 from onnx_search.experiment.report.html import write_html_report
+from onnx_search.experiment.report.html_parts import esc
 from onnx_search.experiment.run import run_experiment
 from tests.helpers import open_page, photo, run_cli
 
@@ -64,6 +67,17 @@ def test_every_run_writes_a_self_contained_report_that_renders(html_run, tmp_pat
     assert ev["errors"] == [] and ev["bad"] == [] and ev["seen"] >= 6, ev
     comparison = json.loads((out.run_dir / "comparison.json").read_text())
     assert comparison["evidence"]["verdict"]["text"] in ev["verdict"] and ev["verdict_y"] < ev["models_y"]
+    # the hardware record: in cost.json as in the manifest, with the provider that ran each model; in every header
+    cost = json.loads((out.run_dir / "cost.json").read_text())
+    manifest = json.loads((out.run_dir / "manifest.json").read_text())
+    assert cost["machine"] == manifest["machine"] == pv.machine()
+    for m, c in cost["models"].items():
+        assert (
+            c["provider"] == manifest["models"][m]["providers_active"][0] == c["providers"][0] == "CPUExecutionProvider"
+        )
+    line = machine_line(manifest["machine"], {"resnet50": "CPU"})
+    assert f"{pv.machine()['cpu_model']}, " in line and pv.machine()["isa_summary"] in line and "ran on CPU" in line
+    assert esc(line) in text and line in (out.run_dir / "summary.md").read_text() and line in out.console
     keep = Path(__file__).resolve().parents[1] / ".cache" / "report-screenshot.png"  # for a person to look at
     keep.parent.mkdir(exist_ok=True)
     shutil.copy(shot, keep)
@@ -118,16 +132,21 @@ QUALITY_HEADER = r"P@k|R@k|mAP@k|nDCG@k|judged@k|overlap@k|RBO|all copies|MRR@k|
 
 # In the page: every table column headed by a quality figure holds, in each row, a mean with its [low, high]
 # interval, or the reason it has none ("(all equal)", "(one query)"), or '–' where there is no figure; every
-# off-diagonal heat-map cell too. Returns the offending cells.
+# off-diagonal heat-map cell too. The pairs table's Holm-consistent intervals may instead be open at 0 where only
+# Holm's step-down separates the pair (format.pair_interval): "(0, 0.280]" above 0, "[-0.280, 0)" below; no other
+# column may. The interval (or its reason) ends the cell. Returns the offending cells.
 CHECK_INTERVALS = """(pattern) => {
   // an interval, or the stated reason there is none (evidence.interval's note: all values equal, one unit)
   const re = new RegExp(pattern), bad = [], seen = [];
-  const iv = /\\[-?\\d+\\.\\d+, -?\\d+\\.\\d+\\]|\\((all equal|one [a-z]+)\\)/;
+  const closed = /\\[-?\\d+\\.\\d+, -?\\d+\\.\\d+\\]|\\((all equal|one [a-z]+)\\)/.source;
+  const open = /\\(0, \\d+\\.\\d+\\]|\\[-\\d+\\.\\d+, 0\\)/.source;
+  const ends = (alts) => new RegExp(/(^|\\s)/.source + '(' + alts + ')$');
+  const iv = ends(closed), holm = ends(closed + '|' + open);
   document.querySelectorAll('section.run table').forEach((t) => {
     const rows = Array.from(t.querySelectorAll('tr'));
     if (t.classList.contains('heat')) {
       rows.slice(1).forEach((tr, i) => tr.querySelectorAll('td').forEach((td, j) => {
-        if (i !== j) { seen.push('heat'); if (!iv.test(td.innerText) && td.innerText.trim() !== '–')
+        if (i !== j) { seen.push('heat'); if (!iv.test(td.innerText.trim()) && td.innerText.trim() !== '–')
           bad.push(t.querySelector('caption').innerText + ': ' + td.innerText); }
       }));
       return;
@@ -136,9 +155,10 @@ CHECK_INTERVALS = """(pattern) => {
     head.forEach((h, c) => {
       if (!re.test(h)) return;
       seen.push(h);
+      const ok = h.includes('Holm-consistent CI') ? holm : iv;
       rows.slice(1).forEach((tr) => {
         const td = tr.children[c];
-        if (td && !iv.test(td.innerText) && td.innerText.trim() !== '–') bad.push(h + ': ' + td.innerText);
+        if (td && !ok.test(td.innerText.trim()) && td.innerText.trim() !== '–') bad.push(h + ': ' + td.innerText);
       });
     });
   });
@@ -207,3 +227,113 @@ def test_quality_plots_carry_the_intervals_as_error_bars(tmp_path):
     assert quality_speed_plot(comparison, tmp_path / "qs.png", "q").read_bytes()[:4] == b"\x89PNG"
     out = robustness_plot(results["robustness"], tmp_path / "rob.png", "r", ev["robustness"])
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+# --- the machine in the header: warnings, an INT8 file made for another CPU, the CPU the verdict holds for ----------
+
+AVX2_CPU = "model name : AMD EPYC 7B12 64-Core Processor\nflags : fpu avx avx2\n"
+VNNI_CHOSEN = {"cpu_model": "AMD EPYC 9B14", "isa_summary": "AVX2, AVX-512, VNNI (AVX512_VNNI)",
+               "slug": "amd-epyc-9b14-2c-avx512-vnni"}  # fmt: skip
+LOW = "alpha.int8: mean cosine 0.881 to alpha on this run's images, below the target 0.97 (min 0.533)"
+
+
+def _int8_run(tmp_path: Path, target_isa: str | None, int8: bool = True) -> Path:
+    """A run on an AVX2 CPU without VNNI holding an INT8 variant whose recipe was made for ``target_isa``."""
+    from tests.evidence_runs import MODELS, make_run
+
+    run = make_run(tmp_path, f"hw-{target_isa}-{int8}")
+    info = pv.parse_cpuinfo(AVX2_CPU)
+    machine = info | pv.cpu_record(info) | {"cpus": 2, "cpus_usable": 2, "gpus": [], "onnxruntime": "1.31.1",
+                                            "providers": ["CPUExecutionProvider"]}  # fmt: skip
+    variant = {m: ("int8" if int8 and m.endswith(".int8") else "fp32") for m in MODELS}
+    manifest = {"status": "complete", "finished_at": "now", "machine": machine,
+                "models": {m: {"weights": "w", "variant": variant[m], "providers_active": ["CPUExecutionProvider"]}
+                           for m in MODELS}}  # fmt: skip
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    results = json.loads((run / "results.json").read_text())
+    recipe = {"recipe": "u8s8", "target_isa": target_isa, "chosen_on": VNNI_CHOSEN, "reached": True, "reason": None,
+              "agreement": {"mean_cosine": 0.975, "min_cosine": 0.93, "top5_overlap": 0.95, "target": 0.97,
+                            "measured": True, "where": "calibration images"}}  # fmt: skip
+    results["variants"]["alpha.int8"]["int8_recipe"] = recipe
+    results["warnings"] = [LOW]
+    (run / "results.json").write_text(json.dumps(results))
+    return run
+
+
+def _texts(run: Path) -> tuple[str, str, str]:
+    """The report page, summary.md and the console summary of a run folder, as the product writes them."""
+    from onnx_search.experiment.report.summary import console_summary, header_lines, summary_markdown
+
+    results = json.loads((run / "results.json").read_text())
+    comparison = json.loads((run / "comparison.json").read_text())
+    manifest = json.loads((run / "manifest.json").read_text())
+    header = header_lines(results["experiment"], [], manifest, results)
+    comparison.pop("cost")  # the hand-made run's cost holds speeds only, not the whole cost table
+    md = summary_markdown(comparison, header, None, None, None, results, manifest)
+    console = console_summary(comparison, header, None, results, run, manifest)
+    page = write_html_report([run], run / "report.html").read_text()
+    return page, md, console
+
+
+def test_the_header_shows_the_machine_the_warnings_and_an_int8_file_made_for_another_cpu(tmp_path):
+    run = _int8_run(tmp_path, "vnni")
+    page, md, console = _texts(run)
+    machine = "Machine: AMD EPYC 7B12 64-Core Processor, 2 cores; AVX2, no VNNI; onnxruntime 1.31.1, ran on CPU"
+    flag = "alpha.int8: INT8 file made for VNNI (chosen on AMD EPYC 9B14: AVX2, AVX-512, VNNI (AVX512_VNNI)), run on "
+    flag += "AVX2, no VNNI"
+    clause = "This holds on this CPU (AVX2, no VNNI)"
+    for text, e in ((page, esc), (md, str), (console, str)):  # the page holds them HTML-escaped
+        assert e(machine) in text and "GPU: none" in text
+        assert e(LOW) in text and e(flag) in text and e(clause) in text
+    assert esc(flag.split("INT8 file ", 1)[1]) in page.split("class='variants'")[1]  # in its table too
+    assert "u8s8 for VNNI; mean cosine 0.975 to FP32 on calibration images (target 0.97, reached)" in md
+    # the verdict's own text comes first, the CPU after it
+    verdict = json.loads((run / "comparison.json").read_text())["evidence"]["verdict"]["text"]
+    assert f"{verdict} {clause}" in md and esc(f"{verdict} {clause}") in page
+    # a file made for this CPU (here, elsewhere: --target avx2) is not flagged; its warning line stays
+    page2, md2, _ = _texts(_int8_run(tmp_path, "avx2"))
+    assert "INT8 file made for" not in page2 + md2 and LOW in md2 and clause in md2
+    # without a target, where it was chosen decides: a VNNI CPU's choice run here is flagged
+    assert "made on AMD EPYC 9B14 (AVX2, AVX-512, VNNI (AVX512_VNNI)), run on AVX2, no VNNI" in _texts(
+        _int8_run(tmp_path, None))[1]  # fmt: skip
+    # no INT8 model in the run: the verdict names no CPU
+    _, md3, console3 = _texts(_int8_run(tmp_path, "avx2", int8=False))
+    assert "on this CPU" not in md3 + console3 and machine in md3
+    shot = tmp_path / "hw.png"
+    seen = render_evidence(run / "report.html", shot)
+    assert seen["errors"] == [] and clause in seen["verdict"]
+    keep = Path(__file__).resolve().parents[1] / ".cache" / "report-hardware.png"  # for a person to look at
+    shutil.copy(shot, keep)
+
+
+def test_compare_prints_the_runs_header_and_the_cpu_its_verdict_holds_for(tmp_path):
+    """``compare RUN`` and ``compare RUN --qrels FILE`` print the machine, the warnings and the INT8 flag under their
+    own title, as run's summary does, and the verdict with the CPU it holds for."""
+    from onnx_search.experiment.report.hardware import cpu_clause
+    from onnx_search.experiment.report.summary import header_lines
+    from onnx_search.experiment.results import recompare
+
+    run = _int8_run(tmp_path, "vnni")
+    results = json.loads((run / "results.json").read_text())
+    manifest = json.loads((run / "manifest.json").read_text())
+    own = header_lines(results["experiment"], [], manifest, results)[1:]  # run's summary.md, less its title
+    qrels = tmp_path / "mine.qrels"
+    qrels.write_text("".join(f"{q['id']} 0 {h['id']} {int(h['label'] == q['label'])}\n" for q in results["queries"]
+                             for h in results["hits"] if h["query"] == q["query"]))  # fmt: skip
+    clause = cpu_clause(results, manifest)
+    assert clause.startswith("This holds on this CPU (AVX2, no VNNI)")
+    for extra, title, judged in (((), f"# {run.name} (recomputed from saved results)", False),
+                                 (("--qrels", qrels), f"# {run.name} re-scored on mine.qrels (from saved results)",
+                                  True)):  # fmt: skip
+        r = run_cli("compare", run, *extra)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("\n".join([title, *own]) + "\n"), r.stdout[:800]
+        assert "Machine: AMD EPYC 7B12 64-Core Processor, 2 cores; AVX2, no VNNI" in r.stdout and LOW in r.stdout
+        assert "alpha.int8: INT8 file made for VNNI" in r.stdout
+        if judged:
+            from onnx_search.experiment.qrels import read_qrels_ids
+
+            text = recompare(run, read_qrels_ids(qrels), qrels.resolve())["evidence"]["verdict"]["text"]
+        else:
+            text = recompare(run)["evidence"]["verdict"]["text"]
+        assert f"**{text} {clause}**" in r.stdout

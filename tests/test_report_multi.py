@@ -234,7 +234,8 @@ def test_differences_between_runs_are_paired_on_the_same_queries_or_not_shown(tm
     import numpy as np
 
     from onnx_search.experiment.evidence import paired
-    from onnx_search.experiment.report.html_evidence import num, p_text
+    from onnx_search.experiment.report.format import fmt_p
+    from onnx_search.experiment.report.html_evidence import num
     from tests.evidence_runs import make_run
 
     other = tmp_path / "elsewhere"
@@ -265,7 +266,7 @@ def test_differences_between_runs_are_paired_on_the_same_queries_or_not_shown(tm
     lines = cell["text"].replace("−", "-").split("\n")
     assert float(lines[0]) == pytest.approx(ref["diff"]["mean"], abs=5e-4)
     assert lines[1] == f"[{num(ref['diff']['low'])}, {num(ref['diff']['high'])}]"
-    assert lines[2] == f"p {p_text(ref['p'])}"
+    assert lines[2] == f"p {fmt_p(ref['p'])}"
     assert cell["title"] == "B − A on the same 20 queries, paired"
     for col in ("ap_at_k", "ndcg_at_k", "overlap", "recall_at_1", "mrr_at_k"):
         assert "[" in delta("alpha.int8", "B", col)["text"], col
@@ -290,3 +291,113 @@ def test_differences_between_runs_are_paired_on_the_same_queries_or_not_shown(tm
     assert "[" in delta("alpha", "E", "p_at_k")["text"]  # other copies, same queries: P@k still pairs
     assert "[" in delta("alpha", "F", "recall_at_1")["text"]  # judgments instead of labels: copies still pair
     shutil.copy(tmp_path / "all.png", SHOT.with_name("report-multi-paired.png"))
+
+
+# --- the hardware record: runs measured on different CPUs (or providers) are marked cell by cell -------------------
+
+AVX512_VNNI_CPU = "model name : AMD EPYC 9B14\nflags : fpu avx avx2 avx512f avx512_vnni\n"
+AVX2_CPU = "model name : AMD EPYC 7B12 64-Core Processor\nflags : fpu avx avx2\n"
+AVX2_INTEL = "model name : Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz\nflags : fpu avx avx2\n"
+
+
+def _hardware(cpuinfo: str) -> dict:
+    """A hardware record as provenance.machine() writes it, for a stubbed CPU."""
+    from onnx_search import provenance as pv
+
+    info = pv.parse_cpuinfo(cpuinfo)
+    rest = {"cpus": 2, "cpus_usable": 2, "gpus": [], "onnxruntime": "1.31.1", "providers": ["CPUExecutionProvider"],
+            "memory_mb": 16000, "platform": "Linux"}  # fmt: skip
+    m = info | pv.cpu_record(info) | rest
+    return m | {"slug": pv.slug(m)}
+
+
+def _with_hardware(run_dir: Path, machine: dict, int8_provider: str = "CPUExecutionProvider") -> Path:
+    """The run's manifest given a hardware record and the provider that ran each model."""
+    from tests.evidence_runs import MODELS
+
+    man = json.loads((run_dir / "manifest.json").read_text())
+    man["machine"] = machine
+    man["models"] = {m: {"weights": "w", "variant": "int8" if m.endswith(".int8") else "fp32",
+                         "providers_active": [int8_provider if m.endswith(".int8") else "CPUExecutionProvider"]}
+                     for m in MODELS}  # fmt: skip
+    (run_dir / "manifest.json").write_text(json.dumps(man))
+    return run_dir
+
+
+class _Cells:
+    """Every cell of the cross-run table (model, run, column, delta?) -> (class, title), and the runs table."""
+
+    def __init__(self, page: str):
+        from html.parser import HTMLParser
+
+        self.cells: dict[tuple, tuple[str, str]] = {}
+        self.machine_differs: dict[str, bool] = {}
+        cells, machine_differs = self.cells, self.machine_differs
+
+        class P(HTMLParser):
+            model = run_row = None
+
+            def handle_starttag(self, tag, attrs):
+                a = dict(attrs)
+                if tag == "tr":
+                    self.model, self.run_row = a.get("data-model"), a.get("data-run")
+                elif tag == "td" and self.model and "data-col" in a:
+                    cls = a.get("class", "")
+                    cells[(self.model, a["data-run"], a["data-col"], "delta" in cls)] = (cls, a.get("title", ""))
+                elif tag == "span" and "data-hw" in a and self.run_row:
+                    machine_differs[self.run_row] = "differs" in a.get("class", "")
+
+        P().feed(page)
+
+    def marked(self) -> set[tuple]:
+        return {k for k, (cls, _) in self.cells.items() if "hwdiff" in cls}
+
+
+def _page(tmp_path: Path, name: str, a: dict, b: dict, b_int8_provider: str = "CPUExecutionProvider") -> str:
+    from onnx_search.experiment.report.html import build_report
+    from tests.evidence_runs import make_run
+
+    base = tmp_path / name  # the same seed: two runs that differ only in their hardware records
+    ra = _with_hardware(make_run(base, "A", seed=0), a)
+    rb = _with_hardware(make_run(base, "B", seed=0), b, b_int8_provider)
+    return build_report([ra, rb], base / "both.html")
+
+
+def test_runs_on_different_cpus_are_marked_beside_each_affected_cell_and_same_hardware_is_not(tmp_path):
+    vnni, avx2 = _hardware(AVX512_VNNI_CPU), _hardware(AVX2_CPU)
+    quality = ("p_at_k", "ap_at_k", "recall_at_1", "mrr_at_k", "overlap", "top1_z")
+    for name, a, b in (("vnni-then-avx2", vnni, avx2), ("avx2-then-vnni", avx2, vnni)):
+        page = _page(tmp_path, name, a, b)
+        seen = _Cells(page)
+        marked = seen.marked()
+        # speed: every model's B cell; quality: only the INT8 variant's (an FP32 model's vectors do not move)
+        assert {("alpha", "B", "img_s", False), ("beta", "B", "img_s", False),
+                ("alpha.int8", "B", "img_s", False)} <= marked, name  # fmt: skip
+        for col in quality:
+            if ("alpha.int8", "B", col, False) in seen.cells:
+                assert ("alpha.int8", "B", col, False) in marked, (name, col)
+                assert ("alpha.int8", "B", col, True) in marked, (name, col)  # and its paired difference
+        assert not {k for k in marked if k[0] in ("alpha", "beta") and k[2] != "img_s"}, name
+        assert not {k for k in marked if k[1] == "A"}, name  # differences are against run A: A is not marked
+        cls, title = seen.cells[("alpha.int8", "B", "p_at_k", False)]
+        assert f"measured on a different CPU: B: {b['isa_summary']} vs A: {a['isa_summary']}" in title
+        assert "AVX2, no VNNI" in title and "VNNI (AVX512_VNNI)" in title
+        assert "≠CPU" in page and "hwlegend" in page  # the mark and its legend
+        assert seen.machine_differs == {"A": False, "B": True}
+        assert seen.cells[("alpha", "B", "img_s", True)][0].endswith("nc")  # speed is not subtracted across CPUs
+        assert f"not like for like:</b> measured on a different CPU: B: {b['isa_summary']}" in page  # the notice
+    # the same hardware: nothing marked, no legend, speeds subtract
+    same = _Cells(_page(tmp_path, "same", avx2, dict(avx2)))
+    assert same.marked() == set() and same.machine_differs == {"A": False, "B": False}
+    assert "nc" not in same.cells[("alpha", "B", "img_s", True)][0]
+    assert "hwlegend" not in _page(tmp_path, "same2", vnni, dict(vnni))
+    # another CPU with the same instruction sets: speed marked, the INT8 variant's quality not
+    other_cpu = _Cells(_page(tmp_path, "same-isa", avx2, _hardware(AVX2_INTEL)))
+    assert ("alpha", "B", "img_s", False) in other_cpu.marked()
+    assert "different machine: B: Intel(R) Xeon(R)" in other_cpu.cells[("alpha", "B", "img_s", False)][1]
+    assert not {k for k in other_cpu.marked() if k[2] != "img_s"}
+    # the same machine, the INT8 variant run by another provider: its speed and quality marked (≠EP), FP32 not
+    ep = _Cells(_page(tmp_path, "provider", avx2, dict(avx2), "CUDAExecutionProvider"))
+    assert ep.marked() and {k[0] for k in ep.marked()} == {"alpha.int8"}
+    assert ("alpha.int8", "B", "p_at_k", False) in ep.marked() and ("alpha.int8", "B", "img_s", False) in ep.marked()
+    assert "different execution provider: B: CUDA vs A: CPU" in ep.cells[("alpha.int8", "B", "img_s", False)][1]

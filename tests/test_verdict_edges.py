@@ -193,9 +193,80 @@ def test_copies_with_a_per_original_effect_keep_type_one_error_and_coverage():
     assert row["power_at_advised_n"] >= 0.80 - 2 * (0.8 * 0.2 / 600) ** 0.5  # 80% within two simulation SEs
 
 
-@pytest.mark.parametrize("n", [4, 5, 6])
+@pytest.mark.parametrize("n", [3, 4, 5, 6, 9])
 def test_few_queries_regime(n):
     row = cal.few_queries(n, experiments=400, seed=n)
-    assert row["separable_at_n"] == (n == 6) and row["type1"] <= 0.065
-    assert row["coverage"] >= 0.88 and row["coverage_method"] == "t"
+    assert row["separable_at_n"] == (n >= 6) and row["type1"] <= 0.065
+    assert row["coverage"] >= 0.92 and row["coverage_method"] == "score"  # 95% within 1.5 simulation SEs
+    assert row["pair_interval_covers"] >= 0.90
     assert row["advised_n"] >= 8 and row["power_at_advised_n"] >= 0.80
+
+
+# --- the printed output: p near alpha, one model, pairs equal on every query ---
+
+METHOD = {"confidence": 0.95, "interval": "bootstrap", "resamples": 10, "seed": 0, "test": "sign-flip",
+          "test_library": "numpy", "exact_up_to_n": 16, "correction": "Holm"}  # fmt: skip
+
+
+def test_p_format_never_prints_a_p_on_either_side_of_alpha_as_alpha():
+    from onnx_search.experiment.report import format as fm
+    from onnx_search.experiment.report.html_evidence import pairs_html
+    from onnx_search.experiment.report.summary import paired_tables
+
+    cases = {None: "–", 0.0002: "< 0.001", 0.0031: "0.003", 0.01: "0.01", 0.04: "0.04", 0.04956: "0.0496",
+             0.0504: "0.0504", 0.04996: "0.04996", 0.05004: "0.05004", 0.0499999999: "< 0.05", 0.05: "0.05",
+             0.0996: "0.0996", 0.754: "0.75", 0.999: "1.0"}  # fmt: skip
+    assert {p: fm.fmt_p(p) for p in cases} == cases
+    # one function for every output: summary.md's and report.html's pairs tables, the verdict's text
+    row = {"a": "x", "b": "y", "p": 0.04956, "p_holm": 0.0504, "significant": False,
+           "diff": {"mean": 0.05, "low": -0.01, "high": 0.1}}  # fmt: skip
+    md = "\n".join(paired_tables({"pairs": {"p_at_k": [row]}, "method": METHOD}, 10))
+    page = pairs_html({"evidence": {"pairs": {"p_at_k": [row]}, "method": METHOD}, "summary": {"top_k": 10}})
+    assert "| 0.0496 | 0.0504 | not shown different |" in md
+    assert "<td>0.0496</td><td>0.0504</td>" in page
+    assert "0.05 |" not in md and "<td>0.05</td>" not in page
+    values = {"a": np.array([1.0] * 6 + [0.0] * 14), "b": np.zeros(20)}
+    pairs = [{**row, "a": "a", "b": "b", "p_holm": 0.04956, "significant": True, "unit": "query", "units": 20,
+              "diff": {"mean": 0.3}, "p_floor": 1e-5, "sd_diff": 0.47}]  # fmt: skip
+    v = ev.verdict(values, pairs, metric="p_at_k", metric_label="P@10")
+    assert "(Holm-adjusted p ≤ 0.0496)" in v["text"]
+
+
+def test_one_model_verdict_says_there_is_nothing_to_compare():
+    from onnx_search.experiment.report.html_evidence import verdict_html
+
+    v = ev.verdict({"only": np.array([1.0, 0.0, 1.0, 1.0])}, [], metric="p_at_k", metric_label="P@3")
+    assert v["pairs_tested"] == 0 and v["pick"] == "only"
+    old = {k: x for k, x in v.items() if k != "pairs_tested"}  # a comparison.json saved before pairs_tested
+    for verdict in (v, old):
+        text = "\n".join(verdict_lines({"verdict": verdict, "method": METHOD}))
+        page = verdict_html({"evidence": {"verdict": verdict}})
+        assert "Primary metric P@3 on 4 queries. Only one model: there is nothing to compare" in text
+        assert "nothing to compare, so no pairs are tested" in page
+        for shown in (text, page):
+            assert "?" not in shown and "pairs)" not in shown and "attainable" not in shown and "top group" not in shown
+    two = ev.verdict({"a": np.ones(8), "b": np.zeros(8)}, ev.pairwise({"a": np.ones(8), "b": np.zeros(8)}, seed=0),
+                     metric="p_at_k", metric_label="P@3")  # fmt: skip
+    assert "over the 1 pairs" in "\n".join(verdict_lines({"verdict": two, "method": METHOD}))
+
+
+def test_a_pair_equal_on_every_query_says_so_instead_of_a_zero_width_interval():
+    from onnx_search.experiment.report.html_evidence import pairs_html
+    from onnx_search.experiment.report.summary import paired_tables
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 11, 50) / 10
+    values = {"m": base, "m.fp16": base.copy(), "other": np.clip(base - rng.integers(0, 3, 50) / 10, 0, 1)}
+    rows = ev.pairwise(values, seed=0)
+    same, *differ = rows
+    assert (same["a"], same["b"]) == ("m", "m.fp16")
+    assert same["diff_holm"].get("note") == same["diff"].get("note") == "equal on every query"
+    assert all("note" not in r["diff_holm"] and "note" not in r["diff"] for r in differ)
+    evidence = {"pairs": {"p_at_k": rows}, "method": METHOD}
+    md = "\n".join(paired_tables(evidence, 10))
+    page = pairs_html({"evidence": evidence, "summary": {"top_k": 10}})
+    assert "| m vs m.fp16 | 0.000 (equal on every query) | 1.0 | 1.0 | not shown different |" in md
+    assert "<td>m.fp16</td><td>0.000<span class='ci'>(equal on every query)</span></td>" in page
+    assert "[0.000, 0.000]" not in md + page
+    for r in differ:  # the others keep their intervals
+        assert f"| {r['a']} vs {r['b']} | {r['diff_holm']['mean']:.3f} [" in md or r["significant"]

@@ -10,8 +10,10 @@ intervals, which the decision does not read):
   0.5 P@10 difference is separated at n = 200, and power at the n the verdict advises (Holm's worst case);
 - copies (21 originals × 6 copies) with a per-original model effect: type I error and coverage with the original
   as the unit and, for contrast, with the copy as the unit; power at the advised number of originals;
-- few queries (n = 4, 5, 6): type I error, coverage (Student t below 10 units), whether a pair can be separated at
-  all, and power at the advised n.
+- few queries (n = 3 to 9): type I error, coverage (the score interval of a [0, 1] figure below 20 units), whether a
+  pair can be separated at all, and power at the advised n;
+- in the many-model, copies and few-query rows, the simultaneous coverage of the pair intervals that agree with the
+  Holm decisions (every pair's true difference inside its interval at Holm's last level, in one run).
 
 ``python -m onnx_search.bench.evidence_calibration --experiments 1000`` writes evidence_calibration.json to this
 machine's results folder (or ``--out``); every row records how many simulated experiments back it.
@@ -88,6 +90,9 @@ def _separates(values: np.ndarray, *, seed: int, resamples: int, groups=None) ->
     return ev.top_group(means, rows) == ["0"]
 
 
+RUN = f"as a run (score below {ev.SCORE_BELOW} units, else BCa)"
+
+
 def simulate(
     shape: tuple[float, float], *, experiments: int = 1000, n: int = 50, k: int = 10, seed: int = 0,
     resamples: int = ev.DEFAULT_RESAMPLES, methods: tuple[str, ...] = (ev.INTERVAL_METHOD,),
@@ -104,6 +109,8 @@ def simulate(
         for m in methods:
             iv = ev.interval(a, seed=e, resamples=resamples, method=m)
             cover[m] += iv["low"] <= truth <= iv["high"]
+        iv = ev.interval(a, seed=e, resamples=resamples, bounds=BOUNDS)  # as a run makes it
+        cover[RUN] = cover.get(RUN, 0) + (iv["low"] <= truth <= iv["high"])
         a, b = _draw(rng, shape, n, k, shift)
         power += ev.sign_flip_p(a - b, seed=e, resamples=resamples) < ev.ALPHA
     return {"regime": "two models", "beta": list(shape), "experiments": experiments, "n": n, "k": k,
@@ -112,10 +119,40 @@ def simulate(
             "coverage": {m: c / experiments for m, c in cover.items()}}  # fmt: skip
 
 
+BOUNDS = (0.0, 1.0)  # every simulated figure is a [0, 1] metric, as in a run (evidence_section.METRIC_BOUNDS)
+
+
+def _true_means(shape, shifts) -> np.ndarray:
+    """Each model's true mean P@k: E[clip(q - shift)] over the difficulty distribution (100k quantiles)."""
+    q = stats.beta.ppf((np.arange(100_000) + 0.5) / 100_000, *shape)
+    return np.array([float(np.clip(q - s, 0.0, 1.0).mean()) for s in shifts])
+
+
+def _holm_covers(values: np.ndarray, truth: np.ndarray, *, seed: int, resamples: int, groups=None) -> bool:
+    """Whether every pair's interval that agrees with the Holm decision (pairwise's "diff_holm") holds its true
+    difference in this run: the interval is the set of shifts the sign-flip test keeps at the pair's level
+    (evidence.holm_levels), so the truth is inside when the test of the truth, on the same signs, gives p >= that
+    level and, for a separated pair, the truth has the sign claimed."""
+    m = values.shape[1]
+    pairs = [(a, b) for a in range(m) for b in range(a + 1, m)]
+    d = np.stack([values[:, a] - values[:, b] for a, b in pairs], axis=1)
+    codes = None if groups is None else np.unique(groups, return_inverse=True)[1].reshape(-1)
+    flips = ev.flips_for(len(pairs), resamples)
+    p, _ = ev.flip_pvalues(ev.unit_totals(d, codes), seed=seed, flips=flips)
+    p = np.where(np.any(d, axis=0), p, 1.0)
+    sig = np.asarray(ev.holm(p)) < ev.ALPHA
+    levels = ev.holm_levels([{"significant": bool(x)} for x in sig])
+    delta = np.array([truth[a] - truth[b] for a, b in pairs])
+    p_true, _ = ev.flip_pvalues(ev.unit_totals(d - delta[None, :], codes), seed=seed, flips=flips)
+    level = np.where(sig, levels[True], levels[False])
+    right_sign = ~sig | (delta * d.mean(axis=0) > 0)  # a separated pair's interval is on one side of 0 (open there)
+    return bool(np.all((p_true >= level) & right_sign))
+
+
 def _coverage(draw, truth: float, experiments: int, resamples: int, groups=None) -> float:
     hits = 0
     for e in range(experiments):
-        iv = ev.interval(draw(), seed=e, resamples=resamples, groups=groups)
+        iv = ev.interval(draw(), seed=e, resamples=resamples, groups=groups, bounds=BOUNDS)
         hits += iv["low"] <= truth <= iv["high"]
     return hits / experiments
 
@@ -129,6 +166,9 @@ def _null_and_coverage(rng, shape, n: int, k: int, models: int, experiments: int
                    for e in range(experiments))  # fmt: skip
     cover = _coverage(lambda: _draw_many(rng, shape, n, k, [0.0])[:, 0], truth, coverage_experiments, resamples)
     return rejected, cover
+
+
+GRADED = (0.0, 0.0, 0.03, 0.03, 0.06, 0.1, 0.1, 0.2, 0.3, 0.4, 0.5)  # some pairs equal, some near, some far
 
 
 def many_models(
@@ -151,7 +191,12 @@ def many_models(
     planted = [0.0] + [shift] * (models - 1)
     power = sum(bool(_decide(_draw_many(rng, shape, advised, k, planted), seed=e, resamples=resamples)[0][0])
                 for e in range(experiments))  # fmt: skip
+    graded = GRADED[:models]
+    truth = _true_means(shape, graded)
+    holm_cover = sum(_holm_covers(_draw_many(rng, shape, n, k, graded), truth, seed=e, resamples=resamples)
+                     for e in range(experiments))  # fmt: skip
     return {"regime": f"{models} models", "beta": list(shape), "n": n, "k": k, "pairs": m,
+            "graded_shifts": list(graded), "pair_intervals_cover_all": holm_cover / experiments,
             "flips": ev.flips_for(m, resamples), "holm_floor": m / (ev.flips_for(m, resamples) + 1),
             "experiments": experiments, "coverage_experiments": coverage_experiments,
             "type1_familywise": fwer / experiments, "coverage": cover, "separates_half_p_at_10": sep_big / experiments,
@@ -181,10 +226,12 @@ def copies(
     big = rng.normal(1.0, 1.0, 1_000_000), rng.normal(0.0, tau, 1_000_000)
     truth = float(special.expit(big[0] + big[1] / 2).mean())
     rej = {"original": 0, "query": 0}
+    holm_cover = 0
     for e in range(experiments):
         v = _copies_draw(rng, originals, per_original, tau)
         rej["original"] += bool(_decide(v, seed=e, resamples=resamples, groups=groups)[0][0])
         rej["query"] += bool(_decide(v, seed=e, resamples=resamples)[0][0])
+        holm_cover += _holm_covers(v, np.zeros(2), seed=e, resamples=resamples, groups=groups)
     cover = {
         "original": _coverage(lambda: _copies_draw(rng, originals, per_original, tau)[:, 0], truth,
                               coverage_experiments, resamples, groups),
@@ -201,6 +248,7 @@ def copies(
     return {"regime": f"copies ({originals} originals × {per_original})", "tau_logit": tau,
             "experiments": experiments, "coverage_experiments": coverage_experiments,
             "type1": rej["original"] / experiments, "type1_copies_as_queries": rej["query"] / experiments,
+            "pair_interval_covers": holm_cover / experiments,
             "coverage": cover["original"], "coverage_copies_as_queries": cover["query"],
             "power_difference": round(delta, 4), "power_sd_per_original": round(sd, 4),
             "advised_originals": advised, "power_at_advised_n": power / experiments}  # fmt: skip
@@ -210,8 +258,9 @@ def few_queries(
     n: int, *, models: int = 2, k: int = 10, shift: float = 0.5, experiments: int = 1000, seed: int = 0,
     resamples: int = ev.DEFAULT_RESAMPLES, shape=EASY,
 ) -> dict:  # fmt: skip
-    """n queries (4-6): type I error, coverage, whether any pair can be separated at all, and power at the advised
-    n for a ``shift`` P@k difference (the verdict advises at least units_for_power queries)."""
+    """n queries (3-9): type I error, coverage, whether any pair can be separated at all, power at the advised n
+    for a ``shift`` P@k difference (the verdict advises at least units_for_power queries), and the coverage of the
+    pair interval (true difference ``shift``'s)."""
     rng = np.random.default_rng(seed)
     m = models * (models - 1) // 2
     null, cover = _null_and_coverage(rng, shape, n, k, models, experiments, experiments, resamples)
@@ -220,9 +269,14 @@ def few_queries(
     planted = [0.0] + [shift] * (models - 1)
     power = sum(bool(_decide(_draw_many(rng, shape, advised, k, planted), seed=e, resamples=resamples)[0][0])
                 for e in range(experiments))  # fmt: skip
+    truth = _true_means(shape, planted)
+    holm_cover = sum(_holm_covers(_draw_many(rng, shape, n, k, planted), truth, seed=e, resamples=resamples)
+                     for e in range(experiments))  # fmt: skip
     return {"regime": f"few queries (n = {n})", "beta": list(shape), "n": n, "k": k, "models": models,
             "experiments": experiments, "separable_at_n": m * ev.p_floor(n, ev.flips_for(m)) < ev.ALPHA,
-            "type1": null / experiments, "coverage": cover, "coverage_method": "t" if n < ev.T_BELOW else "BCa",
+            "type1": null / experiments, "coverage": cover,
+            "coverage_method": "score" if n < ev.SCORE_BELOW else "BCa",
+            "pair_interval_covers": holm_cover / experiments,
             "power_difference": round(delta, 4), "advised_n": advised,
             "power_at_advised_n": power / experiments}  # fmt: skip
 
@@ -253,7 +307,8 @@ def main() -> None:
 
     add(many_models(experiments=many, coverage_experiments=cov))
     add(copies(experiments=e, coverage_experiments=cov))
-    for n in (4, 5, 6):
+    add(copies(originals=6, experiments=e, coverage_experiments=e))  # few clusters: the cluster score interval
+    for n in range(3, 10):
         add(few_queries(n, experiments=e))
     if not args.skip_two_model:
         for name, shape in SHAPES.items():

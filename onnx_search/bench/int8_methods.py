@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models.family import family
+from ..models.int8_recipe import MEASURE_IMAGES, this_cpu
 from ..models.recipe import read_metadata_file, recipe_from_metadata
 from ..models.session import ModelSession, SessionConfig
 from ..models.variants import _int8, calibration_batches, graph_kind
@@ -60,11 +61,12 @@ def compare_int8_methods(models_dir: Path, name: str, images: list[Path], work: 
     work.mkdir(parents=True, exist_ok=True)
     calib = calibration_batches(images, recipe)
     paths, made = {"fp32": parent}, {}
-    for method in ("static", "dynamic"):
+    x_measure, target_isa = np.concatenate(calib)[:MEASURE_IMAGES], this_cpu()["target_isa"]
+    for method in ("static", "dynamic"):  # each with its recipe chosen for this CPU, every candidate's figures kept
         paths[f"int8-{method}"] = work / f"{name.replace('/', '_')}.int8-{method}.onnx"
         t = time.perf_counter()
-        made[f"int8-{method}"] = _int8(parent, paths[f"int8-{method}"], calib, method) | {
-            "seconds": round(time.perf_counter() - t, 1)}  # fmt: skip
+        how, chosen = _int8(parent, paths[f"int8-{method}"], calib, method, target_isa, x_measure)
+        made[f"int8-{method}"] = how | {"int8_recipe": chosen, "seconds": round(time.perf_counter() - t, 1)}
     sessions = {n: ModelSession(p, SessionConfig(["cpu"])) for n, p in paths.items()}
     vectors = {n: embed_files(s, images) for n, s in sessions.items()}
     x = calib[0][:batch]

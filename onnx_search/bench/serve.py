@@ -128,6 +128,33 @@ def _timed(url: str, body: bytes | None = None, poll: bool = False) -> tuple[flo
         time.sleep(0.25)
 
 
+def first_pool(url: str, query_id: int | str, k: int, token: str | None = None, run: bool = False) -> dict:
+    """Judge mode's first answers on a server just started (nothing cached): the list of queries, then the first
+    pool of ``query_id`` at ``k``, each timed from request to response. ``first_pool_seconds`` is what a judge
+    waits for, opening judge mode, before the first images show (both requests); ``run``: the served run's
+    queries, as the page asks for them when a run folder is served."""
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def timed(path: str) -> tuple[float, int]:
+        t = time.perf_counter()
+        with urllib.request.urlopen(urllib.request.Request(url + path, headers=auth), timeout=600) as r:
+            r.read()
+            return time.perf_counter() - t, r.status
+
+    listing_s, s1 = timed(f"api/judge/queries?{'run=0&' if run else ''}k={k}")
+    pool_s, s2 = timed(f"api/judge/pool/{query_id}?k={k}")
+    again_s, _ = timed(f"api/judge/pool/{query_id}?k={k}")
+    if (s1, s2) != (200, 200):
+        raise RuntimeError(f"judge mode answered {s1}, {s2}")
+    return {
+        "first_pool_seconds": round(listing_s + pool_s, 3),
+        "queries_list_seconds": round(listing_s, 3),
+        "pool_seconds_cold": round(pool_s, 3),
+        "pool_seconds_warm": round(again_s, 3),
+        "k": k,
+    }
+
+
 def _stats(ms: list[float]) -> dict:
     if not ms:
         return {"n": 0}
@@ -237,6 +264,8 @@ def bench_serve(
             subprocess.run([sys.executable, "-c", code, json.dumps(spec)], check=True, timeout=3600)
             proc, url = _start(["--data-dir", str(data), "--redis-url", redis_url, "--namespace", ns])
             try:
+                out.setdefault("first_pool", {})[str(n)] = first_pool(url, 1, top_k)  # cold: the server just began
+                out.setdefault("first_pool_seconds", out["first_pool"][str(n)]["first_pool_seconds"])
                 per_model = {}
                 for m in models:
                     q = f"{url}api/query?k={top_k}&models={m}"

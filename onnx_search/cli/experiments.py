@@ -33,8 +33,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from ..experiment.report.summary import summary_markdown
-    from ..experiment.results import recompare
+    from ..experiment.report.summary import header_lines, summary_markdown
+    from ..experiment.results import load_results, recompare
 
     qrels_file = getattr(args, "qrels", None)
     if qrels_file:
@@ -45,7 +45,19 @@ def cmd_compare(args) -> int:
     else:
         comparison = recompare(args.results)
         title = f"# {Path(args.results).name} (recomputed from saved results)"
-    print(summary_markdown(comparison, [title]))
+    # the run's own header under this title: random weights, the machine, its warnings; its verdict's CPU clause
+    results = load_results(args.results)
+    if qrels_file:  # the agreement of the judges behind these qrels, not the run's own
+        from ..experiment.judges import judges_record
+
+        results.pop("judges", None)
+        if (judges := judges_record(qrels_file)) is not None:
+            results["judges"] = comparison["summary"]["ground_truth"]["judges"] = judges
+    run_dir = Path(args.results).parent if Path(args.results).is_file() else Path(args.results)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    header = [title, *header_lines(results["experiment"], results.get("random_weights") or [], manifest, results)[1:]]
+    print(summary_markdown(comparison, header, results.get("dataset_root"), manifest.get("sweep"), None, results,
+                           manifest))  # fmt: skip
     output = args.output or (rescored_path(args.results, qrels_file) if qrels_file else None)
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +83,7 @@ def cmd_report(args) -> int:
     for d in dirs:
         load_results(d)  # refuses a folder that holds no complete run, with a clear message
     out = Path(args.output) if args.output else (dirs[0] / "report.html" if len(dirs) == 1 else Path("report.html"))
+    out.parent.mkdir(parents=True, exist_ok=True)  # --output into a folder not made yet, as compare does
     write_html_report(dirs, out, args.reference)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {len(dirs)} run{'s' if len(dirs) > 1 else ''})")
     return 0

@@ -92,7 +92,7 @@ def _report_variant(name: str, variant: str, args) -> None:
     files = calibration_files(args.calibrate) if variant == "int8" and args.calibrate else None
     root = args.calibrate if files else None  # the sample is ranked by paths relative to the folder
     child = variant_isolated(name, variant, args.models_dir, calibration=files, seed=args.seed, force=args.force,
-                             calibration_root=root)  # fmt: skip
+                             calibration_root=root, target=args.target)  # fmt: skip
     r = child.result
     if r.skipped:
         print(f"{r.name}: {r.path} is up to date (parent {r.metadata['parent']['sha256'][:12]})")
@@ -102,6 +102,19 @@ def _report_variant(name: str, variant: str, args) -> None:
         f"{r.name}: wrote {r.path} in {r.seconds:.1f}s ({r.path.stat().st_size / 1e6:.1f} MB), cosine to its parent "
         f"min {a['min_cosine']:.5f} mean {a['mean_cosine']:.5f}; peak memory {child.peak_rss_mb:,.0f} MB"
     )
+    if rec := r.metadata.get("int8_recipe"):
+        print(f"  {_recipe_line(rec)}")
+
+
+def _recipe_line(rec: dict) -> str:
+    """The INT8 recipe chosen: for which ISA, on which CPU, its agreement with FP32 against the target."""
+    a = rec["agreement"]
+    figure = (f"mean cosine {a['mean_cosine']:.4f} (target {a['target']}) on {a['images']} {a['where']}"
+              if a["measured"] else "agreement not measured")  # fmt: skip
+    speed = f", x{rec['speedup']:.2f} FP32's speed" if rec.get("speedup") else ""
+    head = f"INT8 recipe {rec['recipe']} for {rec['target_isa']}, chosen on {rec['chosen_on']['cpu_model']} " \
+           f"({rec['chosen_on']['isa_summary']}): {figure}{speed}"  # fmt: skip
+    return head if rec["reached"] else f"{head}. WARNING: {rec['reason']}"
 
 
 def _report_conversion(r, args, peak_mb: float) -> None:
@@ -151,6 +164,13 @@ def register(sub) -> None:
         help="also write models/<name>.<variant>.onnx (int8: <name>.int8.<inputs>.onnx, named by its calibration set)",
     )
     p.add_argument("--calibrate", metavar="DIR", help="images to calibrate int8 on (a seeded sample of up to 64)")
+    p.add_argument(
+        "--target",
+        choices=["auto", "avx2", "vnni"],
+        default="auto",
+        help="int8: the CPU the file will run on, whose kernels decide the recipe: auto (this CPU), avx2 (x86 "
+        "without VNNI) or vnni; for another CPU than this one, agreement is measured only where it holds",
+    )
     p.add_argument(
         "--annotate", metavar="FILE", help="add the recipe of --like MODEL (default resnet50) to a foreign .onnx"
     )

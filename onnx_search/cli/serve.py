@@ -80,7 +80,7 @@ def cmd_serve(args) -> int:
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{port}/" + (f"?token={args.token}" if args.token else "")
         print(f"onnx-search explorer: {url}  ({', '.join(sessions)}; Ctrl-C stops it)", flush=True)
-        app = build_app(ex, args.token, loopback=is_loopback(args.host))
+        app = build_app(ex, args.token, loopback=is_loopback(args.host), blind_names=args.blind_names)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
         try:
             server.run(sockets=[sock])
@@ -118,4 +118,9 @@ def register(sub) -> None:
         help="uploads embedded at once (default: half the cores; each embedding already uses every core)",
     )
     p.add_argument("--queue", type=int, default=16, help="uploads waiting beyond those; more get 503 (default 16)")
+    p.add_argument(
+        "--blind-names",
+        action="store_true",
+        help="judge mode never sends file names or labels, even when the page asks (they are hidden by default)",
+    )
     p.set_defaults(func=cmd_serve)

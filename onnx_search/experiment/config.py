@@ -51,6 +51,11 @@ class ModelEntry(_Strict):
         description="deployment variants compared as models of their own: NAME (fp32), NAME.fp16, NAME.int8, "
         "NAME.optimized (registry models only)",
     )
+    int8_target: Literal["auto", "avx2", "vnni"] = Field(
+        "auto",
+        description="the CPU an int8 variant is made for, whose kernels decide its recipe: auto (the CPU that "
+        "runs the experiment), avx2 (x86 without VNNI) or vnni",
+    )
     factory: str | None = Field(None, description='torch: "package.module:callable" returning the module')
     file: str | None = Field(None, description="keras: the .keras or .h5 file; onnx: the .onnx file")
     layer: str | None = Field(None, description="the layer whose output is the vector (default: the model's output)")
@@ -289,6 +294,18 @@ class GroundTruth(_Strict):
     qrels: Path = Field(description="the qrels file; a relative path is taken from the YAML file's folder")
 
 
+class JudgingSection(_Strict):
+    """How relevance is judged in the explorer and checked on import: the grades a judge may give."""
+
+    max_grade: int = Field(
+        1,
+        ge=1,
+        le=3,
+        description="the highest grade: 1 = binary (0 not relevant, 1 relevant); 2 or 3 = graded 0..max_grade, "
+        "nDCG's gain is the grade",
+    )
+
+
 class VerdictSection(_Strict):
     """The verdict at the top of summary.md: the primary quality metric and the cost that picks within the top
     group."""
@@ -338,6 +355,9 @@ class Experiment(_Strict):
     )
     engine: EngineSection = Field(default_factory=EngineSection, description="where embedding runs")
     ground_truth: GroundTruth | None = Field(None, description="judged relevance instead of folder labels")
+    judging: JudgingSection = Field(
+        default_factory=JudgingSection, description="how judgments are made: binary or graded relevance"
+    )
     verdict: VerdictSection = Field(default_factory=VerdictSection, description="how the verdict is reached")
 
     @model_validator(mode="after")

@@ -1,4 +1,5 @@
-"""What each model costs: file size, start-up, embedding speed, query and search latency, peak memory.
+"""What each model costs: file size, start-up, embedding speed, query and search latency, peak memory, and the
+hardware record they were measured on (``provenance.machine()``, with the provider that ran each model).
 
 Speeds are measured on the same sample of images for every model, models interleaved in each repeat and the
 median kept, so the machine's slow swings hit every model alike. Figures are measurements: they differ between
@@ -19,7 +20,7 @@ from ..embed.pipeline import Pipeline
 from ..embed.sinks import embed_paths
 from ..models.recipe import prepare_batch
 from ..models.session import ModelSession
-from ..provenance import peak_rss_mb
+from ..provenance import machine, peak_rss_mb
 from ..store.stores import Stores
 
 
@@ -87,9 +88,16 @@ def measure_costs(
             "query_embed": _percentiles([t for p in ps for t in p["latencies"]]),
             "search": _percentiles(search_s) if search_s else None,
             "providers": m.providers_active,
+            "provider": m.provider,  # the one that ran the graph: onnxruntime's session after any fallback
             "batch_size": batch[name],
         }
-    return {"models": out, "images": len(paths), "repeats": repeats, "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {
+        "models": out,
+        "images": len(paths),
+        "repeats": repeats,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "machine": machine(),
+    }
 
 
 def pareto(points: dict[str, tuple[float, float]], better: Callable[[str, str], bool] | None = None) -> list[str]:

@@ -4,7 +4,15 @@ Pure functions over per-query values (one number per query and model), optionall
 one original, several queries from one source): with ``groups`` the independent unit is the cluster.
 
 - Intervals: ``scipy.stats.bootstrap`` (BCa) over queries; with groups, over clusters resampled with their members
-  (the statistic is the mean of every value in the drawn clusters, so the interval is for the same mean).
+  (the statistic is the mean of every value in the drawn clusters, so the interval is for the same mean). A metric
+  with known bounds (every quality and agreement figure lies in [0, 1]) below SCORE_BELOW units gets the
+  quasi-binomial score interval instead (variance phi * mu * (1 - mu), Student t on units - 1 degrees of freedom):
+  a bootstrap or a t interval of a few skewed, bounded values is too short on the side away from the bound
+  (bench/evidence_calibration.json); all values at a bound give the exact bound of a [0, 1] mean.
+- Pair intervals that agree with the decision (holm_levels): the sign-flip test inverted (the shifts of the mean
+  difference the test keeps, on the same signs as the p), at alpha / a for the a pairs Holm does not separate and at
+  alpha / m for those it separates, cut at 0 where only Holm's step-down separates them: an interval leaves out 0
+  exactly when Holm separates the pair.
 - Tests: the paired randomisation (sign-flip) test, two-sided, on |sum of differences|; with groups the sign of each
   cluster's total difference is flipped (the per-cluster mean difference weighted by its size). It is written out
   here, vectorised over every pair of a family at once (one sign matrix, one matrix product), because
@@ -32,7 +40,9 @@ DEFAULT_RESAMPLES = 2000
 CONFIDENCE = 0.95
 ALPHA = 0.05
 INTERVAL_METHOD = "BCa"  # scipy.stats.bootstrap method (bench/evidence_calibration.json: BCa covers better)
-T_BELOW = 10  # fewer units: Student t interval (a bootstrap of 4-6 values covers 77-89%, t 91%; see the bench)
+T_BELOW = 10  # fewer units, metric without bounds: Student t interval (a bootstrap of 4-6 values covers 77-89%)
+SCORE_BELOW = 20  # fewer units, bounded metric: the quasi-binomial score interval (t covers ~91% at n 4, BCa 88-92%
+# at n 10-15 on skewed P@10; the score interval 94-96%: bench/evidence_calibration.json)
 EXACT_MAX_N = 16  # up to 2^16 sign flips are enumerated exactly
 FLOOR_FACTOR = 20  # Monte-Carlo flips >= FLOOR_FACTOR * m / alpha: the smallest Holm-adjusted p is <= alpha / 20
 MAX_FLIPS = 2_000_000  # a family needing more flips than this gets the asymptotic sign-flip p
@@ -42,7 +52,12 @@ METHOD: dict = {
     "interval": f"bootstrap over queries ({INTERVAL_METHOD}, scipy.stats.bootstrap)",
     "resamples": DEFAULT_RESAMPLES,
     "confidence": CONFIDENCE,
-    "small_n_interval": f"Student t (cluster-robust with groups) below {T_BELOW} units",
+    "small_n_interval": f"quasi-binomial score interval (variance phi·mu·(1 - mu), Student t on units - 1 df, "
+    f"cluster-robust with groups) below {SCORE_BELOW} units for figures in [0, 1]; all values at 0 or 1: the exact "
+    "bound of a [0, 1] mean",
+    "pair_interval": "the sign-flip test inverted: at alpha/a for the a pairs Holm does not separate, at alpha/m "
+    "(Bonferroni) for the pairs it separates, cut at 0 (open) where only Holm's step-down separates them; an "
+    "interval leaves out 0 exactly when Holm separates the pair",
     "seed": None,  # the experiment's seed, filled by method_record
     "test": "paired randomisation (sign-flip), two-sided",
     "test_library": "numpy, vectorised over the pairs (checked against scipy.stats.permutation_test)",
@@ -129,6 +144,39 @@ def _t_interval(v: np.ndarray, codes: np.ndarray | None, confidence: float) -> t
     return float(mean - half), float(mean + half)
 
 
+def _robust_var(v: np.ndarray, codes: np.ndarray | None) -> tuple[float, int]:
+    """Variance of the mean of ``v`` (cluster-robust with clusters) and the number of units."""
+    codes = np.arange(v.size) if codes is None else codes
+    sums, counts = np.bincount(codes, weights=v), np.bincount(codes).astype(np.float64)
+    g = sums.size
+    return g / (g - 1) * float(np.sum((sums - v.mean() * counts) ** 2)) / counts.sum() ** 2, g
+
+
+def _score_interval(
+    v: np.ndarray, codes: np.ndarray | None, confidence: float, bounds: tuple[float, float]
+) -> tuple[float, float]:
+    """Quasi-binomial score interval of the mean of values in ``bounds``: the mu with (m - mu)^2 <= t^2 * var(m) *
+    mu (1 - mu) / (m (1 - m)) on the [0, 1] scale (the variance follows the mean as a binomial's does, scaled by the
+    dispersion seen), t on units - 1 degrees of freedom. Near a bound the interval reaches further away from it."""
+    lo, hi = bounds
+    x = (v - lo) / (hi - lo)
+    m = float(x.mean())
+    var, g = _robust_var(x, codes)
+    c = float(stats.t.ppf(0.5 + confidence / 2, g - 1)) ** 2 * var / (m * (1 - m))
+    a, b = 1 + c, 2 * m + c  # (1 + c) mu^2 - (2 m + c) mu + m^2 <= 0
+    root = math.sqrt(max(b * b - 4 * a * m * m, 0.0))
+    return float(lo + (hi - lo) * (b - root) / (2 * a)), float(lo + (hi - lo) * (b + root) / (2 * a))
+
+
+def _bound_interval(mean: float, units: int, confidence: float, bounds: tuple[float, float]) -> tuple[float, float]:
+    """Every value at a bound of a metric in ``bounds``: the exact interval of the mean. For values in [0, 1] with
+    mean mu, P(a unit is 1) <= mu, so all u units at 1 has probability <= mu^u: mu >= ((1 - confidence)/2)^(1/u)
+    (Clopper-Pearson at u of u); the same from the other bound."""
+    lo, hi = bounds
+    q = (hi - lo) * ((1 - confidence) / 2) ** (1 / units)
+    return (float(lo + q), float(hi)) if mean >= hi else (float(lo), float(hi - q))
+
+
 def interval(
     values,
     *,
@@ -138,8 +186,13 @@ def interval(
     resamples: int = DEFAULT_RESAMPLES,
     confidence: float = CONFIDENCE,
     method: str = INTERVAL_METHOD,
+    bounds: tuple[float, float] | None = None,
 ) -> dict:
     """Seeded bootstrap interval of the mean: {"mean", "low", "high", "n", "unit", "units"}.
+
+    ``bounds``: the range every value of the metric lies in (for example (0, 1)); below SCORE_BELOW units the
+    interval is then the quasi-binomial score interval, and values all at one bound get the exact bound interval.
+    Without bounds, Student t below T_BELOW units.
 
     ``groups`` (one cluster label per value): clusters are resampled with their members and the statistic is the mean
     of every value drawn, so "mean" stays the mean of all values. Degenerate inputs (fewer than 2 units, or all values
@@ -158,9 +211,22 @@ def interval(
     units = int(v.size if codes is None else codes.max() + 1)
     out |= {"units": units}
     equal = np.ptp(v) <= 1e-12 * max(1.0, abs(mean))  # float noise of a - b on equal differences included
+    if bounds is not None:
+        slack = 1e-9 * (bounds[1] - bounds[0])  # float noise of a metric at its bound (an nDCG of 1.0000000002)
+        if v.min() < bounds[0] - slack or v.max() > bounds[1] + slack:
+            raise ValueError(f"values outside the metric's bounds {tuple(bounds)}: {v.min()} to {v.max()}; "
+                             "pass the metric's real bounds, or none")  # fmt: skip
+        v = np.clip(v, *bounds)
+        mean = float(v.mean())
+    if bounds is not None and equal and mean in bounds and units >= 1 and method == INTERVAL_METHOD:
+        low, high = _bound_interval(mean, units, confidence, bounds)
+        return {"mean": mean, "low": low, "high": high, "n": int(v.size)} | out
     if units < 2 or equal:
         note = "all equal" if v.size > 1 and equal else f"one {out['unit']}"
         return {"mean": mean, "low": mean, "high": mean, "n": int(v.size)} | out | {"note": note}
+    if bounds is not None and units < SCORE_BELOW and method == INTERVAL_METHOD:
+        low, high = _score_interval(v, codes, confidence, bounds)
+        return {"mean": mean, "low": min(low, mean), "high": max(high, mean), "n": int(v.size)} | out
     if units < T_BELOW and method == INTERVAL_METHOD:
         low, high = _t_interval(v, codes, confidence)
         return {"mean": mean, "low": min(low, mean), "high": max(high, mean), "n": int(v.size)} | out
@@ -180,6 +246,21 @@ def interval(
     return {"mean": mean, "low": min(low, mean), "high": max(high, mean), "n": int(v.size)} | out
 
 
+def _sign_chunks(u: int, kind: str, flips: int, seed: int):
+    """The sign matrices of the test, chunk by chunk: every one of the 2^u patterns (exact), or ``flips`` random
+    ones from ``seed`` (Monte-Carlo). flip_pvalues and flip_intervals draw the same signs."""
+    step = max(1, _CHUNK // max(u, 1))
+    if kind == "exact":
+        total, bits = 2**u, np.arange(u, dtype=np.int64)
+        for start in range(0, total, step):
+            k = np.arange(start, min(total, start + step), dtype=np.int64)
+            yield 1.0 - 2.0 * ((k[:, None] >> bits) & 1)
+        return
+    rng = np.random.default_rng(seed)
+    for start in range(0, flips, step):
+        yield rng.integers(0, 2, size=(min(step, flips - start), u), dtype=np.int8).astype(np.float64) * 2 - 1
+
+
 def flip_pvalues(diffs, *, seed: int, flips: int) -> tuple[np.ndarray, str]:
     """Two-sided sign-flip p of each column of ``diffs`` (units × pairs; one row per independent unit), with
     one sign matrix shared by the columns: exact over all 2^u flips, Monte-Carlo or asymptotic (see flip_kind)."""
@@ -195,20 +276,68 @@ def flip_pvalues(diffs, *, seed: int, flips: int) -> tuple[np.ndarray, str]:
         scale = np.sqrt((d**2).sum(axis=0))
         z = np.divide(obs, scale, out=np.zeros(ncol), where=scale > 0)
         return np.minimum(1.0, 2 * stats.norm.sf(z)), kind
-    step = max(1, _CHUNK // max(u, 1))
     hits = np.zeros(ncol)
-    if kind == "exact":
-        total, bits = 2**u, np.arange(u, dtype=np.int64)
-        for start in range(0, total, step):
-            k = np.arange(start, min(total, start + step), dtype=np.int64)
-            signs = 1.0 - 2.0 * ((k[:, None] >> bits) & 1)
-            hits += (np.abs(signs @ d) >= obs - tol).sum(axis=0)
-        return np.minimum(1.0, hits / total), kind
-    rng = np.random.default_rng(seed)
-    for start in range(0, flips, step):
-        signs = rng.integers(0, 2, size=(min(step, flips - start), u), dtype=np.int8).astype(np.float64) * 2 - 1
+    for signs in _sign_chunks(u, kind, flips, seed):
         hits += (np.abs(signs @ d) >= obs - tol).sum(axis=0)
+    if kind == "exact":
+        return np.minimum(1.0, hits / 2**u), kind
     return np.minimum(1.0, (hits + 1) / (flips + 1)), kind
+
+
+BISECTIONS = 34  # halvings of the search span for an interval's end: 2 / 2^34 ~ 1e-10 on a [-1, 1] difference
+
+
+def flip_intervals(
+    totals, sizes, p0, *, seed: int, flips: int, level: float, span: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sign-flip test inverted: for each column of ``totals`` (units × pairs, per-unit sums of the differences;
+    ``sizes``: values per unit), the shifts delta of the mean difference the test at ``level`` does not reject,
+    {delta : p(delta) >= level}, p(delta) being the p of the totals shifted by delta per value (t - delta * size)
+    with the same signs as flip_pvalues. ``p0``: each column's reported p at delta = 0, so that the interval leaves
+    out 0 exactly when p0 < level. Each end is found by bisection between a shift inside (the estimate, whose p is
+    1, or 0 when p0 >= level) and one outside (0 when p0 < level, else +-``span``); an end whose p stays >= level
+    out to the span is the span's end (too few units to bound the difference at this level)."""
+    t = np.asarray(totals, dtype=np.float64)
+    t = t.reshape(t.shape[0], -1)
+    c = np.asarray(sizes, dtype=np.float64).reshape(-1)
+    u, ncol = t.shape
+    n = float(c.sum())
+    est = t.sum(axis=0) / n
+    p0 = np.asarray(p0, dtype=np.float64).reshape(-1)
+    kind = flip_kind(u, flips)
+    low, high = np.full(ncol, -span), np.full(ncol, span)
+    width = max(1, (1 << 22) // max(1, 2**u if kind == "exact" else flips))
+    for cols in (range(j, min(ncol, j + width)) for j in range(0, ncol, width)):
+        cols = np.asarray(list(cols))
+        tb = t[:, cols]
+        st, sc = np.zeros((0, len(cols))), np.zeros(0)  # the flipped sums of the totals and of the sizes
+        if kind != "asymptotic":
+            chunks = [(s @ tb, s @ c) for s in _sign_chunks(u, kind, flips, seed)]
+            st, sc = np.concatenate([x[0] for x in chunks]), np.concatenate([x[1] for x in chunks])
+
+        def p_at(delta: np.ndarray, tb=tb, st=st, sc=sc) -> np.ndarray:
+            shifted = tb - delta[None, :] * c[:, None]
+            obs = np.abs(shifted.sum(axis=0))
+            if kind == "asymptotic":
+                scale = np.sqrt((shifted**2).sum(axis=0))
+                z = np.divide(obs, scale, out=np.zeros_like(obs), where=scale > 0)
+                return np.minimum(1.0, 2 * stats.norm.sf(z))
+            tol = 1e-9 * np.abs(shifted).sum(axis=0) + 1e-12
+            hits = (np.abs(st - sc[:, None] * delta[None, :]) >= obs - tol).sum(axis=0)
+            return np.minimum(1.0, hits / st.shape[0] if kind == "exact" else (hits + 1) / (st.shape[0] + 1))
+
+        e, keep = est[cols], p0[cols] >= level
+        for sign, ends in ((1.0, high), (-1.0, low)):
+            toward_zero = sign * (0.0 - e) > 0  # 0 lies on this side of the estimate
+            inside = np.where(toward_zero & keep, 0.0, e)
+            outside = np.where(toward_zero & ~keep, 0.0, sign * span)
+            open_end = ~(toward_zero & ~keep) & (p_at(outside) >= level)
+            for _ in range(BISECTIONS):
+                mid = (inside + outside) / 2
+                ok = p_at(mid) >= level
+                inside, outside = np.where(ok, mid, inside), np.where(ok, outside, mid)
+            ends[cols] = np.where(open_end, sign * span, inside)
+    return low, high
 
 
 def unit_totals(d: np.ndarray, codes: np.ndarray | None) -> np.ndarray:
@@ -333,9 +462,10 @@ def pairwise(
     values: dict[str, np.ndarray], *, seed: int, groups=None, unit: str | None = None,
     resamples: int = DEFAULT_RESAMPLES,
 ) -> list[dict]:  # fmt: skip
-    """Every pair of models (in the given order) on the queries both have: diff interval, p, Holm p, and the test's
-    unit, kind, flips and floor. The Monte-Carlo count grows with the family (flips_for); one sign matrix serves
-    every pair with the same queries. ``groups``: one cluster label per query (see paired)."""
+    """Every pair of models (in the given order) on the queries both have: diff interval (the pair alone), p, Holm
+    p, "diff_holm" (the interval that agrees with the Holm decision, see holm_intervals), and the test's unit,
+    kind, flips and floor. The Monte-Carlo count grows with the family (flips_for); one sign matrix serves every
+    pair with the same queries. ``groups``: one cluster label per query (see paired)."""
     names = list(values)
     arr = {m: np.asarray(values[m], dtype=np.float64).reshape(-1) for m in names}
     codes_all = None if groups is None else _codes(groups, arr[names[0]].size if names else 0)
@@ -362,7 +492,53 @@ def pairwise(
     for r, ph in zip(rows, holm([r["p"] for r in rows]), strict=True):
         r |= {"p_holm": ph, "significant": ph < ALPHA, "flips": flips if r["test"] == "monte-carlo" else None,
               "p_floor": p_floor(r["units"], flips)}  # fmt: skip
+    levels = holm_levels(rows)
+    span = max([1.0] + [float(np.nanmax(v) - np.nanmin(v)) for v in arr.values() if np.any(~np.isnan(v))])
+    for idx in by_mask.values():
+        keep = ~(np.isnan(arr[rows[idx[0]]["a"]]) | np.isnan(arr[rows[idx[0]]["b"]]))
+        if not keep.any():
+            continue
+        d = np.stack([arr[rows[i]["a"]][keep] - arr[rows[i]["b"]][keep] for i in idx], axis=1)
+        codes = None if codes_all is None else codes_all[keep]
+        sizes = np.ones(d.shape[0]) if codes is None else unit_totals(np.ones(d.shape[0]), codes)
+        for sig, level in levels.items():
+            cols = [j for j, i in enumerate(idx) if rows[i]["significant"] == sig]
+            if not cols:
+                continue
+            low, high = flip_intervals(unit_totals(d[:, cols], codes), sizes, [rows[idx[j]]["p"] for j in cols],
+                                       seed=seed, flips=flips, level=level, span=span)  # fmt: skip
+            for j, lo, hi in zip(cols, low, high, strict=True):
+                r = rows[idx[j]]
+                mean = r["diff"]["mean"]
+                cut = sig and lo <= 0 <= hi  # separated by a later Holm step: the sign is what is claimed
+                if cut:
+                    lo, hi = (0.0, hi) if mean > 0 else (lo, 0.0)
+                r["diff_holm"] = {"mean": mean, "low": float(lo), "high": float(hi), "open_at_zero": bool(cut),
+                                  "confidence": 1 - level, "adjustment": HOLM_INTERVAL}  # fmt: skip
+                if not np.any(d[:, j]):  # no difference to resample: say so rather than a zero-width interval
+                    r["diff"]["note"] = r["diff_holm"]["note"] = EQUAL_PAIR
     return rows
+
+
+EQUAL_PAIR = "equal on every query"  # a pair's note where the two models give the same value on every query
+
+
+HOLM_INTERVAL = (
+    "simultaneous with the Holm decisions: the sign-flip test inverted at alpha/a for the a pairs Holm does not "
+    "separate, at alpha/m (Bonferroni over all m) for the pairs it separates, cut at 0 (open) where Holm separates a "
+    "pair Bonferroni would not"
+)
+
+
+def holm_levels(rows: list[dict], alpha: float = ALPHA) -> dict[bool, float]:
+    """The levels of the pair intervals, by decision: pairs Holm does not separate, alpha / a for the a of them (the
+    level of Holm's last step: their p is >= it, so their intervals hold 0); pairs it separates, alpha / m, the
+    Bonferroni level over all m pairs (their interval at that level is cut at 0 where it reaches 0: Holm claims the
+    sign, not more). So an interval leaves out 0 exactly when Holm separates the pair, and the set is simultaneous
+    (compatible with Holm's step-down, Strassburger and Bretz 2008; bench evidence_calibration measures it)."""
+    m = len(rows)
+    a = sum(not r["significant"] for r in rows)
+    return {False: alpha / max(1, a), True: alpha / max(1, m)}
 
 
 def top_group(means: dict[str, float], pairs: list[dict]) -> list[str]:
@@ -449,7 +625,7 @@ def verdict(
     out["means"] = means
     if len(models) == 1:
         text = f"{best}: {metric_label} {means[best]:.3f} (only one model: nothing to compare)."
-        return out | empty | {"best": best, "pick": best, "top_group": [best], "text": text}
+        return out | empty | {"best": best, "pick": best, "top_group": [best], "pairs_tested": 0, "text": text}
     m_pairs = len(pairs) or len(models) * (len(models) - 1) // 2
     with_best = {(r["b"] if r["a"] == best else r["a"]): r for r in pairs if best in (r["a"], r["b"])}
     unit = next((r.get("unit") for r in pairs if r.get("unit")), "query")
@@ -466,8 +642,8 @@ def verdict(
     if holm_floor >= ALPHA:  # no pair can be significant: say so, claim nothing about detectability
         need = units_to_separate(m_pairs)
         text = (f"Too few {word} to decide: with {units} {word} no pair of these {len(models)} models can reach "
-                f"Holm-adjusted p < {ALPHA} (the smallest attainable is {holm_floor:.2f}); at least {need} {word} are "
-                f"needed. Highest {metric_label}: {best} ({means[best]:.3f}), not a pick.")  # fmt: skip
+                f"Holm-adjusted p < {ALPHA} (the smallest attainable is {fmt_p(holm_floor)}); at least {need} {word} "
+                f"are needed. Highest {metric_label}: {best} ({means[best]:.3f}), not a pick.")  # fmt: skip
         return out | empty | {"best": best, "queries_needed_to_separate": need, "text": text}
     top = top_group(means, pairs)
     if best not in top:  # cannot happen with consistent pairs; keep the best listed first

@@ -14,6 +14,7 @@ QUALITY = {"p_at_k": "P@{k}", "recall_at_k": "R@{k}", "ap_at_k": "mAP@{k}", "ndc
 TESTED = ("p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k")  # judged@k is coverage of the judgments, not quality
 COPIES = {"recall_at_1": "recall@1 on copies", "mrr_at_k": "MRR@{k} on copies"}
 AGREEMENT = ("overlap_at_k", "rbo")
+METRIC_BOUNDS = (0.0, 1.0)  # P@k, R@k, mAP, nDCG, judged@k, recall@1, MRR, overlap@k, RBO
 
 
 def metric_label(metric: str, k: int) -> str:
@@ -55,8 +56,11 @@ def _grouped(fn, groups, unit: str | None = None) -> dict:
 
 
 def _intervals(values: dict[str, np.ndarray], seed: int, resamples: int, groups=None, unit=None) -> dict[str, dict]:
+    """Each figure's interval; every quality, copies and agreement figure lies in [0, 1] (METRIC_BOUNDS)."""
     grouped = _grouped(ev.interval, groups, unit)
-    return {m: ev.interval(v, seed=seed, resamples=resamples, **grouped) for m, v in values.items()}
+    return {
+        m: ev.interval(v, seed=seed, resamples=resamples, bounds=METRIC_BOUNDS, **grouped) for m, v in values.items()
+    }
 
 
 def _same_picture(results: dict) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..models.int8_recipe import low_agreement
 from ..models.session import ModelSession
 from ..store.stores import Stores
 
@@ -31,4 +32,17 @@ def variant_agreement(stores: Stores, models: dict[str, ModelSession], compariso
             "min_parent_cosine": float(np.min(cos)),
             "images": len(sample),
         }
+        if rec := m.meta.get("int8_recipe"):  # the INT8 recipe, its target ISA and its agreement where chosen
+            out[name]["int8_recipe"] = rec
     return out
+
+
+def agreement_warnings(variants: dict) -> list[str]:
+    """One line per INT8 variant whose mean cosine to its parent on the run's own images is below its recipe's
+    target (``variant_agreement``'s dict)."""
+    lines = []
+    for name, v in variants.items():
+        if v.get("int8_recipe"):
+            line = low_agreement(name, v["mean_parent_cosine"], v["int8_recipe"], v["images"])
+            lines += [line] if line else []
+    return lines

@@ -26,6 +26,7 @@ from ..models.session import ModelSession, SessionConfig, resolve_model_path
 from ..models.zoo import variant_name
 from ..provenance import library_versions, machine, peak_rss_mb
 from ..search import QueryVectors, query_vectors, search_embedded
+from ..store.milvus import check_lite_free
 from ..store.net import probe_tcp
 from ..store.stores import Stores, StoreSettings, open_stores
 from .augmented import baselines, calibrate_hits, run_augmented
@@ -35,7 +36,8 @@ from .config import Augment, Experiment
 from .cost import measure_costs
 from .duplicates import DuplicateReport, find_duplicates
 from .evidence_section import build_evidence
-from .lineage import variant_agreement
+from .judges import judges_record
+from .lineage import agreement_warnings, variant_agreement
 from .loader import load_experiment, raw_config
 from .qrels import read_qrels_ids
 from .queries import query_rows, select_queries, skipped_queries
@@ -85,7 +87,8 @@ def convert_models(exp: Experiment, dataset_files: list[Path], stage: Path) -> t
         for variant in entry.variants:
             if variant != "fp32":
                 child = variant_isolated(entry.name, variant, exp.models_dir, calibration=dataset_files,
-                                         seed=exp.seed, calibration_root=exp.dataset.root)  # fmt: skip
+                                         seed=exp.seed, calibration_root=exp.dataset.root,
+                                         target=entry.int8_target)  # fmt: skip
                 made = {"key": variant_name(entry.key, variant), "path": str(child.result.path)}
                 children.append(child.as_dict() | made)
     return staged, children
@@ -98,6 +101,8 @@ def probe_remote_stores(settings: StoreSettings) -> None:
         parts = urlsplit(url or "")
         if parts.scheme in ("redis", "rediss", "http", "https", "tcp", "grpc") and parts.hostname:
             probe_tcp(parts.hostname, parts.port or default_port, what)
+    if not settings.milvus_uri:  # an explorer (or another run) holding the Milvus Lite folder: say so before work
+        check_lite_free(settings.data_dir)
 
 
 def _write_json(path: Path, data) -> Path:
@@ -259,6 +264,8 @@ class ExperimentRun:
             comparison = compare(hits, qrows, list(models), exp.top_k, dict(labels) or None, qrels, self.deep_hits)
             sweep = self._timed("sweep_s", sweep_stores, stores, list(models), qv.vectors, exp.sweep, exp.top_k)
             variants = variant_agreement(stores, models, comparison, cat_ids)
+            for line in (low := agreement_warnings(variants)):  # also in results["warnings"], summary and report
+                log.warning("%s", line)
             robust, copies = self._timed("augmented_s", self.augmented, stores, models, catalogued, bases,
                                          dups.same_image())  # fmt: skip
             cost = self._timed("cost_s", self.cost, stores, models, catalogued, qv)
@@ -277,6 +284,7 @@ class ExperimentRun:
                 "label_counts": dict(labels),
                 "random_weights": random_models,
                 "variants": variants,
+                "warnings": low,
                 "calibration": {m: describe(b) for m, b in bases.items()},
                 "robustness": robust,
                 "duplicates": dups.as_dict({i: r for i, r in catalogue.items() if r.root == root}),
@@ -287,6 +295,8 @@ class ExperimentRun:
             if qrels is not None:  # what the judged metrics stood on, so `compare` can recompute them
                 results["qrels"] = qrels
                 results["qrels_file"] = str(exp.ground_truth.qrels.resolve())
+                if (judges := judges_record(exp.ground_truth.qrels)) is not None:  # who judged, how far they agree
+                    results["judges"] = judges
             if cost:
                 cost["children"] = children
                 comparison["cost"] = cost
@@ -310,8 +320,8 @@ class ExperimentRun:
             ),  # deleted since the last run, pruned
         )
         summary = (exp.run_dir / "summary.md").read_text()
-        header = header_lines(results["experiment"], random_models)
-        console = console_summary(comparison, header, skipped, results, exp.run_dir)
+        header = header_lines(results["experiment"], random_models, manifest, results)
+        console = console_summary(comparison, header, skipped, results, exp.run_dir, manifest)
         return RunOutcome(exp.run_dir, files_written, summary, random_models, console)
 
     def duplicates(self, stores: Stores, models, catalogue: dict, root: str) -> DuplicateReport:

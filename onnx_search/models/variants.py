@@ -4,7 +4,10 @@
 per channel, calibrated on images (dynamic QInt8 was about 7x *slower* than FP32 for these convolutions here).
 MatMul-heavy (a transformer): dynamic quantisation of the MatMul/Gemm weights, LayerNorm and Softmax in float
 (on DINOv2 ViT-S/14 here x2.06 vs static QDQ's x1.58 over FP32; on timm's test ViT cosine to FP32 0.9997 vs 0.94).
-``made_by`` records the method and the graph kind.
+``made_by`` records the method and the graph kind. Within the method, the INT8 recipe (u8s8, reduce_range, U8U8,
+calibration method, nodes left in float) is chosen by measurement for the CPU that will run the file
+(``int8_recipe``; ``target`` auto: this CPU, or avx2 | vnni) and recorded as ``int8_recipe``; the target ISA and
+the candidates tried are part of the file's identity (``int8_request``).
 ``fp16``: float16 weights and activations, float32 inputs and outputs kept. ``optimized``: ORT's offline graph
 optimisation saved to a file. Each file records its parent's hash, so a changed parent makes it stale.
 An INT8 file's name also carries a digest of its inputs (``<name>.int8.<inputs>.onnx``, ``variant_file``): two
@@ -35,6 +38,23 @@ from ..errors import ConfigError, DecodeError, ModelFileError
 from ..ids import content_hash, file_sha256
 from .convert import ConvertResult
 from .identity import model_identity
+from .int8_recipe import (
+    MEASURE_IMAGES,
+    MIN_SPEEDUP,
+    TARGET,
+    Candidate,
+    Trial,
+    candidates,
+    choose,
+    record,
+    resolve_target,
+    search,
+    speedup,
+    this_cpu,
+)
+from .int8_recipe import (
+    agreement as vector_agreement,
+)
 from .parity import parity_images
 from .recipe import Recipe, prepare_batch, read_metadata_file, recipe_from_metadata, up_to_date, write_metadata
 from .zoo import VARIANTS, get_spec, variant_name
@@ -183,35 +203,99 @@ def graph_kind(path: Path) -> str:
     return "matmul" if weights["matmul"] > weights["conv"] else "conv"
 
 
-def _int8(parent: Path, out: Path, batches: list[np.ndarray], method: str | None = None) -> dict:
-    """INT8 by the method that suits the graph: static QDQ for a Conv-heavy one; for a MatMul-heavy one (a
-    transformer) INT8_MATMUL_METHOD, measured (README, families), LayerNorm/Softmax kept in float either way."""
+def _int8(
+    parent: Path, out: Path, batches: list[np.ndarray], method: str, target_isa: str, x: np.ndarray
+) -> tuple[dict, dict]:
+    """INT8 by the method that suits the graph (static QDQ for a Conv-heavy one; for a MatMul-heavy one, a
+    transformer, INT8_MATMUL_METHOD, measured: README, families; LayerNorm/Softmax float either way), with the
+    recipe chosen for ``target_isa`` by measurement on ``x`` (``int8_recipe``): ``made_by`` plus ``int8_recipe``."""
+    import onnxruntime as ort
+
     kind = graph_kind(parent)
-    method = method or ("static" if kind == "conv" else INT8_MATMUL_METHOD)
-    if method == "dynamic":
-        how = _int8_dynamic(parent, out)
-    else:
-        how = _int8_static(parent, out, batches, TRANSFORMER_OPS if kind == "matmul" else None)
-    return how | {"graph": kind}
+    cpu = this_cpu()
+    here = target_isa == cpu["target_isa"]
+    fp32 = ort.InferenceSession(str(parent), providers=["CPUExecutionProvider"])
+    reference = _run(fp32, x)
+    hows: dict[str, dict] = {}
+
+    def make(c: Candidate, f: Path) -> None:
+        if method == "dynamic":
+            hows[c.name] = _int8_dynamic(parent, f, c)
+        else:
+            hows[c.name] = _int8_static(parent, f, batches, TRANSFORMER_OPS if kind == "matmul" else None, c)
+
+    def try_one(c: Candidate) -> Trial:
+        if not here and not c.exact:
+            return Trial(
+                c, why=f"can saturate: figures from this CPU ({cpu['target_isa']}) do not hold on {target_isa}"
+            )
+        f = out.with_name(f"{out.name}.{c.name}.onnx")
+        make(c, f)
+        s = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+        fast = speedup(fp32, s, x[:8]) if here else None
+        return Trial(c, vector_agreement(reference, _run(s, x)), fast, None, f)
+
+    lists = "conv" if method == "static" else "matmul"  # the candidates and target of the method
+    try:
+        trials = search(candidates(lists, target_isa), try_one, TARGET[lists])
+        chosen, _, _ = choose(trials, TARGET[lists])
+        if chosen.file is None:  # nothing could be measured for that target here: the first, unmeasured
+            make(chosen.candidate, out)
+        else:
+            os.replace(chosen.file, out)
+    finally:  # the candidates not kept, also when one failed to quantise
+        for f in out.parent.glob(f"{out.name}.*.onnx"):
+            f.unlink(missing_ok=True)
+    where = "calibration images" if method == "static" else "parity images (dynamic INT8 reads none)"
+    rec = record(trials, TARGET[lists], target_isa, cpu, where)
+    rec["agreement"]["on_this_cpu"] = here
+    return hows[chosen.candidate.name] | {"graph": kind, "recipe": chosen.candidate.name}, rec
 
 
-def _int8_dynamic(parent: Path, out: Path) -> dict:
+def _run(session, x: np.ndarray, batch: int = 16) -> np.ndarray:
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+
+
+def _measure_images(batches: list[np.ndarray], spec, recipe: Recipe) -> np.ndarray:
+    """The images an INT8 recipe is measured on: the first MEASURE_IMAGES calibration images; for dynamic INT8
+    (which reads none, so its file does not depend on them) the fixed parity batch."""
+    if batches:
+        return np.concatenate(batches)[:MEASURE_IMAGES]
+    return prepare_batch(parity_images(spec, n=16, seed=77), recipe)
+
+
+_QTYPE = {"uint8": "QUInt8", "int8": "QInt8"}
+
+
+def _int8_dynamic(parent: Path, out: Path, c: Candidate) -> dict:
     """Dynamic quantisation: MatMul/Gemm weights int8 (per channel), activations quantised per batch at run time."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(parent), str(out), op_types_to_quantize=list(TRANSFORMER_OPS[:2]),
-                     weight_type=QuantType.QInt8, per_channel=True)  # fmt: skip
-    return {"method": "onnxruntime quantize_dynamic", "activations": "uint8 (per batch)", "weights": "int8",
-            "per_channel": True, "quantized_ops": list(TRANSFORMER_OPS[:2]), "float_ops": list(FLOAT_OPS)}  # fmt: skip
+                     weight_type=getattr(QuantType, _QTYPE[c.weights]), per_channel=True,
+                     reduce_range=c.reduce_range)  # fmt: skip
+    return {"method": "onnxruntime quantize_dynamic", "activations": "uint8 (per batch)", "weights": c.weights,
+            "reduce_range": c.reduce_range, "per_channel": True, "quantized_ops": list(TRANSFORMER_OPS[:2]),
+            "float_ops": list(FLOAT_OPS)}  # fmt: skip
 
 
-def _int8_static(parent: Path, out: Path, batches: list[np.ndarray], ops: tuple[str, ...] | None = None) -> dict:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def _int8_static(parent: Path, out: Path, batches: list[np.ndarray], ops: tuple[str, ...] | None, c: Candidate) -> dict:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    one_by_one = c.calibration != "MinMax"  # the histogram calibrators need batches of one size
 
     class Reader(CalibrationDataReader):
         def __init__(self, name: str) -> None:
-            self.items = iter([{name: b} for b in batches])
+            items = [b[i : i + 1] for b in batches for i in range(len(b))] if one_by_one else batches
+            self.items = iter([{name: b} for b in items])
 
         def get_next(self):
             return next(self.items, None)
@@ -220,24 +304,39 @@ def _int8_static(parent: Path, out: Path, batches: list[np.ndarray], ops: tuple[
 
     input_name = ort.InferenceSession(str(parent), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     prepared = out.with_name(out.name + ".pre.onnx")
+    options = dict(quant_format=QuantFormat.QDQ, activation_type=getattr(QuantType, _QTYPE[c.activations]),
+                   weight_type=getattr(QuantType, _QTYPE[c.weights]), per_channel=True, reduce_range=c.reduce_range,
+                   calibrate_method=getattr(CalibrationMethod, c.calibration),
+                   op_types_to_quantize=list(ops) if ops else None)  # fmt: skip
+    floats: list[str] = []
     try:
         quant_pre_process(str(parent), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(out),
-            Reader(input_name),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=list(ops) if ops else None,
-        )
+        quantize_static(str(prepared), str(out), Reader(input_name), **options)
+        if c.float_nodes:
+            floats = _most_damaged(prepared, out, c.float_nodes)
+            quantize_static(str(prepared), str(out), Reader(input_name), nodes_to_exclude=floats, **options)
     finally:
         prepared.unlink(missing_ok=True)
     images = sum(len(b) for b in batches)
-    return {"method": "onnxruntime quantize_static", "format": "QDQ", "activations": "uint8", "weights": "int8",
-            "per_channel": True, "calibration_images": images}| (
+    return {"method": "onnxruntime quantize_static", "format": "QDQ", "activations": c.activations,
+            "weights": c.weights, "per_channel": True, "reduce_range": c.reduce_range, "calibrate": c.calibration,
+            "calibration_images": images} | ({"float_nodes": floats} if floats else {}) | (
         {"quantized_ops": list(ops), "float_ops": list(FLOAT_OPS)} if ops else {})  # fmt: skip
+
+
+def _most_damaged(float_model: Path, qdq_model: Path, n: int) -> list[str]:
+    """The ``n`` nodes whose quantised weights lose most (lowest signal-to-quantisation-noise ratio), by
+    onnxruntime's ``qdq_loss_debug`` weight matching."""
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import compute_weight_error, create_weight_matching
+
+    errors = compute_weight_error(create_weight_matching(str(float_model), str(qdq_model)))
+    consumer = {}
+    for node in onnx.load(str(float_model)).graph.node:
+        for i in node.input[1:2]:
+            consumer.setdefault(i, node.name)
+    ranked = sorted((sqnr, consumer[w]) for w, sqnr in errors.items() if w in consumer)
+    return [name for _, name in ranked[:n]]
 
 
 def _fp16(parent: Path, out: Path) -> dict:
@@ -278,21 +377,25 @@ def make_variant(
     seed: int = 0,
     force: bool = False,
     calibration_root: str | Path | None = None,
+    target: str | None = "auto",
 ) -> ConvertResult:
     """Write ``models_dir/<name>.<variant>.onnx`` from the converted parent, unless an identical one exists.
 
     INT8 is named by its inputs too (``variant_file``): ``<name>.int8.<inputs>.onnx``; its calibration sample is
-    drawn from ``calibration`` by ``calibration_sample`` (paths ranked relative to ``calibration_root``)."""
-    plan = _plan(name, variant, models_dir, calibration, seed, calibration_root)
+    drawn from ``calibration`` by ``calibration_sample`` (paths ranked relative to ``calibration_root``); its recipe
+    is chosen for ``target`` (auto: this CPU; avx2 | vnni) by measurement (``int8_recipe``)."""
+    plan = _plan(name, variant, models_dir, calibration, seed, calibration_root, target)
     spec, parent, parent_meta, recipe, out, request, method, sample = plan
     if not force and (meta := up_to_date(out, request)):
         return ConvertResult(out.stem, out, True, meta, 0.0)
     t0 = time.perf_counter()
     tmp = out.with_name(f".{out.name}.partial")
+    chosen = None
     try:
         if variant == "int8":
             batches = calibration_batches(calibration, recipe, seed=seed, sample=sample) if method == "static" else []
-            how = _int8(parent, tmp, batches, method)
+            x = _measure_images(batches, spec, recipe)
+            how, chosen = _int8(parent, tmp, batches, method, request["int8"]["target_isa"], x)
         elif variant == "fp16":
             how = _fp16(parent, tmp)
         else:
@@ -308,17 +411,35 @@ def make_variant(
         "parent": {"name": spec.name, "sha256": file_sha256(parent), "file": parent.name},
         "made_by": how | {"seconds": round(seconds, 2)},
         "parent_agreement": agreement,
+        **({"int8_recipe": chosen} if chosen is not None else {}),
         "request": request,
         **({"calibration_sample": _sample_record(sample, calibration_root)} if sample is not None else {}),
         "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_metadata(tmp, meta)
+    if chosen is not None:
+        _write_prop(tmp, "int8_recipe", chosen)
     os.replace(tmp, out)
     log.info("%s: %s in %.1fs, min cosine to parent %.5f", out, variant, seconds, agreement["min_cosine"])
+    if chosen is not None and not chosen["reached"]:
+        log.warning("%s: %s", out.name, chosen["reason"])
     if others := [p.name for p in sibling_variants(out) if p != out]:
         log.info("%s: other %s files of %s in %s (other calibration images; delete those no experiment uses): %s",
                  out.name, variant, spec.name, out.parent, ", ".join(others))  # fmt: skip
     return ConvertResult(meta["name"], out, False, meta, seconds)
+
+
+def _write_prop(path: Path, key: str, value: dict) -> None:
+    """``value`` as JSON under its own ONNX metadata key too (``int8_recipe``), for readers of the bare file."""
+    import onnx
+
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key != key]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = key, json.dumps(value, sort_keys=True)
+    onnx.save(model, str(path))
 
 
 def _sample_record(sample: list[tuple[Path, str]], root) -> dict:
@@ -335,16 +456,17 @@ def variant_made(
     seed: int = 0,
     force: bool = False,
     calibration_root: str | Path | None = None,
+    target: str | None = "auto",
 ) -> ConvertResult | None:
     """The up-to-date variant ``make_variant`` would keep (no framework loaded, nothing written), else None."""
     if force:
         return None
-    out, request = _plan(name, variant, models_dir, calibration, seed, calibration_root)[4:6]
+    out, request = _plan(name, variant, models_dir, calibration, seed, calibration_root, target)[4:6]
     meta = up_to_date(out, request)
     return ConvertResult(out.stem, out, True, meta, 0.0) if meta else None
 
 
-def _plan(name, variant, models_dir, calibration, seed, calibration_root) -> tuple:
+def _plan(name, variant, models_dir, calibration, seed, calibration_root, target="auto") -> tuple:
     """What a variant is made from: (spec, parent, parent's metadata, recipe, file, request, INT8 method, sample)."""
     if variant not in VARIANTS or variant == "fp32":
         raise ConfigError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS[1:])}")
@@ -369,6 +491,7 @@ def _plan(name, variant, models_dir, calibration, seed, calibration_root) -> tup
         kind = graph_kind(parent)
         method = "static" if kind == "conv" else INT8_MATMUL_METHOD
         request["method"] = {"int8": method, "graph": kind}
+        request["int8"] = int8_request(kind, resolve_target(target))
         if method == "static":  # dynamic INT8 reads no image: its file does not depend on them
             kept = _recorded_sample(out, request, calibration, seed, calibration_root)
             if kept is not None:  # an INT8 file of this parent whose sample still holds: the same request
@@ -379,6 +502,14 @@ def _plan(name, variant, models_dir, calibration, seed, calibration_root) -> tup
                 request["calibration"] = {"sample": digest, "seed": seed, "images": CALIBRATION_IMAGES}
         out = variant_file(out, request)
     return spec, parent, parent_meta, recipe, out, request, method, sample
+
+
+def int8_request(kind: str, target_isa: str) -> dict:
+    """What an INT8 file's recipe is chosen from, part of its identity: the target ISA, the candidates in the order
+    tried (each one's options), the agreement target and the speed floor. The machine it is chosen on is not: two
+    CPUs of one ISA make the same choice from the same inputs (the file records where it was chosen)."""
+    return {"target_isa": target_isa, "candidates": [c.as_dict() for c in candidates(kind, target_isa)],
+            "target": TARGET[kind], "min_speedup": MIN_SPEEDUP, "measure_images": MEASURE_IMAGES}  # fmt: skip
 
 
 def sibling_variants(path: Path) -> list[Path]:
@@ -421,4 +552,7 @@ def variant_file(plain: Path, request: dict) -> Path:
 
 
 def _fingerprint() -> str:
-    return hashlib.sha256(inspect.getsource(inspect.getmodule(_fingerprint)).encode()).hexdigest()[:12]
+    from . import int8_recipe
+
+    code = inspect.getsource(inspect.getmodule(_fingerprint)) + inspect.getsource(int8_recipe)
+    return hashlib.sha256(code.encode()).hexdigest()[:12]

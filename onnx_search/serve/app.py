@@ -23,7 +23,18 @@ from starlette.routing import Route
 from ..embed.decode import decode, read_bytes
 from ..errors import DecodeError, OnnxSearchError
 from .explorer import Explorer
-from .guard import K_DEFAULT, K_MAX, K_MIN, LIMIT_MAX, RequestError, bearer_token, parse_id, parse_int, parse_k
+from .guard import (
+    K_DEFAULT,
+    K_MAX,
+    K_MIN,
+    LIMIT_MAX,
+    RequestError,
+    bearer_token,
+    parse_id,
+    parse_int,
+    parse_k,
+    write_refusal,
+)
 from .judging import judge_routes
 from .maps import METHODS, SLOW_METHODS, TSNE_MAX_POINTS
 from .thumbs import PREVIEW_SIDE, THUMB_SIDE, jpeg_bytes
@@ -32,6 +43,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; connect-src 'self'"
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+RAW_BODY_ROUTES = frozenset({"/api/query"})  # POST an image file: any Content-Type, same-origin only
 
 
 class TokenGate:
@@ -67,6 +79,24 @@ class TokenGate:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+
+class OwnPageWrites:
+    """ASGI middleware: a state-changing request (POST, PUT, PATCH, DELETE on any route) must come from the
+    explorer's own page: no ``Sec-Fetch-Site: cross-site``/``same-site``, no foreign ``Origin`` (403), and a JSON
+    body (415) except on ``raw_body`` routes (image uploads), whatever the route (``guard.write_refusal``)."""
+
+    def __init__(self, app, raw_body: frozenset[str] = frozenset()) -> None:
+        self.app, self.raw_body = app, raw_body
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            req = Request(scope)
+            refused = write_refusal(req.method, req.headers, scope.get("scheme", "http"), req.url.path in self.raw_body)
+            if refused:
+                await JSONResponse({"error": refused[1]}, refused[0])(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class LoopbackOnly:
@@ -120,8 +150,9 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "0").lower() in ("1", "true", "yes", "on")
 
 
-def build_app(ex: Explorer, token: str | None = None, loopback: bool = True) -> Starlette:
-    """The Starlette app over one Explorer; ``loopback`` also refuses requests whose Host is not loopback."""
+def build_app(ex: Explorer, token: str | None = None, loopback: bool = True, blind_names: bool = False) -> Starlette:
+    """The Starlette app over one Explorer; ``loopback`` also refuses requests whose Host is not loopback;
+    ``blind_names`` keeps file names and labels out of every judging answer, whatever the page asks."""
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": CSP})
@@ -248,9 +279,10 @@ def build_app(ex: Explorer, token: str | None = None, loopback: bool = True) -> 
         Route("/api/runs/{run}/disagreement", disagreement),
         Route("/api/runs/{run}/robustness", robustness),
         Route("/api/runs/{run}/copy/{copy}", copy_image),
-        *judge_routes(ex),
+        *judge_routes(ex, names=not blind_names),
     ]
     middleware = [Middleware(LoopbackOnly, allowed_hosts=LOOPBACK_NAMES)] if loopback else []
+    middleware.append(Middleware(OwnPageWrites, raw_body=RAW_BODY_ROUTES))
     if token:
         middleware.append(Middleware(TokenGate, token=token))
     return Starlette(

@@ -82,3 +82,32 @@ def parse_int(text: str | None, name: str, default: int, least: int, most: int) 
 
 def parse_k(text: str | None, default: int = K_DEFAULT, most: int = K_MAX) -> int:
     return parse_int(text, "k", default, K_MIN, most)
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
+
+
+def write_refusal(method: str, headers, scheme: str, raw_body: bool) -> tuple[int, str] | None:
+    """Why a state-changing request does not come from the explorer's own page, or None when it may go on.
+
+    Refused (403): ``Sec-Fetch-Site`` cross-site or same-site, or an ``Origin`` other than the server's own
+    (``scheme://Host``; the opaque ``null`` included). Refused (415): a body that is not ``application/json``,
+    unless the route takes a raw body (an image upload), which other sites are kept from by the origin rule. A
+    request without a body goes on to its route (a wrong method is 405 there; a JSON route refuses no body).
+    ``headers`` is any mapping with lower-case keys (Starlette's ``Headers``)."""
+    if method.upper() not in UNSAFE_METHODS:
+        return None
+    site = headers.get("sec-fetch-site", "").strip().lower()
+    if site in FOREIGN_FETCH_SITES:
+        return 403, f"refused a {site} {method} (Sec-Fetch-Site): only the explorer's own page may write"
+    origin = headers.get("origin")
+    own = f"{scheme}://{headers.get('host', '')}".lower()
+    if origin is not None and origin.strip().lower().rstrip("/") != own:
+        return 403, f"refused a {method} from origin {origin[:80]!r}: only the explorer's own page ({own}) may write"
+    has_body = headers.get("content-length", "0").strip() not in ("", "0") or "transfer-encoding" in headers
+    if has_body and not raw_body:
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            return 415, f"send the body as Content-Type: application/json (got {kind or 'none'!r})"
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -217,6 +218,64 @@ def _first(hit: tuple[int, float]) -> int:
     return hit[0]
 
 
+def _lite_lock_file(data_dir: str | Path) -> Path:
+    return Path(data_dir).absolute() / "milvus" / "milvus.db" / "LOCK"  # milvus_lite's db.LOCK_FILENAME
+
+
+def lite_lock_holder(data_dir: str | Path) -> dict | None:
+    """The process that holds the Milvus Lite folder under ``data_dir`` (``{"pid", "command", "serve"}``, serve:
+    whether it is ``onnx-search serve``), or None when it is free or this system cannot tell. It reads
+    ``/proc/locks`` (Linux only) and takes no lock itself, so asking never gets in the way of a process that is
+    opening the folder."""
+    try:
+        inode = _lite_lock_file(data_dir).stat().st_ino
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    for line in locks.splitlines():
+        cols = line.split()  # "3: FLOCK ADVISORY WRITE 28916 fe:00:2384001 0 EOF"
+        if len(cols) >= 6 and cols[1] == "FLOCK" and cols[5].rsplit(":", 1)[-1] == str(inode):
+            pid = int(cols[4]) if cols[4].isdigit() else None
+            if pid is None or pid == os.getpid():
+                continue
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+            except OSError:
+                argv = []
+            words = " ".join(argv).split()  # one line, whatever the arguments hold
+            return {"pid": pid, "command": " ".join(words)[:160], "serve": _is_serve(words)}
+    return None
+
+
+def _is_serve(words: list[str]) -> bool:
+    return "serve" in words and any("onnx-search" in w or "onnx_search" in w for w in words)
+
+
+def lite_locked_message(data_dir: str | Path, holder: dict | None, detail: str | None = None) -> str:
+    """One line: who holds the Milvus Lite folder of ``data_dir`` and what to do (stop `onnx-search serve` first)."""
+    folder = Path(data_dir)
+    if holder and holder.get("serve"):
+        return (
+            f"the explorer (`onnx-search serve`, pid {holder['pid']}) holds the stores in {folder}, and only one "
+            "process may open them: stop `serve` first (Ctrl+C in its terminal), then run again; to score "
+            "judgments while it serves, use `onnx-search compare RUN_DIR --qrels FILE`"
+        )
+    who = f"pid {holder['pid']}: {holder['command']}" if holder else "another process"
+    why = f" ({detail})" if detail else ""
+    return (
+        f"Milvus Lite in {folder} is held by {who}{why}; only one process may open it: stop `onnx-search serve`, "
+        f"or the other run or notebook, on data folder {folder} first, or use a Milvus server with "
+        "`--milvus-uri http://host:19530`"
+    )
+
+
+def check_lite_free(data_dir: str | Path) -> None:
+    """Fail at once, before any work, when another process holds the Milvus Lite folder of ``data_dir``."""
+    holder = lite_lock_holder(data_dir)
+    if holder is not None:
+        raise StoreUnavailableError(lite_locked_message(data_dir, holder))
+
+
 def connect_milvus(
     uri: str | None,
     data_dir: str | Path,
@@ -240,11 +299,8 @@ def connect_milvus(
         try:
             return MilvusClient(str(path), grpc_options=LITE_GRPC_OPTIONS)
         except MilvusException as exc:
-            raise StoreUnavailableError(
-                f"cannot open Milvus Lite at {path}: {exc.message}. Only one process may open a Milvus Lite "
-                "folder at a time: wait for the other onnx-search run (or notebook) to finish, or use a Milvus "
-                "server with `--milvus-uri http://host:19530`"
-            ) from None
+            holder = lite_lock_holder(data_dir)
+            raise StoreUnavailableError(lite_locked_message(data_dir, holder, exc.message)) from None
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https", "tcp", "grpc") or not parts.hostname:
         raise StoreUnavailableError(

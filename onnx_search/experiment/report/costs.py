@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from ..cost import pareto
 from .format import fmt, fmt_iv
+from .hardware import recipe_mismatch, recipe_text
 
 
 def _evidence_quality(comparison: dict) -> tuple[str, str, dict[str, dict]] | None:
@@ -66,8 +67,9 @@ def speed_quality_points(comparison: dict) -> tuple[str, dict[str, tuple[float, 
     return label, {m: (cost[m]["img_per_s_model_only"], q) for m, q in quality.items() if m in cost}
 
 
-def variants_table(variants: dict, intervals: dict | None = None) -> list[str]:
-    """Each variant beside its parent; overlap@k and RBO with their 95% intervals over queries when given."""
+def variants_table(variants: dict, intervals: dict | None = None, machine: dict | None = None) -> list[str]:
+    """Each variant beside its parent; overlap@k and RBO with their 95% intervals over queries when given; an INT8
+    variant's recipe, with a warning where it was made for another CPU than ``machine`` (the run's)."""
     if not variants:
         return []
     intervals = intervals or {}
@@ -75,14 +77,16 @@ def variants_table(variants: dict, intervals: dict | None = None) -> list[str]:
     lines = [
         "## Variants against their parents",
         "",
-        f"| variant | parent | overlap@k{ci} | RBO{ci} | mean cosine to parent | min cosine to parent |",
-        "|---|---|---|---|---|---|",
+        f"| variant | parent | overlap@k{ci} | RBO{ci} | mean cosine to parent | min cosine to parent | INT8 recipe |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, v in variants.items():
+        why = recipe_mismatch(v.get("int8_recipe"), machine)
         lines.append(
             f"| {name} | {v['parent']} | {_iv_or(intervals, name, 'overlap_at_k', v)} | "
             f"{_iv_or(intervals, name, 'rbo', v)} | "
-            f"{fmt(v['mean_parent_cosine'], 5)} | {fmt(v['min_parent_cosine'], 5)} |"
+            f"{fmt(v['mean_parent_cosine'], 5)} | {fmt(v['min_parent_cosine'], 5)} | "
+            f"{recipe_text(v.get('int8_recipe'))}{f' **⚠ {why}**' if why else ''} |"
         )
     return lines
 

@@ -16,6 +16,7 @@ from ..compare import rankings
 from .card import CARD_CSS, card_html, hit_html, model_row_html, query_html
 from .families import families_of, grouped_models
 from .format import fmt, index_text, relative
+from .hardware import cpu_clause, machine_line, note_lines, providers_ran
 from .html_evidence import EVIDENCE_CSS, evidence_of, pairs_html, value_html, verdict_html
 from .html_parts import esc, heatmap, svg_histograms, thumbnail_css
 from .html_quality import robustness_html, variants_html
@@ -39,6 +40,7 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:
 th:first-child,td:first-child{text-align:left}.heat td{min-width:60px;text-align:center}.heats{display:flex;gap:30px}
 .controls{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #ddd;z-index:1}
 .controls label{margin-right:14px}.hidden{display:none}.meta{color:#555}
+.warn{background:#fff4d6;border:1px solid #d9a520;padding:6px 12px;border-radius:4px;margin:6px 0;max-width:1100px}
 """
 
 SCRIPT = """
@@ -77,7 +79,8 @@ def _load(run_dir: Path) -> dict:
 
 
 def _header(run: dict, lead: str = "") -> str:
-    """Title, run line, the random-weights banner, then ``lead`` (the verdict), then provenance and versions."""
+    """Title, run line, the random-weights banner, then ``lead`` (the verdict), then the machine, the run's
+    warnings (a variant's low agreement, an INT8 file made for another CPU), provenance and versions."""
     r, m = run["results"], run["manifest"]
     out = [
         f"<h1>{esc(r['experiment'])}</h1>",
@@ -88,6 +91,9 @@ def _header(run: dict, lead: str = "") -> str:
         out.append(f"<div class='banner'>RANDOM WEIGHTS: {esc(', '.join(r['random_weights']))}. Distances and rankings "
                    "show the pipeline working, not what these models learned.</div>")  # fmt: skip
     out.append(lead)
+    ran = providers_ran(m, run["comparison"].get("cost"))
+    out.append(f"<p class='machine'>{esc(machine_line(m.get('machine'), ran))}</p>")
+    out += [f"<div class='warn' role='note'><b>Warning:</b> {esc(w)}</div>" for w in note_lines(r, m)]
     rows = "".join(
         f"<tr><td>{esc(n)}</td><td>{esc(d.get('weights'))}</td><td>{esc(', '.join(d.get('providers_active', [])))}</td>"
         f"<td>{esc(index_text(m.get('store', {}).get('index', {}).get(n, {})))}</td></tr>"
@@ -215,10 +221,21 @@ def _multi_top(cmp: Comparison) -> str:
             + f"<h2>Each run</h2><p class='meta'>Open a run to see its full report: {links}</p>")  # fmt: skip
 
 
+def _with_cpu_clause(run: dict) -> dict:
+    """The run's comparison with the CPU its verdict holds for after the verdict's text (a run with INT8)."""
+    clause = cpu_clause(run["results"], run["manifest"])
+    ev = evidence_of(run["comparison"])
+    v = ev.get("verdict") or {}
+    if not clause or not v.get("text"):
+        return run["comparison"]
+    return run["comparison"] | {"evidence": ev | {"verdict": v | {"text": f"{v['text']} {clause}"}}}
+
+
 def _section(run: dict, i: int, missing: set[int], out: Path, view: RunView | None) -> str:
     """One run's full report; on a multi-run page it sits in a collapsed ``<details>`` headed by its letter."""
-    quality = robustness_html(run["results"], run["comparison"]) + variants_html(run["results"], run["comparison"])
-    body = _header(run, verdict_html(run["comparison"])) + _metrics(run) + pairs_html(run["comparison"])
+    variants = variants_html(run["results"], run["comparison"], run["manifest"].get("machine"))
+    quality = robustness_html(run["results"], run["comparison"]) + variants
+    body = _header(run, verdict_html(_with_cpu_clause(run))) + _metrics(run) + pairs_html(run["comparison"])
     body += _agreement_and_distances(run) + quality + _cards(run, missing)
     body += _raw_links(run, out)
     if view is None:

@@ -5,7 +5,7 @@ Everything reads comparison["evidence"] (experiment/evidence_section.py); a run 
 
 from __future__ import annotations
 
-from .format import fmt, fmt_p
+from .format import fmt, fmt_p, holm_intervals_note, num, one_model, pair_interval
 from .html_parts import esc
 
 EVIDENCE_CSS = """
@@ -20,22 +20,11 @@ METRIC_TITLES = {"p_at_k": "P@k", "recall_at_k": "R@k", "ap_at_k": "mAP@k", "ndc
                  "mrr_at_k": "MRR@k on copies"}  # fmt: skip
 
 
-def p_text(p: float | None) -> str:
-    """fmt_p, with three decimals near 0.05 so that 0.049 and 0.051 do not both read 0.05."""
-    return f"{p:.3f}" if p is not None and 0.04 <= p < 0.06 else fmt_p(p)
-
-
 def evidence_of(comparison: dict) -> dict:
     return comparison.get("evidence") or {}
 
 
 COST_NAMES = {"img_per_s": "model-only img/s", "query_p50": "query p50", "file_mb": "file size"}
-
-
-def num(x: float, digits: int = 3) -> str:
-    """A number with ``digits`` decimals, never ``-0.000``."""
-    text = f"{x:.{digits}f}"
-    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def iv_html(iv: dict | None, digits: int = 3) -> str:
@@ -48,6 +37,14 @@ def iv_html(iv: dict | None, digits: int = 3) -> str:
     if iv.get("note"):  # no spread to resample: the reason, not a zero-width interval
         return f"{mean}<span class='ci'>({esc(iv['note'])})</span>"
     return f"{mean}<span class='ci'>[{num(iv['low'], digits)}, {num(iv['high'], digits)}]</span>"
+
+
+def pair_iv_html(iv: dict | None) -> str:
+    """A pair's interval (format.pair_interval); one cut at 0 (a pair Holm separates at a later step) is open there:
+    ``(0, 0.120]``."""
+    if not iv or not iv.get("open_at_zero") or iv.get("mean") is None:
+        return iv_html(iv)
+    return f"{num(iv['mean'])}<span class='ci'>{esc(pair_interval(iv))}</span>"
 
 
 def value_html(value, iv: dict | None, digits: int = 3) -> str:
@@ -77,7 +74,10 @@ def verdict_html(comparison: dict) -> str:
         return ""
     unsure = "" if v.get("separable") else " unsure"
     lines = [f"<b>Verdict.</b> {esc(v['text'])}"]
-    if v.get("best") is not None:
+    if one_model(v):  # no pairs, no top group
+        lines.append(f"<br><span class='meta'>On {esc(v.get('metric_label'))}: only one model, {esc(v['best'])}: "
+                     "there is nothing to compare, so no pairs are tested.</span>")  # fmt: skip
+    elif v.get("best") is not None:
         tied = ", ".join(v.get("tied") or []) or "none"
         cost = COST_NAMES.get(v.get("cost"), v.get("cost"))
         lines.append(f"<br><span class='meta'>On {esc(v.get('metric_label'))}: best {esc(v['best'])}; not shown "
@@ -100,17 +100,25 @@ def pairs_html(comparison: dict) -> str:
     top_k = (comparison.get("summary") or {}).get("top_k", "k")
     if not pairs:
         return ""
-    head = ("<tr><th>metric</th><th>model a</th><th>model b</th><th>difference a − b [95% CI]</th><th>p</th>"
+    adjusted = all(r.get("diff_holm") for rs in pairs.values() for r in rs)
+    ci = "Holm-consistent CI" if adjusted else "95% CI, unadjusted"
+    head = (f"<tr><th>metric</th><th>model a</th><th>model b</th><th>difference a − b [{ci}]</th><th>p</th>"
             "<th>p (Holm-adjusted)</th><th>significant at 0.05 (Holm)</th></tr>")  # fmt: skip
-    rows = []
+    rows, levels = [], {}
     for metric, rs in pairs.items():
         for r in rs:
+            iv = r["diff_holm"] if adjusted else r.get("diff")
+            if adjusted and not r.get("significant"):
+                levels[METRIC_TITLES.get(metric, metric).replace("@k", f"@{top_k}")] = iv.get("confidence")
             sig = "<span class='sig'>yes</span>" if r.get("significant") else "no (not shown different)"
             title = METRIC_TITLES.get(metric, metric).replace("@k", f"@{top_k}")
             rows.append(f"<tr><td>{esc(title)}</td><td>{esc(r['a'])}</td>"
-                        f"<td>{esc(r['b'])}</td><td>{iv_html(r.get('diff'))}</td><td>{p_text(r.get('p'))}</td>"
-                        f"<td>{p_text(r.get('p_holm'))}</td><td>{sig}</td></tr>")  # fmt: skip
-    return (f"<h2>Paired tests between models</h2><p class='meta method'>{method_text(ev)} Intervals are unadjusted "
-            "95% intervals of each pair alone; significance follows the Holm-adjusted p. A pair not shown different is "
-            "not shown equal: this run cannot tell the two apart.</p>"
+                        f"<td>{esc(r['b'])}</td><td>{pair_iv_html(iv)}</td><td>{fmt_p(r.get('p'))}</td>"
+                        f"<td>{fmt_p(r.get('p_holm'))}</td><td>{sig}</td></tr>")  # fmt: skip
+    if adjusted:
+        note = esc(holm_intervals_note(levels))
+    else:
+        note = "Intervals are unadjusted 95% intervals of each pair alone; significance follows the Holm-adjusted p."
+    return (f"<h2>Paired tests between models</h2><p class='meta method'>{method_text(ev)} {note} A pair not shown "
+            "different is not shown equal: this run cannot tell the two apart.</p>"
             f"<table class='pairs'>{head}{''.join(rows)}</table>")  # fmt: skip

@@ -4,6 +4,7 @@ variants against their parents (agreement beside speed and size)."""
 from __future__ import annotations
 
 from .format import fmt
+from .hardware import recipe_mismatch, recipe_text
 from .html_evidence import evidence_of, value_html
 from .html_parts import esc
 
@@ -44,8 +45,9 @@ def robustness_html(results: dict, comparison: dict | None = None) -> str:
             f"<table class='robust'>{head}{''.join(rows)}</table>")  # fmt: skip
 
 
-def variants_html(results: dict, comparison: dict) -> str:
-    """Each variant beside its parent: agreement (overlap@k, RBO, cosine of the same image) and cost ratios."""
+def variants_html(results: dict, comparison: dict, machine: dict | None = None) -> str:
+    """Each variant beside its parent: agreement (overlap@k, RBO, cosine of the same image), cost ratios and, for
+    INT8, its recipe, marked where it was made for another CPU than ``machine`` (the run's)."""
     variants = results.get("variants") or {}
     if not variants:
         return ""
@@ -56,7 +58,8 @@ def variants_html(results: dict, comparison: dict) -> str:
     ci = " <span class='meta'>[95% CI]</span>" if agree else ""
     head = (f"<tr><th>variant</th><th>parent</th><th>overlap@k{ci}</th><th>RBO{ci}</th><th>mean cosine</th>"
             "<th>min cosine</th><th>speed-up (model only)</th><th>size</th>"
-            f"<th>P@k{ci if pk_iv else ''}</th><th>P@k of the parent{ci if pk_iv else ''}</th></tr>")  # fmt: skip
+            f"<th>P@k{ci if pk_iv else ''}</th><th>P@k of the parent{ci if pk_iv else ''}</th>"
+            "<th>INT8 recipe</th></tr>")  # fmt: skip
     rows = []
     for name, v in variants.items():
         parent, c, p = v.get("parent"), cost.get(name, {}), cost.get(v.get("parent"), {})
@@ -67,11 +70,15 @@ def variants_html(results: dict, comparison: dict) -> str:
         pk_v, pk_p = quality.get(name, {}).get("p_at_k"), quality.get(parent, {}).get("p_at_k")
         pk = f"{value_html(pk_v, pk_iv.get(name))}</td><td>{value_html(pk_p, pk_iv.get(parent))}"
         a = agree.get(name) or {}
+        rec = v.get("int8_recipe")
+        why = recipe_mismatch(rec, machine)
+        flag = f" <b class='isa-mismatch' title='{esc(why)}'>⚠ {esc(why)}</b>" if why else ""
         rows.append(f"<tr><td>{esc(name)}</td><td>{esc(parent)}</td>"
                     f"<td>{value_html(v.get('overlap_at_k'), a.get('overlap_at_k'))}</td>"
                     f"<td>{value_html(v.get('rbo'), a.get('rbo'))}</td><td>{fmt(v.get('mean_parent_cosine'), 4)}</td>"
                     f"<td>{fmt(v.get('min_parent_cosine'), 4)}</td>"
-                    f"<td>{'×' + fmt(speed, 2) if speed else '–'}</td><td>{size}</td><td>{pk}</td></tr>")  # fmt: skip
+                    f"<td>{'×' + fmt(speed, 2) if speed else '–'}</td><td>{size}</td><td>{pk}</td>"
+                    f"<td class='recipe'>{esc(recipe_text(rec))}{flag}</td></tr>")  # fmt: skip
     return ("<h2>Variants against their parents</h2><p class='meta'>Agreement on the same queries and images; "
             "speed from the run's interleaved cost phase.</p>"
             f"<table class='variants'>{head}{''.join(rows)}</table>")  # fmt: skip

@@ -16,6 +16,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ..evidence import paired
+from .hardware import VARIANT_KINDS, hardware_difference, providers_ran, variant_kind
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,18 @@ class RunView:
     @property
     def models(self) -> list[str]:
         return list(self.results.get("models", []))
+
+    @property
+    def machine(self) -> dict | None:
+        """The hardware record the run was measured on (its manifest's, else its cost.json's)."""
+        return self.manifest.get("machine") or (self.comparison.get("cost") or {}).get("machine")
+
+    def provider(self, model: str) -> str | None:
+        """The execution provider that ran ``model`` in this run (short: ``CPU``, ``CUDA``)."""
+        return providers_ran(self.manifest, self.comparison.get("cost")).get(model)
+
+    def variant(self, model: str) -> str | None:
+        return variant_kind(self.results, self.manifest, model)
 
     def model_info(self, model: str) -> dict:
         """Weights and variant as the manifest recorded them (``{}`` for a model not in this run)."""
@@ -182,6 +195,19 @@ class Comparison:
         res = paired(np.array([vb[k] for k in keys]), np.array([va[k] for k in keys]), seed=seed)
         return res | {"n": len(keys)}, ""
 
+    def hardware_note(self, run: RunView, col: Column, model: str) -> str:
+        """Why ``run``'s figure of ``model`` in ``col`` was measured on other hardware than run A's, for the mark
+        beside its cell; empty when it was not. Speed cells: any difference of CPU, ISA, GPU or provider. Quality
+        cells of an INT8/FP16 variant: a difference of ISA or provider. A full-precision model's quality: never."""
+        a = self.runs[0]
+        if run is a or model not in run.models:
+            return ""
+        speed = col.key == "img_s"
+        if not speed and not {run.variant(model), a.variant(model)} & set(VARIANT_KINDS):
+            return ""
+        ran_a = a.provider(model) if model in a.models else None
+        return hardware_difference(run.letter, run.machine, a.machine, run.provider(model), ran_a, speed)
+
     def column_title(self, col: Column) -> str:
         ks = {r.results.get("top_k") for r in self.runs}
         title = col.title.format(ref=self.reference)
@@ -204,9 +230,10 @@ def _differences(a: RunView, b: RunView) -> dict[str, str]:
         out["copies"] = "augmented copies differ (originals, transforms or seed)"
     if a.ground_truth() != b.ground_truth():
         out["ground_truth"] = "ground truth differs (folder labels against judgments, or other judgments)"
-    ma, mb = a.manifest.get("machine"), b.manifest.get("machine")
+    ma, mb = a.machine, b.machine
     if ma != mb:
-        out["machine"] = "measured on different machines" if ma and mb else "machine not recorded"
+        detail = hardware_difference(b.letter, mb, ma, None, None, speed=True) if ma and mb else ""
+        out["machine"] = (detail or "measured on different machines") if ma and mb else "machine not recorded"
     return out
 
 

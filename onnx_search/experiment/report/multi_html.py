@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .format import fmt, index_text
-from .html_evidence import num, p_text, value_html
+from .format import fmt, fmt_p, index_text
+from .hardware import cpu_text, gpu_text, isa_text
+from .html_evidence import num, value_html
 from .html_parts import esc
 from .multi import COLUMNS, RSS, Column, Comparison, RunView
 
@@ -16,14 +17,46 @@ table.xrun td.first,table.xrun th.first{border-left:2px solid #888}table.xrun tb
 .nc{color:#888;font-style:italic}.absent{color:#aaa}.differs{background:#fff4d6;font-weight:bold}
 table.runs td,table.runs th{text-align:left}table.runs td{max-width:300px;overflow-wrap:anywhere}
 table.runs td.delta{white-space:nowrap}
+.hw{color:#8a5a00;font-weight:bold;font-size:10px;margin-left:2px;cursor:help}td.hwdiff{background:#fff4d6}
 .wv{font-weight:normal;font-size:11px;color:#555}.wv.differs{color:#222}.scroll{overflow-x:auto}
 details.runbox{border-top:2px solid #888;margin-top:18px}details.runbox>summary{cursor:pointer;font-size:17px;
 font-weight:bold;padding:10px 0}
 """
 
 
+HW_LEGEND = (
+    "<p class='meta hwlegend'><sup class='hw'>≠CPU</sup> / <sup class='hw'>≠EP</sup>: measured on a different CPU "
+    "(other instruction sets, e.g. AVX2 without VNNI against AVX-512 VNNI, or another CPU model, cores or GPU) or "
+    "with a different execution provider than run A; hover the cell for which. Speed depends on all of these; an "
+    "INT8 or FP16 variant's quality depends on the instruction sets and the provider (INT8 kernels without VNNI can "
+    "saturate), so its figures in the two runs are not the same model's. A full-precision model's quality is not "
+    "marked.</p>"
+)
+
+
 def _signed(v: float, digits: int) -> str:
     return f"{v:+.{digits}f}".replace("-", "−")
+
+
+def _mark(note: str) -> str:
+    """The mark beside a cell measured on other hardware than run A (its title says what differs)."""
+    if not note:
+        return ""
+    word = "≠CPU" if "different CPU" in note or "different machine" in note else "≠EP"
+    return f"<sup class='hw' title='{esc(note)}'>{word}</sup>"
+
+
+def _hw(cell: str, note: str) -> str:
+    """``cell`` (a ``<td ...>`` string) marked as measured on other hardware than run A: class, title, mark."""
+    if not note:
+        return cell
+    head, _, rest = cell.partition(">")
+    head = head.replace("class='", "class='hwdiff ", 1)
+    if " title='" in head:
+        head = head.replace(" title='", f" title='{esc(note)}. ", 1)
+    else:
+        head += f" title='{esc(note)}'"
+    return f"{head}>{rest.removesuffix('</td>')}{_mark(note)}</td>"
 
 
 def _delta_cell(cmp: Comparison, run: RunView, col: Column, a: float | None, b: float | None) -> str:
@@ -52,7 +85,7 @@ def _paired_cell(cmp: Comparison, run: RunView, col: Column, model: str) -> str:
     sig = p < 0.05 and (d["low"] > 0 or d["high"] < 0)
     cls = (" better" if d["mean"] * col.better > 0 else " worse" if d["mean"] * col.better < 0 else "") if sig else ""
     text = (f"{_signed(d['mean'], col.digits)}<span class='ci'>[{num(d['low'], col.digits)}, "
-            f"{num(d['high'], col.digits)}]</span><small>p {p_text(p)}</small>")  # fmt: skip
+            f"{num(d['high'], col.digits)}]</span><small>p {fmt_p(p)}</small>")  # fmt: skip
     title = f"{run.letter} − A on the same {res['n']} {'copies' if col.paired == 'copy' else 'queries'}, paired"
     return f"<td {attrs.format(cls=cls)} title='{title}'>{text}</td>"
 
@@ -68,15 +101,32 @@ def _runs_table(cmp: Comparison) -> str:
         r, m = run.results, run.manifest
         indexes = {index_text(i) for i in m.get("store", {}).get("index", {}).values()}
         cp = run.copies()
-        mach = m.get("machine") or {}
         cells = [run.letter, esc(r.get("experiment", "?")), esc(run.run["dir"]), esc(run.dataset_text()),
                  str(len(r.get("queries", []))), str(r.get("top_k", "?")), esc(", ".join(sorted(indexes)) or "–"),
                  f"{cp[0]} originals × {', '.join(cp[1])}, seed {cp[2]}" if cp else "–",
-                 esc(f"{mach.get('cpus', '?')} CPUs, {mach.get('platform', '?')}") if mach else "–",
+                 _machine_cell(cmp, run),
                  esc(m.get("finished_at", "?")), fmt(run.peak_rss_mb, 0)]  # fmt: skip
         delta = "<td></td>" if run is cmp.runs[0] else _delta_cell(cmp, run, RSS, a_rss, run.peak_rss_mb)
         rows.append(f"<tr data-run='{run.letter}'>" + "".join(f"<td>{c}</td>" for c in cells) + delta + "</tr>")
     return f"<h2>Runs</h2><table class='runs'>{head}{''.join(rows)}</table>"
+
+
+def _machine_cell(cmp: Comparison, run: RunView) -> str:
+    """The run's hardware: CPU and cores, ISA flags, GPU, onnxruntime and the providers that ran; highlighted
+    where it differs from run A's."""
+    m = run.machine
+    if not m:
+        return "–"
+    ran = sorted({p for p in (run.provider(x) for x in run.models) if p})
+    lines = [cpu_text(m), isa_text(m), f"GPU: {gpu_text(m)}",
+             f"onnxruntime {m.get('onnxruntime') or '?'}, ran on {', '.join(ran) or '?'}"]  # fmt: skip
+    a = cmp.runs[0].machine or {}
+    a_ran = sorted({p for p in (cmp.runs[0].provider(x) for x in cmp.runs[0].models) if p})
+    mine = [cpu_text(m), isa_text(m), gpu_text(m), ran]
+    theirs = [cpu_text(a), isa_text(a), gpu_text(a), a_ran]
+    differs = run is not cmp.runs[0] and bool(a) and mine != theirs
+    cls = " class='differs'" if differs else ""
+    return f"<span{cls} data-hw='{esc(isa_text(m))}'>" + "<br>".join(esc(x) for x in lines) + "</span>"
 
 
 def _notices(cmp: Comparison) -> str:
@@ -122,7 +172,7 @@ def _models_table(cmp: Comparison) -> str:
     head1 += [f"<th class='grp' colspan='{2 * len(cmp.runs) - 1}'>{esc(cmp.column_title(c))}</th>" for c in cols]
     per_col = "<th class='first'>A</th>" + "".join(f"<th>{r.letter}</th><th>Δ {r.letter}−A</th>" for r in later)
     head2 = per_col * len(cols)
-    rows = []
+    rows, marked = [], False
     for m in cmp.models:
         cells = [f"<th>{esc(m)}{_weights(cmp, m)}</th>"]
         for c in cols:
@@ -136,12 +186,16 @@ def _models_table(cmp: Comparison) -> str:
                     v = figs[(r.letter, m)][c.key]
                     iv = r.interval(m, c.key, cmp.reference) if c.paired else None
                     text = value_html(v, iv, c.digits)
-                    cells.append(f"<td class='v{first}' data-run='{r.letter}' data-col='{c.key}'>{text}</td>")
+                    cell = f"<td class='v{first}' data-run='{r.letter}' data-col='{c.key}'>{text}</td>"
+                    cells.append(_hw(cell, cmp.hardware_note(r, c, m) if v is not None else ""))
+                note = cmp.hardware_note(r, c, m)
                 if i and c.paired:
-                    cells.append(_paired_cell(cmp, r, c, m))
+                    cells.append(_hw(_paired_cell(cmp, r, c, m), note))
                 elif i:
                     b = figs.get((r.letter, m), {}).get(c.key)
-                    cells.append(_delta_cell(cmp, r, c, a if m in cmp.runs[0].models else None, b))
+                    delta = _delta_cell(cmp, r, c, a if m in cmp.runs[0].models else None, b)
+                    cells.append(_hw(delta, note if "n/c" not in delta else ""))  # n/c's title already says why
+                marked = marked or bool(note)
         rows.append(f"<tr data-model='{esc(m)}'>{''.join(cells)}</tr>")
     return (f"<h2>Models across runs</h2><div class='scroll'><table class='xrun'><thead><tr>{''.join(head1)}</tr>"
             f"<tr>{head2}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
@@ -151,7 +205,7 @@ def _models_table(cmp: Comparison) -> str:
             "corrected across cells); green better, red worse only where p < 0.05 and the interval excludes 0, so an "
             "uncoloured Δ is a tie. n/c: not comparable (other data, queries, copies, k or ground truth), hover for "
             "why; –: not measured, or the model is not in that run. img/s: model only, median of the cost phase; "
-            "peak RSS: the run's own process.</p>")  # fmt: skip
+            "peak RSS: the run's own process.</p>" + (HW_LEGEND if marked else ""))  # fmt: skip
 
 
 def comparison_html(cmp: Comparison) -> str:

@@ -5,19 +5,30 @@ from __future__ import annotations
 from collections import Counter
 
 from ..duplicates import summary_line as duplicates_line
+from ..judges import summary_line as judges_line
 from .costs import cost_table, variants_table
 from .families import families_table
-from .format import fmt, fmt_iv, fmt_p, relative
+from .format import fmt, fmt_iv, fmt_p, holm_intervals_note, num, one_model, pair_interval, relative
+from .hardware import cpu_clause, machine_line, providers_ran
+from .hardware import note_lines as hardware_notes
 from .robust import calibration_table, robustness_tables
 
 
-def header_lines(experiment: str, random_models: list[str]) -> list[str]:
+def header_lines(
+    experiment: str, random_models: list[str], manifest: dict | None = None, results: dict | None = None
+) -> list[str]:
+    """The title, the random-weights warning, then (given the run's manifest) the machine it ran on, and (given its
+    results) the run's warnings and each INT8 variant made for another CPU."""
     lines = [f"# {experiment}"]
     if random_models:
         lines.append(
             f"**WARNING: {', '.join(random_models)} use RANDOM weights (ImageNet weights could not be "
             "had). Distances and rankings show the pipeline working, not what these models learned.**"
         )
+    if manifest is not None:
+        lines += ["", machine_line(manifest.get("machine"), providers_ran(manifest))]
+    if results is not None:
+        lines += [line for w in hardware_notes(results, manifest) for line in ("", f"**Warning:** {w}")]
     return lines
 
 
@@ -33,12 +44,16 @@ def method_line(ev: dict) -> str:
             f"{m['correction']}-adjusted across the pairs of each metric.")  # fmt: skip
 
 
-def verdict_lines(ev: dict | None) -> list[str]:
+def verdict_lines(ev: dict | None, clause: str = "") -> list[str]:
+    """The verdict; ``clause``: the CPU it holds for (``hardware.cpu_clause``), after its text."""
     if not ev or not ev.get("verdict"):
         return []
     v = ev["verdict"]
-    lines = ["## Verdict", "", f"**{v['text']}**"]
-    if v.get("best") is not None:
+    lines = ["## Verdict", "", f"**{' '.join(filter(None, (v['text'], clause)))}**"]
+    if one_model(v):  # no pairs, no tests, no floor
+        lines += ["", f"Primary metric {v['metric_label']} on {v.get('n', '?')} queries. Only one model: there is "
+                  "nothing to compare, so no pairs are tested."]  # fmt: skip
+    elif v.get("best") is not None:
         cost = {"img_per_s": "model-only img/s", "query_p50": "query embed p50", "file_mb": "file size"}[v["cost"]]
         unit = v.get("unit", "query")
         units = f" ({v['units']} {unit}s, the unit resampled and tested)" if unit != "query" else ""
@@ -67,23 +82,37 @@ def _models_table(s: dict, ev: dict | None = None) -> list[str]:
 
 
 def paired_tables(ev: dict | None, top_k: int) -> list[str]:
-    """Every pair of models on each tested metric: difference [interval], p, Holm p, tied or better."""
+    """Every pair of models on each tested metric: difference [interval], p, Holm p, not shown different or better.
+    The intervals are the Holm-consistent ones where every pair has one (as in report.html), else each pair's own,
+    labelled unadjusted."""
     pairs = (ev or {}).get("pairs") or {}
     if not pairs:
         return []
     from ..evidence_section import metric_label
 
-    lines = ["## Paired differences between models (same queries)", "", method_line(ev)]
+    adjusted = all(r.get("diff_holm") for rows in pairs.values() for r in rows)
+    ci = "Holm-consistent CI" if adjusted else "95% CI, unadjusted"
+    lines, levels = ["## Paired differences between models (same queries)", "", method_line(ev)], {}
     for metric, rows in pairs.items():
-        lines += ["", f"| {metric_label(metric, top_k)}: a vs b | a − b [95% CI, unadjusted] | p | Holm-adjusted p "
-                  "| verdict |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", f"| {metric_label(metric, top_k)}: a vs b | a − b [{ci}] | p | Holm-adjusted p | verdict |",
+                  "|---|---|---|---|---|"]  # fmt: skip
         for r in rows:
             d = r["diff"]
             word = "not shown different" if not r["significant"] else f"{r['a'] if d['mean'] > 0 else r['b']} better"
-            lines.append(f"| {r['a']} vs {r['b']} | {fmt_iv(d)} | {fmt_p(r['p'])} | {fmt_p(r['p_holm'])} | {word} |")
-    lines += ["", "The intervals are unadjusted 95% intervals of each pair alone; the verdict column follows the "
-              "Holm-adjusted p (< 0.05), which accounts for every pair of the metric."]  # fmt: skip
-    return lines
+            if adjusted:
+                iv = r["diff_holm"]
+                cell = f"{num(iv['mean'])} {pair_interval(iv)}"
+                if not r["significant"]:
+                    levels[metric_label(metric, top_k)] = iv.get("confidence")
+            else:
+                cell = fmt_iv(d)
+            lines.append(f"| {r['a']} vs {r['b']} | {cell} | {fmt_p(r['p'])} | {fmt_p(r['p_holm'])} | {word} |")
+    if adjusted:
+        note = holm_intervals_note(levels) + " The verdict column follows the Holm-adjusted p (< 0.05)."
+    else:
+        note = ("The intervals are unadjusted 95% intervals of each pair alone; the verdict column follows the "
+                "Holm-adjusted p (< 0.05), which accounts for every pair of the metric.")  # fmt: skip
+    return [*lines, "", note + " A pair not shown different is not shown equal: this run cannot tell the two apart."]
 
 
 def _pairs_table(s: dict, root: str | None, ev: dict | None = None) -> list[str]:
@@ -131,12 +160,13 @@ def summary_markdown(
     sweep: list[dict] | None = None,
     skipped: dict | None = None,
     results: dict | None = None,
+    manifest: dict | None = None,
 ) -> str:
     """Header, the skipped files, then the computed tables (models, agreement, variants), then the measured ones
-    (cost, index sweep)."""
+    (cost, index sweep). ``manifest``: the run's, for the CPU its verdict holds for."""
     s = comparison["summary"]
     ev = comparison.get("evidence")
-    verdict = verdict_lines(ev)
+    verdict = verdict_lines(ev, cpu_clause(results or {}, manifest))
     lines = [*header, *(["", *verdict] if verdict else []), "", f"top_k = {s['top_k']}, queries = {s['queries']}"]
     lines += note_lines(skipped, results)
     results = results or {}
@@ -147,7 +177,7 @@ def summary_markdown(
         _pairs_table(s, root, ev),
         calibration_table(results.get("calibration"), comparison),
         robustness_tables(results.get("robustness"), (ev or {}).get("robustness")),
-        variants_table(results.get("variants") or {}, (ev or {}).get("variants")),
+        variants_table(results.get("variants") or {}, (ev or {}).get("variants"), (manifest or {}).get("machine")),
         cost_table(comparison),
     )
     for section in (*tables, _sweep_table(sweep or [])):
@@ -156,13 +186,17 @@ def summary_markdown(
     return "\n".join(lines) + "\n"
 
 
-def console_summary(comparison: dict, header: list[str], skipped: dict | None, results: dict, run_dir) -> str:
-    """What ``run`` prints at the end: the verdict, the notes on the data, one table of the models (the verdict's
-    metric with its interval, and model-only speed where measured), and where the rest is."""
+def console_summary(
+    comparison: dict, header: list[str], skipped: dict | None, results: dict, run_dir, manifest: dict | None = None
+) -> str:
+    """What ``run`` prints at the end: the verdict (with the CPU it holds for, given the manifest), the notes on
+    the data, one table of the models (the verdict's metric with its interval, and model-only speed where
+    measured), and where the rest is."""
     s = comparison["summary"]
     ev = comparison.get("evidence") or {}
     v = ev.get("verdict") or {}
-    lines = [*header, *(["", f"**{v['text']}**"] if v.get("text") else [])]
+    clause = cpu_clause(results, manifest)
+    lines = [*header, *(["", f"**{' '.join(filter(None, (v['text'], clause)))}**"] if v.get("text") else [])]
     lines += ["", f"top_k = {s['top_k']}, queries = {s['queries']}", *note_lines(skipped, results)]
     metric = v.get("metric")
     ivs = (ev.get("quality") or {}).get(metric) or {
@@ -182,7 +216,7 @@ def console_summary(comparison: dict, header: list[str], skipped: dict | None, r
 
 def note_lines(skipped: dict | None, results: dict | None) -> list[str]:
     """The notes on the data under the verdict: skipped files, files removed since the last run, skipped queries,
-    the labels decision and the duplicate report."""
+    the labels decision, the duplicate report and the judges' agreement (results["judges"])."""
     lines = []
     if skipped is not None:
         lines += ["", f"Ingest skipped {skipped['count']} files (listed with reasons in {skipped['list']})."]
@@ -198,4 +232,6 @@ def note_lines(skipped: dict | None, results: dict | None) -> list[str]:
         lines += ["", results["labels"]["text"]]
     if results.get("duplicates"):  # the duplicate report, and the rule the copies ground truth follows
         lines += ["", duplicates_line(results["duplicates"])]
+    if judges := judges_line(results.get("judges")):  # how far the judges behind the qrels agree (2+ judges)
+        lines += ["", judges]
     return lines

@@ -50,8 +50,8 @@ def write_report(
     if sweep:
         write_csv(run_dir / "sweep.csv", sweep)
         files["sweep_plot"] = sweep_plot(sweep, run_dir / "sweep.png", f"{results['experiment']}: index sweep")
-    header = header_lines(results["experiment"], results["random_weights"])
-    md = summary_markdown(comparison, header, results.get("dataset_root"), sweep, skipped, results)
+    header = header_lines(results["experiment"], results["random_weights"], manifest, results)
+    md = summary_markdown(comparison, header, results.get("dataset_root"), sweep, skipped, results, manifest)
     (run_dir / "summary.md").write_text(md)
     files["summary"] = run_dir / "summary.md"
     robust = results.get("robustness")

@@ -11,7 +11,7 @@ const state = {
   view: "search", k: 8, kLimits: { min: 1, max: 100 }, q: null, mark: null, restoring: false, summary: null,
   seq: { search: 0, maps: 0, judge: 0, jlist: 0, summary: 0, disagree: 0, robust: 0, gallery: 0 },
   gallery: { label: "", page: 0, pages: 1 },
-  judge: { list: [], pool: null, extra: null, focus: 0 },
+  judge: { list: [], pool: null, extra: null, focus: 0, maxGrade: 1, namesAllowed: true },
 };
 const $ = (sel) => document.querySelector(sel);
 
@@ -302,16 +302,19 @@ async function loadGallery() {
   }
 }
 
-function openPreview(id, label, name, opener) {
+function openPreview(id, label, name, opener, blind = false) {
+  // blind (judge mode): no label, no search button; the caller's name only ("candidate 3 of 12" when hidden)
   const dlg = $("#preview");
+  const text = blind ? name : altText(label, name);
   $("#pvimg").src = withToken(`api/image/${id}`);
-  $("#pvimg").alt = altText(label, name);
-  $("#pvname").textContent = `${altText(label, name)} (id ${id})`;
+  $("#pvimg").alt = text;
+  $("#pvname").textContent = blind ? text : `${text} (id ${id})`;
+  $("#pvsearch").classList.toggle("hidden", blind);
   dlg.dataset.id = id;
   dlg.dataset.name = name || "";
   dlg.onclose = () => { if (opener && opener.isConnected) opener.focus(); };
   dlg.showModal();
-  $("#pvsearch").focus();
+  (blind ? $("#pvclose") : $("#pvsearch")).focus();
 }
 
 // ---------- maps ----------
@@ -535,38 +538,73 @@ function attachMapEvents(map) {
   });
 }
 
-// ---------- judge mode: blind pools, 1 / 0 / arrows, saved at once ----------
+// ---------- judge mode: blind pools, named judges, grades and undo, saved at once ----------
+// Blind by design: nothing shown while judging depends on which model found an image. Per-model figures are asked
+// for with "Show results" (judged@k, P@k, the run's verdict re-scored on the judgments), never after each mark.
+const JUDGE_KEY = "onnx_search_judge", NAMES_KEY = "onnx_search_judge_names";
+const GRADE_WORDS = { 0: "not relevant", 1: "relevant", 2: "highly relevant", 3: "perfect match" };
+
+function judgeName() {
+  const v = $("#jname").value.trim();
+  return /^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$/.test(v) ? v : "default";
+}
+function judgeParams() {
+  return `k=${state.k}&models=${modelsParam()}&judge=${encodeURIComponent(judgeName())}`;
+}
 function judgeSource() { const v = $("#jrun").value; return v === "judged" || v === "" ? "" : `run=${v}&`; }
+function gradeWord(g, max) {
+  if (max <= 1) return g ? "relevant" : "not relevant";
+  return `${g}: ${GRADE_WORDS[g] || "graded " + g}`;
+}
+
+function clearPool(text) {
+  state.judge.pool = null;
+  ++state.seq.judge;  // an answer still on its way for the old pool is dropped
+  $("#jpool").replaceChildren();
+  delete $("#jpool").dataset.query;
+  $("#jquery").replaceChildren();
+  $("#jpoolprogress").textContent = "";
+  $("#jspinner").classList.toggle("hidden", !text);
+  $("#jspinner").textContent = text || "";
+  $("#jpoolbox").setAttribute("aria-busy", text ? "true" : "false");
+}
 
 async function loadJudge() {
   const seq = ++state.seq.jlist;
+  $("#jresults").replaceChildren();
+  clearPool("loading the pools…");
   try {
-    const out = await api(`api/judge/queries?${judgeSource()}k=${state.k}&models=${modelsParam()}`);
+    const out = await api(`api/judge/queries?${judgeSource()}${judgeParams()}`);
     if (seq !== state.seq.jlist) return;
     state.judge.list = out.queries;
     state.judge.count = out.count;
+    state.judge.maxGrade = out.max_grade || 1;
+    state.judge.namesAllowed = out.names_allowed !== false;
+    $("#jnames").disabled = !state.judge.namesAllowed;
     $("#jfile").textContent = out.file;
+    $("#jsaved").classList.remove("hidden");
+    $("#jgradekeys").textContent = state.judge.maxGrade > 1
+      ? `0 to ${state.judge.maxGrade} grade (0 not relevant)` : "1 relevant, 0 not relevant";
     const extra = state.judge.extra;
     if (extra && !state.judge.list.some((q) => q.id === extra.id)) state.judge.list.unshift(extra);
     updateProgress();
     const list = state.judge.list;
     let target = state.q && list.find((q) => q.id === state.q);
     if (!target && state.q) {
-      state.judge.extra = { id: state.q, name: `catalogue image ${state.q}`, size: 0, judged: 0 };
+      state.judge.extra = { id: state.q, size: 0, judged: 0 };
       list.unshift(state.judge.extra);
       target = state.judge.extra;
     }
     target = target || list.find((q) => q.judged < q.size) || list[0];
     if (target) await openPool(target.id, false);
     else {
+      clearPool("");
       $("#jquery").replaceChildren(el("p", { class: "empty",
         text: "no queries to judge: serve a run folder, or search from a catalogued image and choose “Judge this query's pool”" }));
-      $("#jpool").replaceChildren();
     }
   } catch (e) {
-    if (seq === state.seq.jlist) showError(e.message);
+    if (seq === state.seq.jlist) { clearPool(""); showError(e.message); }
   }
-  loadSummary();
 }
 
 function updateProgress() {
@@ -576,56 +614,93 @@ function updateProgress() {
   bar.max = Math.max(1, list.length);
   bar.value = done;
   bar.setAttribute("aria-valuetext", `${done} of ${list.length} pools judged`);
-  $("#jcount").textContent = `${done} of ${list.length} pools judged · ${state.judge.count || 0} judgments saved`;
+  $("#jcount").textContent = `${done} of ${list.length} pools judged by ${judgeName()} · ${state.judge.count || 0} marks`;
   $("#judge").dataset.done = String(done);
   $("#judge").dataset.total = String(list.length);
+  const pool = state.judge.pool;
+  if (pool) {
+    $("#jpoolprogress").textContent = `this pool: ${pool.judged} of ${pool.size} judged`;
+    $("#jpool").dataset.judged = String(pool.judged);
+  }
 }
 
 async function openPool(id, push = true) {
-  const seq = ++state.seq.judge;
+  const shown = state.judge.pool;
+  if (!shown || shown.query.id !== id || shown.k !== state.k) clearPool("loading the pool…");
+  const seq = ++state.seq.judge;  // taken after clearPool, which drops every answer asked for before
+  const names = $("#jnames").checked ? "&names=1" : "";
   try {
-    const pool = await api(`api/judge/pool/${id}?k=${state.k}&models=${modelsParam()}`);
+    const pool = await api(`api/judge/pool/${id}?${judgeParams()}${names}`);
     if (seq !== state.seq.judge) return;
+    $("#jspinner").classList.add("hidden");
+    $("#jpoolbox").setAttribute("aria-busy", "false");
     state.judge.pool = pool;
+    state.judge.maxGrade = pool.max_grade || state.judge.maxGrade || 1;
     state.judge.focus = Math.max(0, pool.docs.findIndex((d) => d.relevance === null || d.relevance === undefined));
     state.q = pool.query.id;
     state.mark = pool.query.id;
     const entry = state.judge.list.find((q) => q.id === pool.query.id);
-    if (entry) { entry.size = pool.size; entry.judged = pool.judged; entry.name = pool.query.name; }
-    updateProgress();
+    if (entry) { entry.size = pool.size; entry.judged = pool.judged; }
     renderPool();
+    updateProgress();
     if (state.view === "judge") focusCard(state.judge.focus);
     if (push) pushURL();
   } catch (e) {
-    if (seq === state.seq.judge) showError(e.message);
+    if (seq === state.seq.judge) { clearPool(""); showError(e.message); }
   }
+}
+
+function candidateLabel(pool, j, d) {
+  const rel = d.relevance === null || d.relevance === undefined ? "not judged" : gradeWord(d.relevance, pool.max_grade);
+  return `candidate ${j + 1} of ${pool.size}${d.name ? ": " + d.name : ""}, ${rel}${d.conflict ? ", judges disagree" : ""}`;
+}
+
+function paintCard(card, pool, j) {
+  const d = pool.docs[j];
+  const rel = d.relevance === null || d.relevance === undefined ? "" : String(d.relevance);
+  card.dataset.rel = rel;
+  card.dataset.conflict = d.conflict ? "1" : "0";
+  for (const b of card.querySelectorAll(".jbtns button")) b.setAttribute("aria-pressed", b.dataset.grade === rel ? "true" : "false");
+  const flag = card.querySelector(".jconflict");
+  flag.classList.toggle("hidden", !d.conflict);
+  flag.title = d.judges ? `judges disagree: ${Object.entries(d.judges).map(([n, g]) => `${n} ${g}`).join(", ")}` : "judges disagree on this image";
+  card.setAttribute("aria-label", candidateLabel(pool, j, d));
 }
 
 function renderPool() {
   const pool = state.judge.pool, list = state.judge.list;
   const i = list.findIndex((q) => q.id === pool.query.id);
-  $("#jquery").replaceChildren(
-    thumb(pool.query.id, "", `query: ${altText(pool.query.label, pool.query.name)}`),
-    el("p", {}, el("strong", { text: `Query ${i + 1} of ${list.length}: ` }),
-      document.createTextNode(`${pool.query.name} (${pool.query.label || "no label"}). `),
+  const qalt = pool.query.name ? `query: ${altText(pool.query.label, pool.query.name)}` : "the query image";
+  const qimg = el("img", { src: withToken(`api/image/${pool.query.id}`), alt: qalt, "data-id": pool.query.id });
+  const about = pool.query.name ? `${pool.query.name} (${pool.query.label || "no label"}). ` : "";
+  $("#jquery").replaceChildren(qimg,
+    el("p", {}, el("strong", { text: `Query ${i + 1} of ${list.length}. ` }), document.createTextNode(about),
       el("span", { text: `Which of these ${pool.size} images are relevant to it?` })));
   const ul = $("#jpool");
   ul.replaceChildren();
   ul.dataset.query = pool.query.id;
+  const grades = [...Array(pool.max_grade + 1).keys()].reverse();
   pool.docs.forEach((d, j) => {
-    const rel = d.relevance === null || d.relevance === undefined ? "" : String(Math.min(1, d.relevance));
-    const yes = el("button", { type: "button", text: "Relevant", "aria-pressed": rel === "1" ? "true" : "false",
-      tabindex: "-1" });
-    const no = el("button", { type: "button", text: "Not relevant", "aria-pressed": rel === "0" ? "true" : "false",
-      tabindex: "-1" });
-    yes.addEventListener("click", () => mark(j, 1));
-    no.addEventListener("click", () => mark(j, 0));
-    const li = el("li", { class: "jcard", "data-id": d.id, "data-rel": rel, tabindex: j === state.judge.focus ? "0" : "-1",
-      "aria-label": `candidate ${j + 1} of ${pool.size}: ${d.name}, ${rel === "" ? "not judged" : rel === "1" ? "relevant" : "not relevant"}` },
-    thumb(d.id, "", `candidate ${j + 1} of ${pool.size}: ${d.name}`), el("div", { class: "jname", text: d.name }),
-    el("div", { class: "jbtns" }, yes, no));
+    const btns = grades.map((g) => {
+      const b = el("button", { type: "button", text: pool.max_grade > 1 ? String(g) : (g ? "Relevant" : "Not relevant"),
+        title: gradeWord(g, pool.max_grade), "data-grade": String(g), tabindex: "-1" });
+      b.addEventListener("click", () => mark(j, g));
+      return b;
+    });
+    const undo = el("button", { type: "button", text: "Undo", class: "jundo", tabindex: "-1", title: "clear my mark (u)" });
+    undo.addEventListener("click", () => unmark(j));
+    const full = el("button", { type: "button", text: "View", class: "jview", tabindex: "-1", title: "full size (v)" });
+    full.addEventListener("click", () => viewCandidate(j));
+    const li = el("li", { class: "jcard", "data-id": d.id, tabindex: j === state.judge.focus ? "0" : "-1" },
+      el("span", { class: "jconflict hidden", text: "judges disagree" }),
+      el("img", { src: withToken(`api/thumb/${d.id}`), alt: `candidate ${j + 1} of ${pool.size}${d.name ? ": " + d.name : ""}`,
+        loading: "lazy", "data-id": d.id }),
+      d.name ? el("div", { class: "jname", text: d.name }) : null,
+      el("div", { class: "jbtns" }, ...btns), el("div", { class: "jbtns" }, undo, full));
     li.addEventListener("focus", () => { state.judge.focus = j; });
+    li.querySelector("img").addEventListener("dblclick", () => viewCandidate(j));
     ul.append(li);
+    paintCard(li, pool, j);
   });
   $("#jprev").disabled = i <= 0;
   $("#jnext").disabled = i < 0 || i >= list.length - 1;
@@ -640,33 +715,68 @@ function focusCard(j) {
   cards[j].focus();
 }
 
+function afterMark(pool, j, d, out) {
+  d.relevance = out.relevance;
+  d.conflict = out.conflict;
+  d.judges = out.judges;
+  pool.judged = pool.docs.filter((x) => x.relevance !== null && x.relevance !== undefined).length;
+  state.judge.count = out.count;
+  const entry = state.judge.list.find((q) => q.id === pool.query.id);
+  if (entry) { entry.judged = pool.judged; entry.size = pool.size; }
+  const card = document.querySelector(`#jpool .jcard[data-id="${d.id}"]`);
+  if (card) paintCard(card, pool, j);
+  updateProgress();
+}
+
+// marks and undos are sent one after another, in the order of the keys: a fast "3 then u" never lands as "u then 3"
+let writes = Promise.resolve();
+function inOrder(send) {
+  const next = writes.then(send);
+  writes = next.catch(() => null);
+  return next;
+}
+
 async function mark(j, relevance) {
   const pool = state.judge.pool;
+  if (!pool || !pool.docs[j] || relevance > pool.max_grade) return;
+  const d = pool.docs[j];
+  // the focus moves on at once, so the next key marks the next image even before this answer is back
+  if (j === state.judge.focus && j + 1 < pool.docs.length) focusCard(j + 1);
+  const card = document.querySelector(`#jpool .jcard[data-id="${d.id}"]`);
+  if (card) card.dataset.pending = "1";
+  try {
+    const out = await inOrder(() => api("api/judge", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ query: pool.query.id, doc: d.id, relevance, judge: judgeName() }) }));
+    if (state.judge.pool !== pool) return;  // another pool opened meanwhile; the judgment is saved all the same
+    afterMark(pool, j, d, out);
+  } catch (e) {
+    showError(e.message);
+    if (state.judge.pool === pool) focusCard(j);
+  } finally {
+    if (card) delete card.dataset.pending;
+  }
+}
+
+async function unmark(j) {
+  const pool = state.judge.pool;
+  if (!pool || !pool.docs[j]) return;
   const d = pool.docs[j];
   try {
-    const out = await api("api/judge", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ query: pool.query.id, doc: d.id, relevance }) });
-    if (state.judge.pool !== pool) return;  // another pool opened meanwhile; the judgment is saved all the same
-    d.relevance = relevance;
-    pool.judged = pool.docs.filter((x) => x.relevance !== null && x.relevance !== undefined).length;
-    state.judge.count = out.count;
-    const entry = state.judge.list.find((q) => q.id === pool.query.id);
-    if (entry) { entry.judged = pool.judged; entry.size = pool.size; }
-    const card = document.querySelector(`#jpool .jcard[data-id="${d.id}"]`);
-    if (card) {
-      card.dataset.rel = String(relevance);
-      const [yes, no] = card.querySelectorAll("button");
-      yes.setAttribute("aria-pressed", relevance ? "true" : "false");
-      no.setAttribute("aria-pressed", relevance ? "false" : "true");
-      card.setAttribute("aria-label", `candidate ${j + 1} of ${pool.size}: ${d.name}, ${relevance ? "relevant" : "not relevant"}`);
-    }
-    updateProgress();
-    $("#jpool").dataset.judged = String(pool.judged);
-    if (j === state.judge.focus && j + 1 < pool.docs.length) focusCard(j + 1);
-    loadSummary();
+    const out = await inOrder(() => api("api/judge/undo", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ query: pool.query.id, doc: d.id, judge: judgeName() }) }));
+    if (state.judge.pool !== pool) return;
+    afterMark(pool, j, d, out);
   } catch (e) {
     showError(e.message);
   }
+}
+
+function viewCandidate(j) {
+  const pool = state.judge.pool;
+  if (!pool || !pool.docs[j]) return;
+  const d = pool.docs[j];
+  const card = document.querySelector(`#jpool .jcard[data-id="${d.id}"]`);
+  openPreview(d.id, d.name ? "" : null, d.name || `candidate ${j + 1} of ${pool.size}`, card, true);
 }
 
 function stepQuery(delta) {
@@ -677,41 +787,78 @@ function stepQuery(delta) {
   if (next) openPool(next.id);
 }
 
+function nextUnjudged() {
+  // the list's own order (the run's), from the pool after this one, wrapping: every judge meets the same sequence
+  const list = state.judge.list, pool = state.judge.pool;
+  const i = pool ? list.findIndex((q) => q.id === pool.query.id) : -1;
+  for (let n = 1; n <= list.length; n++) {
+    const q = list[(i + n) % list.length];
+    if (q.size === 0 || q.judged < q.size) {
+      if (!pool || q.id !== pool.query.id) openPool(q.id);
+      return;
+    }
+  }
+  $("#jpoolprogress").textContent = "every pool is judged: “Show results” gives the figures";
+}
+
 function judgeKeys(ev) {
-  if (ev.target.closest("select, input")) return;
+  if (ev.target.closest("select, input, dialog")) return;
   const cols = getComputedStyle($("#jpool")).gridTemplateColumns.split(" ").length || 1;
   const j = state.judge.focus;
+  const max = state.judge.pool ? state.judge.pool.max_grade : 1;
   const keys = {
-    "1": () => mark(j, 1), "0": () => mark(j, 0),
     ArrowRight: () => focusCard(j + 1), ArrowLeft: () => focusCard(j - 1),
     ArrowDown: () => focusCard(j + cols), ArrowUp: () => focusCard(j - cols),
-    n: () => stepQuery(1), p: () => stepQuery(-1),
+    u: () => unmark(j), Backspace: () => unmark(j), v: () => viewCandidate(j),
+    n: () => stepQuery(1), p: () => stepQuery(-1), N: () => nextUnjudged(),
   };
+  for (let g = 0; g <= max; g++) keys[String(g)] = () => mark(j, g);
   const act = keys[ev.key];
   if (!act || ev.altKey || ev.ctrlKey || ev.metaKey) return;
-  if (!ev.target.closest("#jpool") && !["n", "p"].includes(ev.key)) return;
+  if (!ev.target.closest("#jpool") && !["n", "p", "N"].includes(ev.key)) return;
   ev.preventDefault();
   act();
 }
 
-async function loadSummary() {
+async function showResults() {
   const seq = ++state.seq.summary;
+  const box = $("#jresults");
+  box.replaceChildren(el("p", { class: "spinner", text: "computing the figures…" }));
   try {
     const out = await api(`api/judge/summary?k=${state.k}&models=${modelsParam()}`);
+    const v = state.runs.length && judgeSource() ? await api(`api/judge/verdict?${judgeSource()}`).catch((e) => ({ error: e.message })) : null;
     if (seq !== state.seq.summary) return;
     state.summary = out;
-    const box = $("#jsummary");
     box.replaceChildren();
-    if (!out.queries) { box.append(el("p", { class: "empty", text: "no judgments yet" })); return; }
-    const rows = Object.entries(out.models).map(([m, v]) => el("tr", { "data-model": m },
-      el("th", { scope: "row", text: m }), el("td", { text: fmtIv(v.judged_at_k) }), el("td", { text: fmtIv(v.p_at_k) })));
-    box.append(el("table", { class: "sum" },
-      el("caption", { class: "hint", text: `${out.queries} judged queries, k = ${out.k}; 95% bootstrap intervals over queries; ${out.rule}` }),
-      el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "model" }), el("th", { scope: "col", text: `judged@${out.k}` }),
-        el("th", { scope: "col", text: `P@${out.k}` }))),
-      el("tbody", {}, ...rows)));
+    if (!out.queries) box.append(el("p", { class: "empty", text: "no judgments yet" }));
+    else {
+      const rows = Object.entries(out.models).map(([m, x]) => el("tr", { "data-model": m },
+        el("th", { scope: "row", text: m }), el("td", { text: fmtIv(x.judged_at_k) }), el("td", { text: fmtIv(x.p_at_k) })));
+      box.append(el("table", { class: "sum" },
+        el("caption", { class: "hint", text: `${out.queries} judged queries, k = ${out.k}; 95% bootstrap intervals over queries; ${out.rule}` }),
+        el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "model" }), el("th", { scope: "col", text: `judged@${out.k}` }),
+          el("th", { scope: "col", text: `P@${out.k}` }))),
+        el("tbody", {}, ...rows)));
+    }
+    const ag = out.agreement && out.agreement.overall;
+    if (ag && out.agreement.judges && out.agreement.judges.length > 1) {
+      box.append(el("p", { "data-agreement": "1", text: `agreement between ${out.agreement.judges.join(", ")}: Cohen's kappa ${ag.kappa === null ? "–" : fmt(ag.kappa, 2)} on ${ag.shared} shared pairs${ag.reason ? " (" + ag.reason + ")" : ""}; ${out.agreement.conflicts} conflicts` }));
+    }
+    if (v && (v.error || !Object.keys(v.models || {}).length)) {
+      box.append(el("p", { class: "empty", "data-verdict": "0", text: `no verdict yet: ${v.error || v.text}` }));
+    } else if (v) {
+      const rows = Object.entries(v.models).map(([m, x]) => el("tr", { "data-model": m },
+        el("th", { scope: "row", text: m }), el("td", { text: fmtIv(x, 3) })));
+      box.append(el("table", { class: "sum", "data-verdict": "1" },
+        el("caption", { class: "hint", text: `run ${v.run} re-scored on ${v.judged_queries} judged queries (compare RUN --qrels): ${v.metric_label}, 95% intervals` }),
+        el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "model" }), el("th", { scope: "col", text: v.metric_label }))),
+        el("tbody", {}, ...rows)));
+      const more = v.more_queries === null || v.more_queries === undefined ? "" :
+        v.separable ? "" : ` About ${v.more_queries} more judged queries (${v.queries_needed} in all) would separate the leaders.`;
+      box.append(el("p", { "data-more": String(v.more_queries ?? ""), text: v.text + more }));
+    }
   } catch (e) {
-    if (seq === state.seq.summary) showError(e.message);
+    if (seq === state.seq.summary) { box.replaceChildren(); showError(e.message); }
   }
 }
 
@@ -857,6 +1004,22 @@ async function init() {
   $("#jprev").addEventListener("click", () => stepQuery(-1));
   $("#jnext").addEventListener("click", () => stepQuery(1));
   $("#judge").addEventListener("keydown", judgeKeys);
+  $("#jnextun").addEventListener("click", nextUnjudged);
+  $("#jshow").addEventListener("click", showResults);
+  const store = (key, value) => { try { localStorage.setItem(key, value); } catch (e) { /* private mode */ } };
+  const stored = (key) => { try { return localStorage.getItem(key); } catch (e) { return null; } };
+  $("#jname").value = stored(JUDGE_KEY) || "default";
+  $("#jname").addEventListener("change", () => {
+    const ok = judgeName() === $("#jname").value.trim();
+    $("#jnamemsg").classList.toggle("hidden", ok);
+    if (ok) store(JUDGE_KEY, judgeName());
+    if (state.view === "judge") loadJudge();
+  });
+  $("#jnames").checked = stored(NAMES_KEY) === "1";
+  $("#jnames").addEventListener("change", () => {
+    store(NAMES_KEY, $("#jnames").checked ? "1" : "0");
+    if (state.judge.pool) openPool(state.judge.pool.query.id, false);
+  });
   $("#glabel").addEventListener("change", () => { state.gallery.label = $("#glabel").value; state.gallery.page = 0; loadGallery(); });
   $("#gprev").addEventListener("click", () => { state.gallery.page = Math.max(0, state.gallery.page - 1); loadGallery(); });
   $("#gnext").addEventListener("click", () => { state.gallery.page += 1; loadGallery(); });
@@ -899,10 +1062,12 @@ async function init() {
       el("option", { value: "judged", text: "every judged query" }));
     fillRunSelects($("#drun"), $("#da"), $("#db"), loadDisagreement);
     fillRunSelects($("#rrun"), $("#ra"), $("#rb"), loadRobustness);
-    const k = parseInt($("#k").value, 10);
+    // k: the URL's, else the served run's top_k (judge mode scores what the run scored), else the box's
+    const runK = state.runs.length ? parseInt(state.runs[0].top_k, 10) : NaN;
+    const k = runK >= state.kLimits.min && runK <= state.kLimits.max ? runK : parseInt($("#k").value, 10);
     state.k = k >= 1 && k <= 100 ? k : 8;
+    $("#k").value = String(state.k);
     loadGallery();
-    loadSummary();
     applyURL();
     history.replaceState(null, "", urlFor());
     document.body.dataset.ready = "1";
