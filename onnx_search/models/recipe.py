@@ -144,14 +144,19 @@ def parse_metadata(custom: dict[str, str], source: str | Path) -> dict:
 
 def write_metadata(path: Path, meta: dict) -> None:
     """Store ``meta`` as JSON under METADATA_KEY in the ONNX file, replacing any earlier entry."""
+    write_property(path, METADATA_KEY, meta)
+
+
+def write_property(path: Path, key: str, value: dict) -> None:
+    """Store ``value`` as JSON under ``key`` in the ONNX file's metadata, replacing any earlier entry (atomically)."""
     import onnx
 
     model = onnx.load(str(path))
-    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    kept = [p for p in model.metadata_props if p.key != key]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
     entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta, sort_keys=True)
+    entry.key, entry.value = key, json.dumps(value, sort_keys=True)
     model.producer_name = "onnx-search"
     tmp = path.with_suffix(".tmp.onnx")
     onnx.save(model, str(tmp))

@@ -56,7 +56,15 @@ from .int8_recipe import (
     agreement as vector_agreement,
 )
 from .parity import parity_images
-from .recipe import Recipe, prepare_batch, read_metadata_file, recipe_from_metadata, up_to_date, write_metadata
+from .recipe import (
+    Recipe,
+    prepare_batch,
+    read_metadata_file,
+    recipe_from_metadata,
+    up_to_date,
+    write_metadata,
+    write_property,
+)
 from .zoo import VARIANTS, get_spec, variant_name
 
 log = logging.getLogger(__name__)
@@ -418,7 +426,7 @@ def make_variant(
     }
     write_metadata(tmp, meta)
     if chosen is not None:
-        _write_prop(tmp, "int8_recipe", chosen)
+        write_property(tmp, "int8_recipe", chosen)  # also under its own key, for readers of the bare file
     os.replace(tmp, out)
     log.info("%s: %s in %.1fs, min cosine to parent %.5f", out, variant, seconds, agreement["min_cosine"])
     if chosen is not None and not chosen["reached"]:
@@ -427,19 +435,6 @@ def make_variant(
         log.info("%s: other %s files of %s in %s (other calibration images; delete those no experiment uses): %s",
                  out.name, variant, spec.name, out.parent, ", ".join(others))  # fmt: skip
     return ConvertResult(meta["name"], out, False, meta, seconds)
-
-
-def _write_prop(path: Path, key: str, value: dict) -> None:
-    """``value`` as JSON under its own ONNX metadata key too (``int8_recipe``), for readers of the bare file."""
-    import onnx
-
-    model = onnx.load(str(path))
-    kept = [p for p in model.metadata_props if p.key != key]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = key, json.dumps(value, sort_keys=True)
-    onnx.save(model, str(path))
 
 
 def _sample_record(sample: list[tuple[Path, str]], root) -> dict:
