@@ -367,14 +367,13 @@ def _optimized(parent: Path, out: Path) -> dict:
 
 
 def _agreement(parent: Path, variant: Path, recipe: Recipe, spec) -> dict:
-    """Cosine between the variant's and the parent's vectors on the fixed parity batch."""
+    """Cosine (and neighbour overlap) between the variant's and the parent's vectors on the fixed parity batch."""
     from .session import ModelSession, SessionConfig
 
     x = prepare_batch(parity_images(spec, n=8, seed=77), recipe)
     a = ModelSession(parent, SessionConfig(["cpu"])).embed(x)
     b = ModelSession(variant, SessionConfig(["cpu"])).embed(x)
-    cos = (a * b).sum(axis=1)
-    return {"min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()), "images": len(x)}
+    return vector_agreement(a, b)
 
 
 def make_variant(
