@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 MACHINE ?= $(shell $(PY) -m onnx_search.provenance --slug)
 RESULTS ?= bench/results/$(MACHINE)
 
-.PHONY: bench-test-run setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-convert bench-families bench-arena bench-maps bench-projections bench-evidence bench-embed bench-camera demo serve keras-vs-torch docs clean
+.PHONY: bench-test-run setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-int8-emulated bench-convert bench-families bench-arena bench-maps bench-projections bench-evidence bench-embed bench-camera demo serve keras-vs-torch docs clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -80,6 +80,13 @@ bench: setup convert
 bench-int8: setup convert
 	$(PY) -m onnx_search.bench.int8_methods --models-dir models --images demo/images --out $(RESULTS) \
 	  --models efficientnet-lite0,dinov2-vits14
+
+# The AVX2 recipes' agreement on a CPU with VNNI: the same bench under an emulated Haswell (Debian's qemu-user),
+# trained EfficientNet-Lite0 only; agreement only, since an emulated CPU's speed means nothing
+# (int8_methods_emulated.json). Slow: every instruction is emulated.
+bench-int8-emulated: setup convert
+	qemu-x86_64 -cpu Haswell $(PY) -m onnx_search.bench.int8_methods --models-dir models --images demo/images \
+	  --out $(RESULTS) --models efficientnet-lite0 --emulated "qemu-x86_64 -cpu Haswell"
 
 # Peak memory of converting each registry model, one child process at a time (convert_memory.json), with
 # ResNet50/VGG16 again under protobuf's upb backend (the setting before the fix) for the comparison

@@ -59,7 +59,7 @@ def embedders(models_dir):
     from onnx_search.models.session import ModelSession, SessionConfig
 
     opts = SessionConfig(providers=["cpu"])
-    return {n: ModelSession(models_dir / f"{n}.onnx", opts) for n in ("resnet50", "vgg16")}
+    return {n: ModelSession(models_dir / f"{n}.onnx", opts) for n in ("resnet50", "mobilenetv2")}
 
 
 @pytest.fixture(scope="session")

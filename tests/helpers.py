@@ -17,7 +17,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
                   "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 
 # converted once per test session (random weights, seed 0) by the models_dir fixture
-FIXTURE_MODELS = ("resnet50", "vgg16", "torchvision/resnet50", "torchvision/vgg16")
+FIXTURE_MODELS = ("resnet50", "mobilenetv2", "vgg16", "torchvision/resnet50", "torchvision/vgg16")
 
 
 def cli_command(*args) -> list[str]:

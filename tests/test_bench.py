@@ -1,4 +1,4 @@
-"""`make bench` code paths in a small mode (ResNet50, batches 1 and 2, a few images): every stage writes its JSON,
+"""`make bench` code paths in a small mode (MobileNetV2, batches 1 and 2, a few images): every stage writes its JSON,
 and what a stage derives from its own measurements is checked against them (ratios, recall of exact search)."""
 
 import json
@@ -21,13 +21,13 @@ def bench(models_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("bench")
     models = work / "models"
     models.mkdir()
-    (models / "resnet50.onnx").symlink_to(models_dir / "resnet50.onnx")
+    (models / "mobilenetv2.onnx").symlink_to(models_dir / "mobilenetv2.onnx")
     out = work / "out"
-    args = ["--models-dir", models, "--out", out, "--models", "resnet50", "--reps", "1", "--batches", "1,2"]
+    args = ["--models-dir", models, "--out", out, "--models", "mobilenetv2", "--reps", "1", "--batches", "1,2"]
     args += ["--photos", "4", "--variants", "fp32,optimized", "--store-images", "30", "--store-queries", "6"]
     args += ["--scale-sizes", "30,100", "--rss-sizes", "20,60", "--rss-models", "1"]
-    args += ["--embed-models", "resnet50", "--embed-sets", "640x480:4,1600x1200:2"]
-    args += ["--scale-model", "resnet50", "--scale-real", "40"]
+    args += ["--embed-models", "mobilenetv2", "--embed-sets", "640x480:4,1600x1200:2"]
+    args += ["--scale-model", "mobilenetv2", "--scale-real", "40"]
     # `python -m onnx_search.bench`, as `make bench` runs it: its Keras stage loads TensorFlow there, not here
     cmd = [sys.executable, "-m", "onnx_search.bench", *map(str, args)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -37,7 +37,7 @@ def bench(models_dir, tmp_path_factory):
 
 def test_keras_ratios_are_those_of_the_measured_rates(bench):
     keras = json.loads((bench["out"] / "keras.json").read_text())
-    v = keras["resnet50"]
+    v = keras["mobilenetv2"]
     assert set(v["ratio_by_batch"]) == {"1", "2"} and keras["batch_sizes"] == [1, 2]
     for b, ratio in v["ratio_by_batch"].items():  # ORT over Keras, as the method says, not the other way round
         assert ratio == pytest.approx(v["img_per_s"]["ort"][b] / v["img_per_s"]["keras"][b], rel=0.02)
@@ -48,7 +48,7 @@ def test_keras_ratios_are_those_of_the_measured_rates(bench):
 def test_embed_fraction_is_of_the_shared_bound_of_its_own_passes(bench):
     embed = json.loads((bench["out"] / "embed.json").read_text())
     for label, n in (("640x480", 4), ("1600x1200", 2)):
-        v = embed["resnet50"][label]
+        v = embed["mobilenetv2"][label]
         assert v["images"] == n and v["dct_scale"] == ("1/2" if n == 4 else "1/4")  # 480 // 224 = 2, 1200 // 224 = 5
         raw = v["raw_img_per_s"]
         fractions = [
@@ -67,18 +67,18 @@ def test_embed_fraction_is_of_the_shared_bound_of_its_own_passes(bench):
 
 def test_matrix_cells_and_speedup_come_from_the_variant_file(bench):
     matrix = json.loads((bench["out"] / "matrix.json").read_text())
-    fp32, opt = matrix["resnet50"]["fp32"], matrix["resnet50"]["optimized"]
+    fp32, opt = matrix["mobilenetv2"]["fp32"], matrix["mobilenetv2"]["optimized"]
     assert set(opt["img_per_s"]["CPUExecutionProvider"]) == {"1", "2"} and fp32["speedup_over_fp32"] == 1.0
     rates = opt["img_per_s"]["CPUExecutionProvider"]["2"] / fp32["img_per_s"]["CPUExecutionProvider"]["2"]
     assert opt["speedup_over_fp32"] == pytest.approx(rates, rel=0.02)  # one pass: the median is that pass's ratio
-    meta = read_metadata_file(bench["models"] / "resnet50.optimized.onnx")
-    assert meta["variant"] == "optimized" and meta["parent"]["name"] == "resnet50"
+    meta = read_metadata_file(bench["models"] / "mobilenetv2.optimized.onnx")
+    assert meta["variant"] == "optimized" and meta["parent"]["name"] == "mobilenetv2"
     assert _png(bench["out"] / "matrix.png")
 
 
 def test_scale_exact_search_has_full_recall_at_every_size(bench):
     scale = json.loads((bench["out"] / "scale.json").read_text())
-    assert set(scale["stores"]) == {"30", "100"} and scale["dim"] == 2048
+    assert set(scale["stores"]) == {"30", "100"} and scale["dim"] == 1280
     assert scale["real_vectors"]["images"] == 40 and scale["real_vectors"]["queries_held_out"] == 8
     assert scale["stores"]["30"]["vectors"] == "real" and scale["stores"]["100"]["real_rows"] == 32  # 40 - 8 queries
     for n in ("30", "100"):
@@ -101,7 +101,7 @@ def test_scale_exact_search_has_full_recall_at_every_size(bench):
 
 def test_store_rows_queries_and_the_recall_latency_frontier(bench):
     store = json.loads((bench["out"] / "store.json").read_text())
-    assert store["rows"] == 36 - 6 and store["queries"] == 6 and store["dim"] == 2048  # 6 classes x 6 images
+    assert store["rows"] == 36 - 6 and store["queries"] == 6 and store["dim"] == 1280  # 6 classes x 6 images
     rows = store["index"]
     assert {r["index"] for r in rows} == {"FLAT", "IVF_FLAT", "HNSW"}
     assert next(r for r in rows if r["index"] == "FLAT")["recall_at_k"] == 1.0
@@ -113,4 +113,4 @@ def test_store_rows_queries_and_the_recall_latency_frontier(bench):
 
 def test_run_peak_rss_is_measured_in_a_fresh_process(bench):
     rss = json.loads((bench["out"] / "run_rss.json").read_text())
-    assert rss["models"] == {"1": ["resnet50.onnx"]} and rss["peak_rss_mb"]["1"] > 100
+    assert rss["models"] == {"1": ["mobilenetv2.onnx"]} and rss["peak_rss_mb"]["1"] > 100

@@ -13,13 +13,13 @@ def test_store_flags_metric_prune_rebuild_and_check_repair(tmp_path, labelled_se
     shutil.copytree(labelled_set, folder)
     ns = "cli:flags"
     stores = ["--data-dir", tmp_path / "data", "--redis-url", redis_url, "--namespace", ns]
-    model = ["--model", "vgg16", "--models-dir", models_dir, "--providers", "cpu", "--quiet"]
+    model = ["--model", "mobilenetv2", "--models-dir", models_dir, "--providers", "cpu", "--quiet"]
     r = run_cli(
         "ingest", folder, *model, *stores, "--metric", "IP", "--index", "HNSW", "--index-params", '{"params": {"M": 8}}'
     )
     assert r.returncode == 0, r.stderr
     redis = connect_redis(redis_url, tmp_path)
-    info = __import__("json").loads(redis.hget(f"{ns}:models", "vgg16"))
+    info = __import__("json").loads(redis.hget(f"{ns}:models", "mobilenetv2"))
     assert info["metric"] == "IP" and info["index"]["index_type"] == "HNSW"
     s = run_cli("search", folder / "circles" / "circles_000.jpg", "--top-k", 2, *model, *stores, "--metric", "IP")
     assert s.returncode == 0 and "(IP)" in s.stdout and "cos +1.0000" in s.stdout  # the image itself, by IP
@@ -28,12 +28,12 @@ def test_store_flags_metric_prune_rebuild_and_check_repair(tmp_path, labelled_se
     r = run_cli("ingest", folder, *model, *stores, "--metric", "IP", "--prune")
     assert r.returncode == 0 and "pruned 1" in r.stdout and "11 unchanged" in r.stdout, r.stdout + r.stderr
     r = run_cli("ingest", folder, *model, *stores, "--metric", "IP", "--rebuild")
-    assert r.returncode == 0 and "embedded {'vgg16': 11}" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "embedded {'mobilenetv2': 11}" in r.stdout, r.stdout + r.stderr
 
-    victim = next(iter(redis.hkeys(f"{ns}:done:vgg16")))
-    redis.hdel(f"{ns}:done:vgg16", victim)  # a vector whose done mark a crash lost
+    victim = next(iter(redis.hkeys(f"{ns}:done:mobilenetv2")))
+    redis.hdel(f"{ns}:done:mobilenetv2", victim)  # a vector whose done mark a crash lost
     c = run_cli("check", *stores)
-    assert c.returncode == 1 and "DIFFERENCE vgg16: vector_without_mark: 1 ids" in c.stdout, c.stdout + c.stderr
+    assert c.returncode == 1 and "DIFFERENCE mobilenetv2: vector_without_mark: 1 ids" in c.stdout, c.stdout + c.stderr
     c = run_cli("check", *stores, "--repair")
     assert c.returncode == 0 and "-> repaired" in c.stdout
     c = run_cli("check", *stores)
@@ -46,13 +46,13 @@ def test_bad_index_params_on_the_command_line_are_one_line_errors(tmp_path, labe
 
 
 def test_strict_provider_flag(tmp_path, labelled_set, models_dir, redis_url):
-    args = ["--model", "vgg16", "--models-dir", models_dir, "--providers", "cuda", "--strict", "--quiet"]
+    args = ["--model", "mobilenetv2", "--models-dir", models_dir, "--providers", "cuda", "--strict", "--quiet"]
     r = run_cli("embed", labelled_set, "--output", tmp_path / "o", *args)
-    if cuda_really_runs(models_dir / "vgg16.onnx"):
+    if cuda_really_runs(models_dir / "mobilenetv2.onnx"):
         assert r.returncode == 0 and "CUDAExecutionProvider" in r.stdout
     else:
         assert r.returncode == 2 and "strict" in r.stderr and "Traceback" not in r.stderr
-        assert not (tmp_path / "o" / "vgg16.npy").exists()
+        assert not (tmp_path / "o" / "mobilenetv2.npy").exists()
 
 
 def test_annotate_without_like_uses_resnet50_and_says_so(tmp_path):

@@ -128,12 +128,12 @@ def test_a_duplicate_of_the_original_in_the_top_k_counts_as_a_hit(labelled_set, 
     original, other = files[0], files[5]
     dup = original.with_name("dup_of_first.jpg")
     shutil.copy(original, dup)
-    one = {"vgg16": embedders["vgg16"]}
+    one = {"mobilenetv2": embedders["mobilenetv2"]}
     stores = make_stores()
     ingest(folder, one, stores, progress=False)
-    coll = stores.collection("vgg16")
+    coll = stores.collection("mobilenetv2")
     o, d = image_id(original), image_id(dup)
-    v = stores.fetch_present("vgg16", [o])[o]
+    v = stores.fetch_present("mobilenetv2", [o])[o]
     stores.vectors.upsert(coll, [o], (-v)[None])  # the original itself now sits at the bottom of every list
     stores.vectors.flush(coll)
     aug = Augment(sample=2, transforms=["identity"])

@@ -65,13 +65,13 @@ def test_each_file_is_read_and_decoded_once_for_all_models(embedders, labelled_s
 
 def test_cli_embed_and_clear_errors(labelled_set, models_dir, tmp_path):
     common = ["--models-dir", models_dir, "--output", tmp_path / "o", "--providers", "cpu", "--quiet"]
-    r = run_cli("embed", labelled_set, "--model", "vgg16", *common)
+    r = run_cli("embed", labelled_set, "--model", "mobilenetv2", *common)
     assert r.returncode == 0, r.stderr
     assert "embedded 12 images" in r.stdout and "CPUExecutionProvider" in r.stdout
-    assert np.load(tmp_path / "o" / "vgg16.npy").shape == (12, 512)
+    assert np.load(tmp_path / "o" / "mobilenetv2.npy").shape == (12, 1280)
     r = run_cli("embed", labelled_set, "--model", "nosuchnet", *common)
     assert r.returncode == 2 and "unknown model 'nosuchnet'" in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("embed", labelled_set, "--model", "vgg16", *common[2:], "--models-dir", tmp_path)
+    r = run_cli("embed", labelled_set, "--model", "mobilenetv2", *common[2:], "--models-dir", tmp_path)
     assert r.returncode == 2 and "convert it first" in r.stderr
 
 
@@ -84,7 +84,7 @@ def test_an_unexpected_error_on_one_file_does_not_stop_the_run(embedders, labell
         return real(path, geometries, max_pixels)
 
     monkeypatch.setattr(pipeline, "load_for_recipes", flaky)
-    s = embed_folder(labelled_set, {"vgg16": embedders["vgg16"]}, tmp_path, progress=False)
+    s = embed_folder(labelled_set, {"mobilenetv2": embedders["mobilenetv2"]}, tmp_path, progress=False)
     assert s.embedded == 11
     assert [(p.rsplit("/", 1)[-1], r) for p, r in s.skipped] == [
         ("stripes_002.jpg", "unexpected error while decoding: RuntimeError: simulated decoder bug")
@@ -92,7 +92,7 @@ def test_an_unexpected_error_on_one_file_does_not_stop_the_run(embedders, labell
 
 
 def test_models_with_different_recipes_share_one_decode(embedders, labelled_set, tmp_path, monkeypatch):
-    """A 299-px 'tf' model beside a 224-px 'caffe' one: two geometries, one read and decode per file."""
+    """A 299-px model beside a 224-px one: two geometries, one read and decode per file."""
     from onnx_search.models.convert import annotate
     from onnx_search.models.session import ModelSession, SessionConfig
 
@@ -100,7 +100,7 @@ def test_models_with_different_recipes_share_one_decode(embedders, labelled_set,
     foreign_model(path, size=299)
     annotate(path, like="inceptionv3")
     tiny = ModelSession(path, SessionConfig(["cpu"]))
-    models = {"vgg16": embedders["vgg16"], "mean299": tiny}
+    models = {"mobilenetv2": embedders["mobilenetv2"], "mean299": tiny}
     calls = []
     real = pipeline.load_for_recipes
     monkeypatch.setattr(pipeline, "load_for_recipes", lambda p, g, m: calls.append(g) or real(p, g, m))
@@ -122,13 +122,13 @@ def _record_batches(monkeypatch, model, sizes: list[int]):
 def test_each_model_infers_in_batches_of_its_own_size(embedders, labelled_set, monkeypatch):
     from onnx_search.embed.sinks import embed_paths
 
-    seen = {"resnet50": [], "vgg16": []}
+    seen = {"resnet50": [], "mobilenetv2": []}
     for name, m in embedders.items():
         _record_batches(monkeypatch, m, seen[name])
     files = sorted(labelled_set.rglob("*.jpg"))
-    got = embed_paths(pipeline.Pipeline(embedders, batch_size={"resnet50": 3, "vgg16": 5}, progress=False), files)
-    assert max(seen["resnet50"]) == 3 and max(seen["vgg16"]) == 5
-    assert sum(seen["resnet50"]) == sum(seen["vgg16"]) == len(files) == len(got.paths)
+    got = embed_paths(pipeline.Pipeline(embedders, batch_size={"resnet50": 3, "mobilenetv2": 5}, progress=False), files)
+    assert max(seen["resnet50"]) == 3 and max(seen["mobilenetv2"]) == 5
+    assert sum(seen["resnet50"]) == sum(seen["mobilenetv2"]) == len(files) == len(got.paths)
 
 
 def test_a_symlink_to_an_image_in_the_folder_is_reported_as_merged(tmp_path):

@@ -28,7 +28,7 @@ models:
     weights: random
     providers: [cpu]
     batch_size: 8
-  - name: vgg16
+  - name: mobilenetv2
     weights: random
     providers: [cpu]
 store:
@@ -110,14 +110,14 @@ def test_run_writes_every_result_file(run):
         "manifest.json",
     } <= names
     r = json.loads((out.run_dir / "results.json").read_text())
-    assert r["models"] == ["resnet50", "vgg16"] and len(r["queries"]) == 5
+    assert r["models"] == ["resnet50", "mobilenetv2"] and len(r["queries"]) == 5
     assert len(r["hits"]) == 5 * 2 * 4
     for h in r["hits"]:
         assert {"query", "model", "rank", "id", "path", "label", "distance", "cosine"} <= set(h)
         assert h["path"] != h["query"]  # each query is left out of its own results
     assert r["label_counts"] == {"circles": 4, "stripes": 4, "checkers": 4}
-    assert r["random_weights"] == ["resnet50", "vgg16"] and "RANDOM weights" in out.summary_md
-    assert "| resnet50 |" in out.summary_md and "resnet50 vs vgg16" in out.summary_md
+    assert r["random_weights"] == ["resnet50", "mobilenetv2"] and "RANDOM weights" in out.summary_md
+    assert "| resnet50 |" in out.summary_md and "resnet50 vs mobilenetv2" in out.summary_md
     dup = json.loads((out.run_dir / "duplicates.json").read_text())  # random weights only: exact ones alone
     assert (dup["images"], dup["exact"], dup["near"], dup["model"]) == (12, [], [], None)
     assert dup == r["duplicates"] and (
@@ -135,10 +135,10 @@ def test_the_console_gets_the_verdict_the_notes_and_one_table_not_every_table(ru
     table = [line for line in con if line.startswith("| ")]
     label = c["evidence"]["verdict"]["metric_label"]
     assert table[0].startswith(f"| model | {label} [95% CI] | img/s (model only) |")
-    assert [t.split(" | ")[0] for t in table[1:]] == ["| resnet50", "| vgg16"]
+    assert [t.split(" | ")[0] for t in table[1:]] == ["| resnet50", "| mobilenetv2"]
     p = c["evidence"]["quality"]["p_at_k"]["resnet50"]
     assert f"{p['mean']:.3f} [{p['low']:.3f}, {p['high']:.3f}]" in table[1]
-    speed = c["cost"]["models"]["vgg16"]["img_per_s_model_only"]
+    speed = c["cost"]["models"]["mobilenetv2"]["img_per_s_model_only"]
     assert table[2].endswith(f" | {speed:.1f} |")
     assert "## Paired differences" not in out.console and "## Paired differences" in out.summary_md
     assert len(con) < len(out.summary_md.splitlines()) / 2 and con[-1].endswith("summary.md (and report.html)")
@@ -152,25 +152,25 @@ def test_evidence_gives_every_figure_an_interval_and_records_its_method(run):
     assert m["seed"] == 7 and m["resamples"] == 2000 and m["confidence"] == 0.95 and "bootstrap" in m["interval"]
     assert m["correction"] == "Holm" and m["test"].startswith("paired randomisation")
     for key in ("p_at_k", "recall_at_k", "ap_at_k", "ndcg_at_k"):
-        for model in ("resnet50", "vgg16"):
+        for model in ("resnet50", "mobilenetv2"):
             iv = ev["quality"][key][model]
             assert iv["n"] == 5 and iv["low"] <= iv["mean"] <= iv["high"]
             assert iv["mean"] == pytest.approx(s["models"][model][key])  # the same figure, now with its interval
         (pair,) = ev["pairs"][key]  # one pair: Holm leaves its p as it is
-        assert (pair["a"], pair["b"]) == ("resnet50", "vgg16") and pair["p_holm"] == pair["p"]
-        a, b = ev["quality"][key]["resnet50"]["mean"], ev["quality"][key]["vgg16"]["mean"]
+        assert (pair["a"], pair["b"]) == ("resnet50", "mobilenetv2") and pair["p_holm"] == pair["p"]
+        a, b = ev["quality"][key]["resnet50"]["mean"], ev["quality"][key]["mobilenetv2"]["mean"]
         assert pair["diff"]["mean"] == pytest.approx(a - b) and 0 < pair["p"] <= 1
-    agree = ev["agreement"]["resnet50|vgg16"]
-    assert agree["rbo"]["mean"] == pytest.approx(s["pairs"]["resnet50|vgg16"]["rbo"]) and agree["rbo"]["n"] == 5
+    agree = ev["agreement"]["resnet50|mobilenetv2"]
+    assert agree["rbo"]["mean"] == pytest.approx(s["pairs"]["resnet50|mobilenetv2"]["rbo"]) and agree["rbo"]["n"] == 5
     v = ev["verdict"]
-    assert v["metric"] == "p_at_k" and v["metric_label"] == "P@4" and v["best"] in ("resnet50", "vgg16")
+    assert v["metric"] == "p_at_k" and v["metric_label"] == "P@4" and v["best"] in ("resnet50", "mobilenetv2")
     # 5 queries: no pair can reach p < 0.05 (exact floor 2/32), so no pick and no detectability claim
     assert v["pick"] is None and v["detectable"] is None and v["text"].startswith("Too few queries to decide")
     md = (d / "summary.md").read_text()
     assert md.index("## Verdict") < md.index("## Models") and v["text"] in md
-    iv = ev["quality"]["p_at_k"]["vgg16"]
+    iv = ev["quality"]["p_at_k"]["mobilenetv2"]
     assert f"| {iv['mean']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}] |" in md.split("## Models")[1]
-    assert "## Paired differences between models (same queries)" in md and "| resnet50 vs vgg16 |" in md
+    assert "## Paired differences between models (same queries)" in md and "| resnet50 vs mobilenetv2 |" in md
     assert "Holm-adjusted across the pairs" in md
 
 
@@ -178,13 +178,13 @@ def test_manifest_records_versions_models_providers_and_index(run):
     m = json.loads((run["out"].run_dir / "manifest.json").read_text())
     assert m["status"] == "complete"
     assert {"onnx_search", "onnxruntime", "tf2onnx", "tensorflow"} <= set(m["versions"])
-    for name in ("resnet50", "vgg16"):
+    for name in ("resnet50", "mobilenetv2"):
         info = m["models"][name]
         assert len(info["sha256"]) == 64 and info["providers_active"] == ["CPUExecutionProvider"]
         assert info["parity"]["max_abs_diff"] < 1e-4
         assert m["store"]["index"][name]["index_type"] == "FLAT"
     assert m["config"]["store"]["redis_url"] == "${TEST_REDIS_URL}"  # the reference, never the secret
-    assert [(s["model"], s["index"]) for s in m["sweep"]] == [("resnet50", "HNSW"), ("vgg16", "HNSW")]
+    assert [(s["model"], s["index"]) for s in m["sweep"]] == [("resnet50", "HNSW"), ("mobilenetv2", "HNSW")]
     assert all(0 <= s["recall_at_k"] <= 1 for s in m["sweep"])
     assert m["timings"]["ingest_s"] >= 0 and m["ingest"]["unchanged"] == 12  # second run: nothing re-embedded
 
@@ -211,7 +211,7 @@ def test_compare_recomputes_from_saved_results(run):
     saved.pop("cost")  # measured during the run, not recomputed from hits
     assert json.loads(json.dumps(recompare(run["out"].run_dir), sort_keys=True)) == saved
     r = run_cli("compare", run["out"].run_dir)
-    assert r.returncode == 0 and "resnet50 vs vgg16" in r.stdout
+    assert r.returncode == 0 and "resnet50 vs mobilenetv2" in r.stdout
 
 
 def test_label_metrics_are_consistent(run):
@@ -267,7 +267,7 @@ def test_notebook_runs_top_to_bottom_on_a_run(run, tmp_path):
     finally:
         del os.environ["ONNX_SEARCH_RESULTS"]
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "twomodels: 5 queries" in text and "resnet50 vs vgg16" in text
+    assert "twomodels: 5 queries" in text and "resnet50 vs mobilenetv2" in text
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # histograms, overlap matrix, disagreement grid
 
@@ -305,13 +305,13 @@ def test_summary_shows_the_sweep_table_and_the_run_a_recall_qps_plot(run):
     d = run["out"].run_dir
     md = (d / "summary.md").read_text()
     assert "## Index sweep" in md and "| resnet50 | HNSW | {'M': 8, 'efConstruction': 200} | {'ef': 16} |" in md
-    assert "| vgg16 | HNSW |" in md
+    assert "| mobilenetv2 | HNSW |" in md
     assert (d / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (d / "sweep.csv").is_file()
 
 
 def test_most_disagreed_query_is_named_relative_to_the_dataset_root(run, labelled_set):
     comparison = json.loads((run["out"].run_dir / "comparison.json").read_text())
-    worst = comparison["summary"]["pairs"]["resnet50|vgg16"]["most_disagreed"][0]["query"]
+    worst = comparison["summary"]["pairs"]["resnet50|mobilenetv2"]["most_disagreed"][0]["query"]
     rel = str(Path(worst).relative_to(labelled_set.resolve()))
     assert "/" in rel and f"| {rel} (RBO" in (run["out"].run_dir / "summary.md").read_text()
 
@@ -392,7 +392,7 @@ def test_query_folder_and_unlabelled_dataset(run, labelled_set, tmp_path):
     assert all(q["label"] == "" and not q["in_dataset"] for q in r["queries"])
     assert all(h["label"] == "" for h in r["hits"]) and r["label_counts"] == {}
     c = json.loads((out.run_dir / "comparison.json").read_text())
-    assert "p_at_k" not in c["summary"]["models"]["vgg16"] and "P@k" not in out.summary_md
+    assert "p_at_k" not in c["summary"]["models"]["mobilenetv2"] and "P@k" not in out.summary_md
 
 
 def test_cost_figures_are_present_positive_and_in_the_summary(run, models_dir):
@@ -400,7 +400,7 @@ def test_cost_figures_are_present_positive_and_in_the_summary(run, models_dir):
     cost = json.loads((d / "cost.json").read_text())
     assert cost == json.loads((d / "comparison.json").read_text())["cost"]
     assert cost["images"] == 4 and cost["peak_rss_mb"] > 100
-    for name in ("resnet50", "vgg16"):
+    for name in ("resnet50", "mobilenetv2"):
         c = cost["models"][name]
         for key in ("file_mb", "startup_s", "img_per_s_end_to_end", "img_per_s_model_only"):
             assert c[key] > 0, (name, key)
@@ -414,26 +414,33 @@ def test_cost_figures_are_present_positive_and_in_the_summary(run, models_dir):
 
 
 def test_variants_are_models_of_their_own_compared_with_their_parent(run, tmp_path):
-    cfg = _variant(run, tmp_path, "variants", {"  - name: vgg16\n": "  - name: vgg16\n    variants: [fp32, int8]\n"})
+    cfg = _variant(
+        run, tmp_path, "variants", {"  - name: mobilenetv2\n": "  - name: mobilenetv2\n    variants: [fp32, int8]\n"}
+    )
     text = cfg.read_text().replace(f"models_dir: {run['base']}", "models_dir: ")
     out = run_experiment(cfg, progress=False)
     r = json.loads((out.run_dir / "results.json").read_text())
-    assert r["models"] == ["resnet50", "vgg16", "vgg16.int8"] and text
-    v = r["variants"]["vgg16.int8"]
-    assert v["parent"] == "vgg16" and v["variant"] == "int8" and v["mean_parent_cosine"] > 0.99 and v["images"] == 12
+    assert r["models"] == ["resnet50", "mobilenetv2", "mobilenetv2.int8"] and text
+    v = r["variants"]["mobilenetv2.int8"]
+    assert (
+        v["parent"] == "mobilenetv2" and v["variant"] == "int8" and v["mean_parent_cosine"] > 0.99 and v["images"] == 12
+    )
     # the agreement is that of the two models' own hits, recomputed here from results.json
     ranked = {}
     for h in sorted(r["hits"], key=lambda h: h["rank"]):
         ranked.setdefault((h["query"], h["model"]), []).append(h["id"])
-    overlaps = [len(set(ranked[q["query"], "vgg16"]) & set(ranked[q["query"], "vgg16.int8"])) / 4 for q in r["queries"]]
+    overlaps = [
+        len(set(ranked[q["query"], "mobilenetv2"]) & set(ranked[q["query"], "mobilenetv2.int8"])) / 4
+        for q in r["queries"]
+    ]
     assert v["overlap_at_k"] == pytest.approx(sum(overlaps) / len(overlaps))
-    pair = json.loads((out.run_dir / "comparison.json").read_text())["summary"]["pairs"]["vgg16|vgg16.int8"]
+    pair = json.loads((out.run_dir / "comparison.json").read_text())["summary"]["pairs"]["mobilenetv2|mobilenetv2.int8"]
     assert v["rbo"] == pair["rbo"] and v["min_parent_cosine"] <= v["mean_parent_cosine"] <= 1 + 1e-6
     md = out.summary_md
-    assert "## Variants against their parents" in md and "| vgg16.int8 | vgg16 |" in md
-    assert "| vgg16.int8 |" in md.split("## Cost")[1]
+    assert "## Variants against their parents" in md and "| mobilenetv2.int8 | mobilenetv2 |" in md
+    assert "| mobilenetv2.int8 |" in md.split("## Cost")[1]
     m = json.loads((out.run_dir / "manifest.json").read_text())
-    assert m["models"]["vgg16.int8"]["parent"]["name"] == "vgg16"
+    assert m["models"]["mobilenetv2.int8"]["parent"]["name"] == "mobilenetv2"
 
 
 def test_identity_copies_are_all_found_first_and_results_are_reproducible(run, tmp_path):
@@ -442,17 +449,17 @@ def test_identity_copies_are_all_found_first_and_results_are_reproducible(run, t
     out = run_experiment(cfg, progress=False)
     first = (out.run_dir / "results.json").read_bytes()
     r = json.loads(first)["robustness"]
-    for m in ("resnet50", "vgg16"):
+    for m in ("resnet50", "mobilenetv2"):
         assert r["per_model"][m]["transforms"]["identity"]["recall_at_1"] == 1.0
         assert r["per_model"][m]["transforms"]["identity"]["n"] == 6
     assert len(r["copies"]) == 18 and r["copies"][1]["transform"] == "hflip"
-    assert set(r["baselines"]) == {"resnet50", "vgg16"} and r["margin_z"]["vgg16"] > 0
+    assert set(r["baselines"]) == {"resnet50", "mobilenetv2"} and r["margin_z"]["mobilenetv2"] > 0
     hits, calibration = json.loads(first)["hits"], json.loads(first)["calibration"]
     assert all(0 <= h["percentile"] <= 1 for h in hits)
     for h in hits:  # each hit's z is against its own model's baseline, not another model's
         base = calibration[h["model"]]
         assert h["z"] == pytest.approx((h["cosine"] - base["mean"]) / base["std"], abs=1e-5), h
-    a, b = calibration["resnet50"], calibration["vgg16"]
+    a, b = calibration["resnet50"], calibration["mobilenetv2"]
     assert (a["mean"], a["std"]) != (b["mean"], b["std"])  # two baselines, so a mix-up would show above
     md = out.summary_md
     assert (

@@ -169,3 +169,62 @@ def test_convert_takes_an_int8_target():
     assert args.target == "avx2" and parser.parse_args(["convert"]).target == "auto"
     with pytest.raises(SystemExit):
         parser.parse_args(["convert", "--target", "sse2"])
+
+
+def test_every_candidate_of_one_build_is_really_made_and_measured_and_calibration_runs_once(monkeypatch, tmp_path):
+    """A real search on a small CNN with a target nothing reaches: every candidate for this CPU is quantised by
+    onnxruntime and measured, the closest is kept with the reason, and the activation ranges are computed once
+    for the whole build (onnxruntime's calibration cache), not once per candidate and per float-node pass."""
+    import importlib
+
+    from onnx_search.models.convert import convert_model
+    from tests.helpers import photo
+
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")  # the module, not its function
+    calibrations = []
+    real = ort_quantize.create_calibrator
+    monkeypatch.setattr(ort_quantize, "create_calibrator", lambda *a, **k: calibrations.append(1) or real(*a, **k))
+    monkeypatch.setitem(variants.TARGET, "conv", 1.01)  # out of reach: the whole list is tried
+    calib = []
+    for i in range(8):
+        photo(i, (96, 96)).save(tmp_path / f"c{i}.png")
+        calib.append(tmp_path / f"c{i}.png")
+    convert_model("timm/test_efficientnet", tmp_path / "m", weights="random", seed=0)
+    r = variants.make_variant("timm/test_efficientnet", "int8", tmp_path / "m", calibration=calib)
+    rec = r.metadata["int8_recipe"]
+    tried = [c["recipe"] for c in rec["candidates"]]
+    assert tried == [c.name for c in ir.candidates("conv", THIS_CPU()["target_isa"])]
+    assert all(c["agreement"]["mean_cosine"] > 0 and c["speedup"] > 0 for c in rec["candidates"]), rec
+    best = max(rec["candidates"], key=lambda c: c["agreement"]["mean_cosine"])
+    assert (rec["recipe"], rec["reached"]) == (best["recipe"], False) and "no candidate reaches" in rec["reason"]
+    assert len(calibrations) == 1, f"calibrated {len(calibrations)} times for {len(tried)} candidates"
+    assert sorted(p.name for p in r.path.parent.iterdir() if "int8" in p.name) == [r.path.name]  # no leftovers
+
+
+def test_the_int8_bench_shows_every_recipe_and_marks_the_one_the_tool_keeps(monkeypatch, tmp_path):
+    """bench int8_methods: a row per candidate of both methods (static, dynamic) for this CPU beside FP32, each
+    with its agreement on the images; `chosen` is the recipe the tool's own search keeps; no speed when emulated."""
+    from onnx_search.bench.int8_methods import BAR, compare_int8_methods
+    from onnx_search.models.convert import convert_model
+    from tests.helpers import photo
+
+    images = []
+    for i in range(10):
+        photo(i, (96, 96)).save(tmp_path / f"c{i}.png")
+        images.append(tmp_path / f"c{i}.png")
+    convert_model("timm/test_efficientnet", tmp_path / "m", weights="random", seed=0)
+    isa = THIS_CPU()["target_isa"]
+    r = compare_int8_methods(tmp_path / "m", "timm/test_efficientnet", images, tmp_path / "w", reps=1, timed=False)
+    rows = r["recipes"]
+    assert [(x["quantisation"], x["recipe"]) for x in rows] == [("fp32", "fp32")] + [
+        (m, c.name) for m, kind in (("static", "conv"), ("dynamic", "matmul")) for c in ir.candidates(kind, isa)
+    ]
+    assert rows[0]["mean_cosine"] == pytest.approx(1.0) and rows[0]["meets_bar"] is None
+    for method in ("static", "dynamic"):  # one row kept per method: the search's pick, recorded in the summary
+        kept = [x["recipe"] for x in rows if x["quantisation"] == method and x["chosen"]]
+        searched = r["summary"]["chosen"][method]["recipe"]
+        assert kept == [searched], (method, kept, searched)
+    assert all(x["img_per_s"] is None and x["speedup_over_fp32"] is None for x in rows)  # emulated: no speed
+    for x in rows[1:]:  # quality below the bar is False whatever the speed; above it, unknown without a speed
+        good = x["mean_cosine"] >= BAR["mean_cosine"] and x["top5_overlap"] >= BAR["top5_overlap"]
+        assert x["meets_bar"] is (None if good else False), x

@@ -306,7 +306,7 @@ models_dir: {tmp_path / "models"}
 dataset:
   root: {labelled_set}
 models:
-  - name: vgg16
+  - name: mobilenetv2
     weights: random
     providers: [cpu]
 store:

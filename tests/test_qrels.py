@@ -241,7 +241,7 @@ experiment: t
 dataset:
   root: {root}
 models:
-  - name: vgg16
+  - name: mobilenetv2
     weights: random
 ground_truth:
   qrels: {qrels}
@@ -345,7 +345,7 @@ models:
   - name: resnet50
     weights: random
     providers: [cpu]
-  - name: vgg16
+  - name: mobilenetv2
     weights: random
     providers: [cpu]
 store:
@@ -514,7 +514,7 @@ output: {tmp_path / "runs"}
 dataset:
   root: {root}
 models:
-  - name: vgg16
+  - name: mobilenetv2
     weights: random
 store:
   redis_url: {redis_url}

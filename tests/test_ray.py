@@ -33,8 +33,8 @@ def test_ray_engine_ingests_like_the_local_engine_and_survives_a_killed_driver(
     root = tmp_path / "photos"
     generate_labelled_set(root, per_class=12, classes=("circles", "stripes", "checkers"), size=64, seed=5)
     make_bad_folder(root / "bad", huge=False)
-    # two geometries: Keras squash-to-224 (vgg16) and torchvision shorter-side-256 + centre crop, NCHW (resnet50)
-    model = ["--model", "vgg16", "--model", "torchvision/resnet50", "--models-dir", models_dir]
+    # two geometries: Keras squash-to-224 (mobilenetv2) and torchvision shorter-side-256 + centre crop, NCHW (resnet50)
+    model = ["--model", "mobilenetv2", "--model", "torchvision/resnet50", "--models-dir", models_dir]
     model += ["--providers", "cpu", "--batch-size", 4, "--quiet"]
     ray_data, local_data = tmp_path / "ray-data", tmp_path / "local-data"
     ray_stores = ["--data-dir", ray_data, "--redis-url", redis_url, "--namespace", "ray:test"]
@@ -46,14 +46,14 @@ def test_ray_engine_ingests_like_the_local_engine_and_survives_a_killed_driver(
 
     redis = connect_redis(redis_url, tmp_path)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None and redis.hlen("ray:test:done:vgg16") < 8:
+    while time.monotonic() < deadline and proc.poll() is None and redis.hlen("ray:test:done:mobilenetv2") < 8:
         time.sleep(0.05)
     assert proc.poll() is None, "the ray ingest ended early: " + (tmp_path / "killed.log").read_text()[-2000:]
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the cluster it started
     proc.wait()
     log.close()
     # an image is unchanged on resume only when every model has its vector: the models' done sets intersected
-    done = [set(redis.hkeys(f"ray:test:done:{m}")) for m in ("vgg16", "torchvision/resnet50")]
+    done = [set(redis.hkeys(f"ray:test:done:{m}")) for m in ("mobilenetv2", "torchvision/resnet50")]
     done_at_kill = len(done[0] & done[1])
     assert 0 < len(done[0]) < 36 + 9, (tmp_path / "killed.log").read_text()[-2000:]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -72,11 +72,14 @@ def test_ray_engine_ingests_like_the_local_engine_and_survives_a_killed_driver(
     assert ids == sorted(b.catalog.ids()) and len(ids) == 36 + 9  # 36 generated + 9 readable odd files
     assert check(a).ok  # no duplicates
     report = json.loads((ray_data / "reports" / "ingest.json").read_text())
-    for name in ("vgg16", "torchvision/resnet50"):  # each model's own rows of the Ray engine, against the local one
+    for name in (
+        "mobilenetv2",
+        "torchvision/resnet50",
+    ):  # each model's own rows of the Ray engine, against the local one
         assert a.count(name) == len(ids)
         diff = np.abs(a.fetch(name, ids) - b.fetch(name, ids)).max()
         assert diff <= 1e-6, (name, diff)
         assert report["providers"][name] == ["CPUExecutionProvider"]
-    tv, keras = a.fetch("torchvision/resnet50", ids), a.fetch("vgg16", ids)
-    assert tv.shape == (len(ids), 2048) and keras.shape == (len(ids), 512)
+    tv, keras = a.fetch("torchvision/resnet50", ids), a.fetch("mobilenetv2", ids)
+    assert tv.shape == (len(ids), 2048) and keras.shape == (len(ids), 1280)
     assert image_id(sorted(root.rglob("circles_000.jpg"))[0].resolve()) in ids

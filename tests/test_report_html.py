@@ -15,7 +15,7 @@ from tests.helpers import open_page, photo, run_cli
 
 
 def render(html_path: Path, screenshot: Path) -> dict:
-    """Open the page from disk; return console errors, card counts and the first card before/after sorting."""
+    """Open the page from disk; return console errors, card counts and the cards' titles before/after sorting."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -23,9 +23,9 @@ def render(html_path: Path, screenshot: Path) -> dict:
         requests = []
         page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
         page.goto(html_path.as_uri())
-        out = {"cards": page.locator(".card").count(), "first": page.locator(".card h3").first.inner_text()}
+        out = {"cards": page.locator(".card").count(), "titles": page.locator(".card h3").all_inner_texts()}
         page.select_option(".sort", "rbo")
-        out["first_by_rbo"] = page.locator(".card h3").first.inner_text()
+        out["titles_by_rbo"] = page.locator(".card h3").all_inner_texts()
         out["missing"] = page.locator(".th.missing").count()
         page.uncheck(".fmodel >> nth=1")
         out["rows_hidden"] = page.locator(".row.hidden").count()
@@ -43,7 +43,7 @@ def html_run(models_dir, labelled_set, tmp_path_factory, redis_url_module):
     cfg.write_text(
         f"experiment: htmlcheck\noutput: {base / 'runs'}\ndata_dir: {base / 'data'}\nmodels_dir: {models_dir}\n"
         f"top_k: 4\ndataset: {{root: {images}}}\nmodels:\n  - {{name: resnet50, weights: random, providers: [cpu]}}\n"
-        f"  - {{name: vgg16, weights: random, providers: [cpu]}}\n"
+        f"  - {{name: mobilenetv2, weights: random, providers: [cpu]}}\n"
         f"store: {{redis_url: '{redis_url_module}', namespace: html}}\n"
         "queries: {sample: 8}\ncost: {images: 4, repeats: 1}\n"
     )
@@ -60,7 +60,8 @@ def test_every_run_writes_a_self_contained_report_that_renders(html_run, tmp_pat
     seen = render(page, shot)
     assert seen["errors"] == [] and seen["requests"] == []
     assert seen["cards"] == 8 == len(json.loads((out.run_dir / "results.json").read_text())["queries"])
-    assert seen["first_by_rbo"] != seen["first"]
+    rbo = [float(t.rsplit("RBO ", 1)[1]) for t in seen["titles_by_rbo"]]  # sorted: most disagreeing first
+    assert sorted(seen["titles_by_rbo"]) == sorted(seen["titles"]) and rbo == sorted(rbo), seen["titles_by_rbo"]
     assert seen["rows_hidden"] == 8  # one model unticked: its row hidden in every card
     assert shot.read_bytes()[:4] == b"\x89PNG"
     ev = render_evidence(page, tmp_path / "ev.png")  # a real run: the verdict on top, intervals everywhere

@@ -34,7 +34,7 @@ def _run(base: Path, name: str, images: Path, models: list[str], models_dir: Pat
 @pytest.fixture(scope="module")
 def two_runs(models_dir, labelled_set, tmp_path_factory, redis_url_module) -> tuple[Path, Path]:
     """Two genuinely different runs: icons with long folder labels (resnet50, torchvision/resnet50) and the shared
-    labelled set (resnet50, vgg16); only resnet50 is in both."""
+    labelled set (resnet50, mobilenetv2); only resnet50 is in both."""
     base = tmp_path_factory.mktemp("multi")
     icons = base / "icons"
     generate_labelled_set(icons, per_class=2, classes=tuple(LONG), size=64, seed=3)
@@ -43,7 +43,7 @@ def two_runs(models_dir, labelled_set, tmp_path_factory, redis_url_module) -> tu
     photos = base / "photos"
     shutil.copytree(labelled_set, photos)
     a = _run(base, "icons", icons, ["resnet50", "torchvision/resnet50"], models_dir, redis_url_module)
-    b = _run(base, "photos", photos, ["resnet50", "vgg16"], models_dir, redis_url_module)
+    b = _run(base, "photos", photos, ["resnet50", "mobilenetv2"], models_dir, redis_url_module)
     return a, b
 
 
@@ -123,7 +123,7 @@ def test_two_runs_compared_in_one_table_through_the_cli(two_runs, tmp_path):
     seen, opened, errors, requests = _browse(out, READ_TABLE, shot)
     assert errors == [] and requests == []
     models = [row["model"] for row in seen["rows"]]
-    assert sorted(models) == ["resnet50", "torchvision/resnet50", "vgg16"]  # each model once, from both runs
+    assert sorted(models) == ["mobilenetv2", "resnet50", "torchvision/resnet50"]  # each model once, from both runs
     rows = {row["model"]: row for row in seen["rows"]}
 
     def cell(model, run, col, delta=False):
@@ -145,8 +145,8 @@ def test_two_runs_compared_in_one_table_through_the_cli(two_runs, tmp_path):
     pk = cell("resnet50", "B", "p_at_k", delta=True)
     assert pk["text"] == "n/c" and "datasets differ" in pk["title"]
     # a model in one run only: the other run's cells say so, and nothing is subtracted
-    assert cell("vgg16", "A", "p_at_k")["text"] == "–" and cell("vgg16", "B", "p_at_k")["text"] != "–"
-    assert cell("vgg16", "B", "img_s", delta=True)["text"] == ""
+    assert cell("mobilenetv2", "A", "p_at_k")["text"] == "–" and cell("mobilenetv2", "B", "p_at_k")["text"] != "–"
+    assert cell("mobilenetv2", "B", "img_s", delta=True)["text"] == ""
     assert cell("torchvision/resnet50", "B", "img_s")["text"] == "–"
     assert any("datasets differ" in n for n in seen["notices"])
     assert seen["details"] == [False, False] and opened  # per-run sections collapsed below, opened by their link

@@ -94,15 +94,15 @@ def test_an_original_deleted_from_the_stores_is_reported_not_a_crash(labelled_se
     from onnx_search.ingest import ingest
 
     stores = make_stores()
-    one = {"vgg16": embedders["vgg16"]}
+    one = {"mobilenetv2": embedders["mobilenetv2"]}
     ingest(labelled_set, one, stores, progress=False)
     files = sorted(p.resolve() for p in labelled_set.rglob("*.jpg"))
     victim = files[0]
-    stores.vectors.delete(stores.collection("vgg16"), [image_id(victim)])  # gone from Milvus after the ingest
-    stores.vectors.flush(stores.collection("vgg16"))
+    stores.vectors.delete(stores.collection("mobilenetv2"), [image_id(victim)])  # gone from Milvus after the ingest
+    stores.vectors.flush(stores.collection("mobilenetv2"))
     section, copies = run_augmented(Augment(sample=12, transforms=["identity"]), stores, one, files, {}, top_k=3)
-    assert section["missing_originals"] == {"vgg16": [str(victim)]}
-    cell = section["per_model"]["vgg16"]["transforms"]["identity"]
+    assert section["missing_originals"] == {"mobilenetv2": [str(victim)]}
+    cell = section["per_model"]["mobilenetv2"]["transforms"]["identity"]
     assert cell["n"] == 11 and cell["recall_at_1"] == 1.0  # the other originals are found first, as they must be
     assert len(copies) == 12
 

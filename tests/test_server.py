@@ -29,13 +29,13 @@ def server_stores(redis_server, tmp_path):
     client = connect_milvus(uri, tmp_path, token=os.environ.get("MILVUS_TOKEN"))
     stores = Stores(Catalog(redis_server, ns), VectorStore(client), ns.replace(":", "_"), IndexSpec(type="HNSW"))
     yield stores
-    for name in ("resnet50", "vgg16"):
+    for name in ("resnet50", "mobilenetv2"):
         stores.vectors.drop(stores.collection(name))
 
 
 def test_ingest_search_check_on_a_milvus_server(labelled_set, embedders, server_stores):
     r = ingest(labelled_set, embedders, server_stores, progress=False)
-    assert r.embedded == {"resnet50": 12, "vgg16": 12}
+    assert r.embedded == {"resnet50": 12, "mobilenetv2": 12}
     again = ingest(labelled_set, embedders, server_stores, progress=False)
     assert again.unchanged == 12
     for m in embedders:

@@ -36,11 +36,11 @@ def folder(tmp_path, labelled_set):
 def test_ingest_twice_adds_nothing(folder, embedders, make_stores):
     stores = make_stores()
     r1 = ingest(folder, embedders, stores, batch_size=5, progress=False)
-    assert r1.embedded == {"resnet50": 12, "vgg16": 12}
-    assert counts(stores, embedders) == {"resnet50": 12, "vgg16": 12, "catalogue": 12}
+    assert r1.embedded == {"resnet50": 12, "mobilenetv2": 12}
+    assert counts(stores, embedders) == {"resnet50": 12, "mobilenetv2": 12, "catalogue": 12}
     r2 = ingest(folder, embedders, stores, batch_size=5, progress=False)
-    assert r2.unchanged == 12 and r2.embedded == {"resnet50": 0, "vgg16": 0}
-    assert counts(stores, embedders) == {"resnet50": 12, "vgg16": 12, "catalogue": 12}
+    assert r2.unchanged == 12 and r2.embedded == {"resnet50": 0, "mobilenetv2": 0}
+    assert counts(stores, embedders) == {"resnet50": 12, "mobilenetv2": 12, "catalogue": 12}
     assert check(stores).ok
     rec = stores.catalog.get_images([image_id(folder / "circles" / "circles_000.jpg")])
     (only,) = rec.values()
@@ -52,13 +52,13 @@ def test_changed_file_is_reembedded_under_the_same_id(folder, embedders, make_st
     ingest(folder, embedders, stores, progress=False)
     target = folder / "stripes" / "stripes_001.jpg"
     i = image_id(target)
-    before = stores.fetch("vgg16", [i])[0]
+    before = stores.fetch("mobilenetv2", [i])[0]
     photo(77, (200, 150)).save(target)
     r = ingest(folder, embedders, stores, progress=False)
-    assert r.embedded == {"resnet50": 1, "vgg16": 1} and r.unchanged == 11
-    after = stores.fetch("vgg16", [i])[0]
+    assert r.embedded == {"resnet50": 1, "mobilenetv2": 1} and r.unchanged == 11
+    after = stores.fetch("mobilenetv2", [i])[0]
     assert not np.allclose(before, after)
-    assert counts(stores, embedders) == {"resnet50": 12, "vgg16": 12, "catalogue": 12}
+    assert counts(stores, embedders) == {"resnet50": 12, "mobilenetv2": 12, "catalogue": 12}
     assert check(stores).ok
 
 
@@ -71,17 +71,17 @@ def test_prune_removes_vanished_images_from_both_stores(folder, embedders, make_
     assert r.pruned == 0 and counts(stores, embedders)["catalogue"] == 12
     r = ingest(folder, embedders, stores, prune=True, progress=False)
     assert r.pruned == 1
-    assert counts(stores, embedders) == {"resnet50": 11, "vgg16": 11, "catalogue": 11}
+    assert counts(stores, embedders) == {"resnet50": 11, "mobilenetv2": 11, "catalogue": 11}
     assert image_id(gone) not in stores.vectors.ids(stores.collection("resnet50"))
     assert check(stores).ok
 
 
 def test_adding_a_model_embeds_only_that_model(folder, embedders, make_stores):
     stores = make_stores()
-    ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)
+    ingest(folder, {"mobilenetv2": embedders["mobilenetv2"]}, stores, progress=False)
     r = ingest(folder, embedders, stores, progress=False)
-    assert r.embedded == {"resnet50": 12, "vgg16": 0}
-    assert counts(stores, embedders) == {"resnet50": 12, "vgg16": 12, "catalogue": 12}
+    assert r.embedded == {"resnet50": 12, "mobilenetv2": 0}
+    assert counts(stores, embedders) == {"resnet50": 12, "mobilenetv2": 12, "catalogue": 12}
 
 
 def test_bad_files_are_skipped_with_reasons_and_reported(tmp_path, embedders, make_stores):
@@ -93,7 +93,7 @@ def test_bad_files_are_skipped_with_reasons_and_reported(tmp_path, embedders, ma
     skipped = {os.path.basename(p): why for p, why in r.skipped}
     for name, reason in BAD_REASONS.items():
         assert reason in skipped[name]
-    assert counts(stores, embedders) == {"resnet50": 9, "vgg16": 9, "catalogue": 9}
+    assert counts(stores, embedders) == {"resnet50": 9, "mobilenetv2": 9, "catalogue": 9}
     assert "truncated.jpg" in (tmp_path / "reports" / "skipped.json").read_text()
     assert check(stores).ok
 
@@ -104,16 +104,16 @@ def test_search_joins_ids_through_the_catalogue(folder, embedders, make_stores):
     q = folder / "circles" / "circles_001.jpg"
     hits, failed = search([q, folder / "nope.jpg"], embedders, stores, top_k=4, exclude_self=True)
     assert len(failed) == 1 and "not found" in failed[0][1]
-    assert {h.model for h in hits} == {"resnet50", "vgg16"}
+    assert {h.model for h in hits} == {"resnet50", "mobilenetv2"}
     for h in hits:
         assert h.id != image_id(q) and h.path and h.label in ("circles", "stripes", "checkers")
         assert h.cosine == pytest.approx(h.distance)  # COSINE returns the similarity itself
-    assert [h.rank for h in hits if h.model == "vgg16"] == [1, 2, 3, 4]
+    assert [h.rank for h in hits if h.model == "mobilenetv2"] == [1, 2, 3, 4]
 
 
 def test_l2_distances_convert_to_the_same_cosine(folder, embedders, make_stores):
     cos_stores, l2_stores = make_stores("COSINE"), make_stores("L2")
-    one = {"vgg16": embedders["vgg16"]}
+    one = {"mobilenetv2": embedders["mobilenetv2"]}
     ingest(folder, one, cos_stores, progress=False)
     ingest(folder, one, l2_stores, progress=False)
     q = [folder / "stripes" / "stripes_000.jpg"]
@@ -138,8 +138,8 @@ def test_check_reports_and_repairs_half_written_state(folder, embedders, make_st
     check(stores, repair=True)
     assert check(stores).ok
     r = ingest(folder, embedders, stores, progress=False)  # the next run refills what repair removed
-    assert r.embedded == {"resnet50": 1, "vgg16": 0}
-    assert counts(stores, embedders) == {"resnet50": 12, "vgg16": 12, "catalogue": 12}
+    assert r.embedded == {"resnet50": 1, "mobilenetv2": 0}
+    assert counts(stores, embedders) == {"resnet50": 12, "mobilenetv2": 12, "catalogue": 12}
 
 
 def test_killed_ingest_resumes_without_duplicates_or_loss(tmp_path, models_dir, redis_url, make_stores):
@@ -147,51 +147,53 @@ def test_killed_ingest_resumes_without_duplicates_or_loss(tmp_path, models_dir, 
     generate_labelled_set(root, per_class=20, classes=("circles", "stripes", "checkers"), size=64, seed=11)
     data = tmp_path / "killdata"
     stores_args = ["--data-dir", data, "--redis-url", redis_url, "--namespace", "kill:test"]
-    model_args = ["--model", "vgg16", "--models-dir", models_dir, "--providers", "cpu"]
+    model_args = ["--model", "mobilenetv2", "--models-dir", models_dir, "--providers", "cpu"]
     cmd = cli_command("ingest", root, *model_args, *stores_args, "--batch-size", 4, "--quiet")
     log = (tmp_path / "killed.log").open("w")  # a file, never a pipe nobody reads
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     catalog_client = connect_redis(redis_url, data)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if 8 <= catalog_client.hlen("kill:test:done:vgg16") < 40:
+        if 8 <= catalog_client.hlen("kill:test:done:mobilenetv2") < 40:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "ingest finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     log.close()
-    done_at_kill = catalog_client.hlen("kill:test:done:vgg16")
+    done_at_kill = catalog_client.hlen("kill:test:done:mobilenetv2")
     assert 0 < done_at_kill < 60
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert f"{done_at_kill} unchanged" in r.stdout  # only the unfinished part is embedded again
-    assert f"embedded {{'vgg16': {60 - done_at_kill}}}" in r.stdout
+    assert f"embedded {{'mobilenetv2': {60 - done_at_kill}}}" in r.stdout
     c = run_cli("check", *stores_args)
     assert c.returncode == 0 and "Milvus and Redis agree" in c.stdout, c.stdout + c.stderr
     q = str(next(root.rglob("*.jpg")))
     s = run_cli("search", q, "--json", "--top-k", 3, "--exclude-self", *model_args, *stores_args)
     assert s.returncode == 0, s.stderr
     found = json.loads(s.stdout)
-    assert [h["rank"] for h in found] == [1, 2, 3] and all(h["path"] != q and h["model"] == "vgg16" for h in found)
+    assert [h["rank"] for h in found] == [1, 2, 3] and all(
+        h["path"] != q and h["model"] == "mobilenetv2" for h in found
+    )
     stores = make_stores(namespace="kill:test", data_dir=data)
-    assert counts(stores, ["vgg16"]) == {"vgg16": 60, "catalogue": 60}
+    assert counts(stores, ["mobilenetv2"]) == {"mobilenetv2": 60, "catalogue": 60}
     assert check(stores).ok
 
 
 def test_dimension_mismatch_and_changed_model_are_explained(folder, embedders, make_stores):
     stores = make_stores()
-    stores.vectors.ensure(stores.collection("vgg16"), 64, stores.index)
-    with pytest.raises(CollectionMismatchError, match="64-d .* 512-d.*--rebuild"):
-        ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)
+    stores.vectors.ensure(stores.collection("mobilenetv2"), 64, stores.index)
+    with pytest.raises(CollectionMismatchError, match="64-d .* 1280-d.*--rebuild"):
+        ingest(folder, {"mobilenetv2": embedders["mobilenetv2"]}, stores, progress=False)
     stores = make_stores()
-    ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)
-    info = stores.catalog.models()["vgg16"] | {"sha256": "0" * 64, "identity": "0" * 64}
-    stores.catalog.set_model("vgg16", info)
+    ingest(folder, {"mobilenetv2": embedders["mobilenetv2"]}, stores, progress=False)
+    info = stores.catalog.models()["mobilenetv2"] | {"sha256": "0" * 64, "identity": "0" * 64}
+    stores.catalog.set_model("mobilenetv2", info)
     with pytest.raises(ModelChangedError, match="changed since"):
-        ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)
-    r = ingest(folder, {"vgg16": embedders["vgg16"]}, stores, rebuild=True, progress=False)
-    assert r.embedded == {"vgg16": 12} and check(stores).ok
+        ingest(folder, {"mobilenetv2": embedders["mobilenetv2"]}, stores, progress=False)
+    r = ingest(folder, {"mobilenetv2": embedders["mobilenetv2"]}, stores, rebuild=True, progress=False)
+    assert r.embedded == {"mobilenetv2": 12} and check(stores).ok
 
 
 def test_stores_that_are_down_fail_fast_naming_them(tmp_path):
@@ -211,7 +213,7 @@ def test_cli_with_a_down_store_exits_before_any_work(tmp_path, models_dir, label
         "ingest",
         labelled_set,
         "--model",
-        "vgg16",
+        "mobilenetv2",
         "--models-dir",
         models_dir,
         "--data-dir",
@@ -267,8 +269,8 @@ def test_local_redis_is_reused_and_persists(tmp_path):
 
 def test_namespaces_do_not_collide(folder, embedders, make_stores):
     a, b = make_stores(namespace="user1:exp"), make_stores(namespace="user2:exp")
-    ingest(folder, {"vgg16": embedders["vgg16"]}, a, progress=False)
-    assert b.catalog.ids() == set() and not b.has_model("vgg16")
+    ingest(folder, {"mobilenetv2": embedders["mobilenetv2"]}, a, progress=False)
+    assert b.catalog.ids() == set() and not b.has_model("mobilenetv2")
     assert len(a.catalog.ids()) == 12
 
 
@@ -303,20 +305,22 @@ def test_index_variants_measured_against_exact_search(make_stores):
 def test_searching_a_model_that_was_never_ingested_is_explained(folder, embedders, make_stores):
     stores = make_stores()
     with pytest.raises(CollectionMismatchError, match="ingest with that model first"):
-        search([folder / "circles" / "circles_000.jpg"], {"vgg16": embedders["vgg16"]}, stores, top_k=3)
+        search([folder / "circles" / "circles_000.jpg"], {"mobilenetv2": embedders["mobilenetv2"]}, stores, top_k=3)
 
 
 def test_search_honours_batch_size(tmp_path, folder, embedders, make_stores, monkeypatch):
     stores = make_stores()
-    ingest(folder, {"vgg16": embedders["vgg16"]}, stores, progress=False)
+    ingest(folder, {"mobilenetv2": embedders["mobilenetv2"]}, stores, progress=False)
     outside = tmp_path / "queries"
     outside.mkdir()
     for i in range(5):
         photo(40 + i).save(outside / f"q{i}.jpg")
     sizes = []
-    real = embedders["vgg16"].embed
-    monkeypatch.setattr(embedders["vgg16"], "embed", lambda x: sizes.append(len(x)) or real(x))
-    hits, _ = search(sorted(outside.glob("*.jpg")), {"vgg16": embedders["vgg16"]}, stores, 3, batch_size=2, workers=1)
+    real = embedders["mobilenetv2"].embed
+    monkeypatch.setattr(embedders["mobilenetv2"], "embed", lambda x: sizes.append(len(x)) or real(x))
+    hits, _ = search(
+        sorted(outside.glob("*.jpg")), {"mobilenetv2": embedders["mobilenetv2"]}, stores, 3, batch_size=2, workers=1
+    )
     assert sizes == [2, 2, 1] and len(hits) == 15
 
 

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from onnx_search.errors import ConfigError
+from onnx_search.errors import ConfigError, ModelFileError
 from onnx_search.ids import file_sha256
 from onnx_search.models.parity import parity_images
 from onnx_search.models.recipe import prepare_batch, read_metadata_file, write_metadata
@@ -20,7 +20,7 @@ from tests.helpers import photo, run_cli
 
 def _vectors(path, n: int = 3, seed: int = 41):
     """Unit vectors of ``path`` on images no conversion step saw (not the parity or agreement batches)."""
-    spec = get_spec("vgg16")
+    spec = get_spec("resnet50")
     return ModelSession(path, SessionConfig(["cpu"])).embed(prepare_batch(parity_images(spec, n, seed), spec.recipe))
 
 
@@ -29,23 +29,27 @@ def own_models(models_dir, tmp_path):
     """A private copy of the converted fixture models: these tests change parents."""
     d = tmp_path / "models"
     d.mkdir()
-    for name in ("vgg16", "resnet50"):
+    for name in ("resnet50",):
         shutil.copy(models_dir / f"{name}.onnx", d / f"{name}.onnx")
     return d
 
 
 def test_a_variant_names_its_parent_and_keeps_the_recipe(own_models):
-    r = make_variant("vgg16", "fp16", own_models)
+    r = make_variant("resnet50", "fp16", own_models)
     meta = read_metadata_file(r.path)
-    parent = read_metadata_file(own_models / "vgg16.onnx")
-    assert r.path == own_models / "vgg16.fp16.onnx" and meta["name"] == "vgg16.fp16" and meta["variant"] == "fp16"
-    assert meta["parent"] == {"name": "vgg16", "sha256": file_sha256(own_models / "vgg16.onnx"), "file": "vgg16.onnx"}
+    parent = read_metadata_file(own_models / "resnet50.onnx")
+    assert r.path == own_models / "resnet50.fp16.onnx" and meta["name"] == "resnet50.fp16" and meta["variant"] == "fp16"
+    assert meta["parent"] == {
+        "name": "resnet50",
+        "sha256": file_sha256(own_models / "resnet50.onnx"),
+        "file": "resnet50.onnx",
+    }
     for key in ("input_size", "preprocess", "resize", "layout", "dim", "weights"):
         assert meta[key] == parent[key], key
     assert meta["made_by"]["keep_io_types"] and meta["parent_agreement"]["min_cosine"] > 0.9999
-    s = ModelSession(resolve_model_path("vgg16.fp16", own_models), SessionConfig(["cpu"]))
-    assert s.name == "vgg16.fp16" and s.describe()["parent"]["name"] == "vgg16"
-    assert split_variant("vgg16.fp16") == ("vgg16", "fp16") and split_variant("torchvision/vgg16") == (
+    s = ModelSession(resolve_model_path("resnet50.fp16", own_models), SessionConfig(["cpu"]))
+    assert s.name == "resnet50.fp16" and s.describe()["parent"]["name"] == "resnet50"
+    assert split_variant("resnet50.fp16") == ("resnet50", "fp16") and split_variant("torchvision/vgg16") == (
         "torchvision/vgg16",
         "fp32",
     )
@@ -53,8 +57,8 @@ def test_a_variant_names_its_parent_and_keeps_the_recipe(own_models):
     # the file itself is FP16: float16 weights in about half the bytes, float32 vectors out, close to the parent's
     weights = [t for t in onnx.load(str(r.path)).graph.initializer if len(t.dims) > 1]  # conv kernels, not shapes
     assert weights and {t.data_type for t in weights} == {onnx.TensorProto.FLOAT16}
-    assert 0.45 < r.path.stat().st_size / (own_models / "vgg16.onnx").stat().st_size < 0.55
-    a, b = _vectors(own_models / "vgg16.onnx"), _vectors(r.path)
+    assert 0.45 < r.path.stat().st_size / (own_models / "resnet50.onnx").stat().st_size < 0.55
+    a, b = _vectors(own_models / "resnet50.onnx"), _vectors(r.path)
     assert b.dtype == np.float32 and (a * b).sum(axis=1).min() > 0.999  # float32 in and out, vectors kept
 
 
@@ -69,19 +73,19 @@ def _change_weights(path, label: str) -> None:
 
 
 def test_optimized_is_a_fused_graph_and_is_rebuilt_when_its_parent_changes(own_models):
-    parent = own_models / "vgg16.onnx"
-    first = make_variant("vgg16", "optimized", own_models)
+    parent = own_models / "resnet50.onnx"
+    first = make_variant("resnet50", "optimized", own_models)
     ops = [n.op_type for n in onnx.load(str(first.path)).graph.node]
     parent_ops = [n.op_type for n in onnx.load(str(parent)).graph.node]
     assert len(ops) < len(parent_ops) and "FusedConv" in ops and "FusedConv" not in parent_ops
     assert np.abs(_vectors(parent) - _vectors(first.path)).max() < 1e-4
-    assert not first.skipped and make_variant("vgg16", "optimized", own_models).skipped
-    _change_weights(own_models / "vgg16.onnx", "random:1")
-    again = make_variant("vgg16", "optimized", own_models)
+    assert not first.skipped and make_variant("resnet50", "optimized", own_models).skipped
+    _change_weights(own_models / "resnet50.onnx", "random:1")
+    again = make_variant("resnet50", "optimized", own_models)
     assert not again.skipped
     assert (
         again.metadata["parent"]["sha256"]
-        == file_sha256(own_models / "vgg16.onnx")
+        == file_sha256(own_models / "resnet50.onnx")
         != first.metadata["parent"]["sha256"]
     )
     assert again.metadata["weights"] == "random:1"
@@ -138,7 +142,7 @@ def test_cli_writes_variants(own_models, tmp_path):
     r = run_cli(
         "convert",
         "--model",
-        "vgg16",
+        "resnet50",
         "--models-dir",
         own_models,
         "--weights",
@@ -151,8 +155,10 @@ def test_cli_writes_variants(own_models, tmp_path):
         photos,
     )
     assert r.returncode == 0, r.stderr
-    assert "vgg16.fp16: wrote" in r.stdout and "vgg16.int8: wrote" in r.stdout and "cosine to its parent" in r.stdout
-    int8 = resolve_model_path("vgg16.int8", own_models)  # the one INT8 of vgg16 here, named by its inputs
+    assert (
+        "resnet50.fp16: wrote" in r.stdout and "resnet50.int8: wrote" in r.stdout and "cosine to its parent" in r.stdout
+    )
+    int8 = resolve_model_path("resnet50.int8", own_models)  # the one INT8 of resnet50 here, named by its inputs
     assert np.isclose(read_metadata_file(int8)["made_by"]["calibration_images"], 4)
 
 
@@ -222,3 +228,12 @@ def test_a_variant_name_resolves_to_its_one_file_and_several_are_refused_naming_
     (tmp_path / "resnet50.int8.bbbbbbbbbbbb.onnx").write_bytes(b"x")
     with pytest.raises(ModelFileError, match=r"2 int8 files of resnet50 .*aaaa.*bbbb.*--model PATH"):
         resolve_model_path("resnet50.int8", tmp_path)
+
+
+def test_a_variant_whose_vectors_vanish_is_refused_in_one_line_and_not_written(models_dir, tmp_path):
+    """Random-weight MobileNetV2's activations shrink to about 1e-10 by its last layer: in float16 they underflow
+    to zero, so its FP16 file would give zero vectors (NaN cosines). It is refused, and no file is left."""
+    shutil.copy(models_dir / "mobilenetv2.onnx", tmp_path / "mobilenetv2.onnx")
+    with pytest.raises(ModelFileError, match=r"^mobilenetv2\.fp16: .*zero or non-finite vectors.*not written"):
+        make_variant("mobilenetv2", "fp16", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mobilenetv2.onnx"]

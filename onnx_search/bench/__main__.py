@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         res = bench_run_rss(args.models_dir, work / "rss", names=args.models.split(","), counts=counts)
         write_result(args.out, "run_rss.json", res)
     if args.only in (None, "store"):
-        res = bench_store(args.models_dir, n_images=args.store_images, n_queries=args.store_queries, work=work)
+        res = bench_store(args.models_dir, args.models.split(",")[0], args.store_images, args.store_queries, work=work)
         write_result(args.out, "store.json", res)
     return 0
 

@@ -3,13 +3,14 @@ agreement with its FP32 parent on a set of images (matrix.json's transformer row
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..models.family import family
-from ..models.int8_recipe import MEASURE_IMAGES, this_cpu
+from ..models.int8_recipe import MEASURE_IMAGES, candidates, this_cpu
 from ..models.recipe import read_metadata_file, recipe_from_metadata
 from ..models.session import ModelSession, SessionConfig
 from ..models.variants import _int8, calibration_batches, graph_kind
@@ -52,60 +53,108 @@ def _speed(sessions: dict[str, ModelSession], x: np.ndarray, reps: int) -> dict[
             for n, v in raw.items()}  # fmt: skip
 
 
+BAR = {"mean_cosine": 0.97, "top5_overlap": 0.90, "speedup_over_fp32": 1.5}  # what a CNN's INT8 must keep to ship
+
+
 def compare_int8_methods(models_dir: Path, name: str, images: list[Path], work: Path, reps: int = 5,
-                         batch: int = 8) -> dict:  # fmt: skip
-    """FP32 vs static QDQ vs dynamic INT8 of ``name``: speed (batch ``batch``) and top-10 agreement on ``images``."""
+                         batch: int = 8, timed: bool = True) -> dict:  # fmt: skip
+    """FP32 vs static QDQ vs dynamic INT8 of ``name``, each with its recipe chosen for this CPU (``_int8``), and
+    every candidate recipe of both methods: speed (batch ``batch``, interleaved passes) and agreement with FP32 on
+    ``images`` (mean and min cosine, top-5 overlap, top-10 agreement). ``timed`` False (an emulated CPU): no speed.
+    Returns the model's summary and its rows, one per recipe (``recipes``)."""
+    from ..models.int8_recipe import agreement
+
     parent = get_spec(name).onnx_path(models_dir)
     meta = read_metadata_file(parent)
     recipe = recipe_from_metadata(meta, parent)
     work.mkdir(parents=True, exist_ok=True)
     calib = calibration_batches(images, recipe)
-    paths, made = {"fp32": parent}, {}
     x_measure, target_isa = np.concatenate(calib)[:MEASURE_IMAGES], this_cpu()["target_isa"]
-    for method in ("static", "dynamic"):  # each with its recipe chosen for this CPU, every candidate's figures kept
-        paths[f"int8-{method}"] = work / f"{name.replace('/', '_')}.int8-{method}.onnx"
+    paths, made, chosen = {"fp32": parent}, {}, {}
+    for method in ("static", "dynamic"):  # each with its recipe chosen for this CPU, every candidate made
+        every = work / f"{name.replace('/', '_')}.{method}"
+        shutil.rmtree(every, ignore_errors=True)
+        out = work / f"{name.replace('/', '_')}.int8-{method}.onnx"
         t = time.perf_counter()
-        how, chosen = _int8(parent, paths[f"int8-{method}"], calib, method, target_isa, x_measure)
-        made[f"int8-{method}"] = how | {"int8_recipe": chosen, "seconds": round(time.perf_counter() - t, 1)}
+        how, rec = _int8(parent, out, calib, method, target_isa, x_measure, every_into=every)
+        made[method] = how | {"int8_recipe": rec, "seconds": round(time.perf_counter() - t, 1)}
+        chosen[method] = rec["recipe"]
+        tried = candidates("conv" if method == "static" else "matmul", target_isa)  # in the order tried
+        paths |= {f"{method}/{c.name}": every / f"{c.name}.onnx" for c in tried if (every / f"{c.name}.onnx").exists()}
     sessions = {n: ModelSession(p, SessionConfig(["cpu"])) for n, p in paths.items()}
     vectors = {n: embed_files(s, images) for n, s in sessions.items()}
     x = calib[0][:batch]
-    rows = _speed(sessions, x, reps)
-    for n in sessions:
-        rows[n]["top10_agreement"] = round(top_k_agreement(vectors["fp32"], vectors[n]), 3)
-        rows[n]["min_cosine_to_fp32"] = round(float((vectors["fp32"] * vectors[n]).sum(axis=1).min()), 4)
-        rows[n]["file_mb"] = round(paths[n].stat().st_size / 1e6, 1)
-        if n in made:
-            rows[n]["made_by"] = made[n]
-    return {"family": family(meta), "graph": graph_kind(parent), "images": len(images), "batch": len(x),
-            "reps": reps, "methods": rows}  # fmt: skip
+    speed = _speed(sessions, x, reps) if timed else {n: {"img_per_s": None, "speedup_over_fp32": None} for n in paths}
+    rows = []
+    for n in paths:
+        method, _, rname = n.partition("/")
+        a = agreement(vectors["fp32"], vectors[n])
+        row = {"model": name, "weights": meta.get("weights"), "quantisation": method if rname else "fp32",
+               "recipe": rname or "fp32",
+               "chosen": bool(rname) and chosen[method] == rname, **speed[n],
+               "mean_cosine": round(a["mean_cosine"], 4), "min_cosine": round(a["min_cosine"], 4),
+               "top5_overlap": round(a["top5_overlap"], 3),
+               "top10_agreement": round(top_k_agreement(vectors["fp32"], vectors[n]), 3),
+               "file_mb": round(paths[n].stat().st_size / 1e6, 1)}  # fmt: skip
+        good = row["mean_cosine"] >= BAR["mean_cosine"] and row["top5_overlap"] >= BAR["top5_overlap"]
+        fast = row["speedup_over_fp32"]
+        row["meets_bar"] = None if not rname or (good and fast is None) else good and fast >= BAR["speedup_over_fp32"]
+        rows.append(row)
+    summary = {"family": family(meta), "graph": graph_kind(parent), "weights": meta.get("weights"),
+               "images": len(images), "batch": len(x), "reps": reps if timed else 0,
+               "chosen": {m: {"recipe": made[m]["int8_recipe"]["recipe"], "reached": made[m]["int8_recipe"]["reached"],
+                              "reason": made[m]["int8_recipe"]["reason"], "seconds_to_make_all": made[m]["seconds"]}
+                          for m in made}}  # fmt: skip
+    return {"summary": summary, "recipes": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m onnx_search.bench.int8_methods``: the README's INT8-per-family table as int8_methods.json."""
+    """``python -m onnx_search.bench.int8_methods``: the INT8-per-family table and every recipe tried, as
+    int8_methods.json (``--emulated``: another file, agreement only)."""
     import argparse
 
     from ..provenance import library_versions, machine
     from .results import WORK, default_out, write_result
 
-    p = argparse.ArgumentParser(description="INT8 per family: static QDQ vs dynamic, speed and top-10 agreement")
+    p = argparse.ArgumentParser(description="INT8 per family: every recipe of static QDQ and dynamic INT8 for this "
+                                "CPU, speed and agreement with FP32")  # fmt: skip
     p.add_argument("--models-dir", type=Path, default=Path("models"), help="converted FP32 models (default: models)")
     p.add_argument("--models", default="efficientnet-lite0,dinov2-vits14", help="comma list (a CNN, a transformer)")
     p.add_argument("--images", type=Path, default=Path("demo/images"), help="images for calibration and agreement")
     p.add_argument("--out", type=Path, default=default_out(), help="results folder (default: %(default)s)")
     p.add_argument("--reps", type=int, default=5, help="interleaved timing passes (default: 5)")
+    p.add_argument(
+        "--emulated",
+        metavar="HOW",
+        help="this runs under an emulated CPU (say how, for example "
+        "'qemu-x86_64 -cpu Haswell'): no speed is timed, and the result is int8_methods_emulated.json",
+    )
     a = p.parse_args(argv)
     images = sorted(f for f in a.images.rglob("*") if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not images:
         p.error(f"no .jpg/.png images under {a.images}: run `make demo` first or pass --images")
-    rows = {}
+    models, recipes = {}, []
     for name in a.models.split(","):
-        rows[name] = compare_int8_methods(a.models_dir, name, images, WORK / "int8_methods", a.reps)
-        print(name, {m: (r["speedup_over_fp32"], r["top10_agreement"]) for m, r in rows[name]["methods"].items()})
-    result = {"models": rows, "machine": machine(), "versions": library_versions(),
-              "method": "FP32 vs static QDQ vs dynamic INT8 (onnx_search.models.variants._int8), img/s at batch 8, "
-                        "median of interleaved passes; top-10 agreement with FP32 on the images"}  # fmt: skip
-    print(f"wrote {write_result(a.out, 'int8_methods.json', result)}")
+        work = WORK / ("int8_methods_emulated" if a.emulated else "int8_methods")  # two runs never share files
+        r = compare_int8_methods(a.models_dir, name, images, work, a.reps, timed=not a.emulated)
+        models[name], recipes = r["summary"], recipes + r["recipes"]
+        print(name, [(x["recipe"], x["speedup_over_fp32"], x["mean_cosine"], x["top5_overlap"]) for x in r["recipes"]])
+    this = this_cpu()
+    result = {"what": ("INT8 per family: for each model, FP32 and every INT8 recipe onnx-search tries for this CPU "
+                       f"({this['target_isa']} list), static QDQ and dynamic; `chosen` marks the recipe the tool "
+                       "keeps for each method (the first, in the list's order, whose mean cosine to FP32 on 16 "
+                       "calibration images reaches the target and which is faster than FP32). `meets_bar`: mean "
+                       f"cosine >= {BAR['mean_cosine']}, top-5 overlap >= {BAR['top5_overlap']} and speed >= "
+                       f"{BAR['speedup_over_fp32']}x FP32 on these images (empty where speed was not timed)."
+                       + (f" Run under an emulated CPU ({a.emulated}): agreement only, no speed." if a.emulated
+                          else "")),
+              "method": "img/s at batch 8, median of interleaved passes, and each pass's ratio to FP32 (median); "
+                        "agreement with FP32 on the images: mean/min cosine, top-5 overlap of each image's "
+                        "neighbours, top-10 agreement",
+              "target_isa": this["target_isa"], "emulated": a.emulated, "bar": BAR,
+              "recipes": recipes, "models": models, "machine": machine(), "versions": library_versions()}  # fmt: skip
+    name = "int8_methods_emulated.json" if a.emulated else "int8_methods.json"
+    print(f"wrote {write_result(a.out, name, result)}")
     return 0
 
 

@@ -144,8 +144,9 @@ def resolve_target(target: str | None, cpu: dict | None = None) -> str:
 def agreement(reference: np.ndarray, variant: np.ndarray) -> dict:
     """Mean and min cosine between the two vectors of each image, and the overlap of each image's 5 nearest
     neighbours among the others (1.0: the same neighbours), over L2-normalised rows."""
-    a = reference / np.linalg.norm(reference, axis=1, keepdims=True)
-    b = variant / np.linalg.norm(variant, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a zero vector has no direction: its cosine is NaN
+        a = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+        b = variant / np.linalg.norm(variant, axis=1, keepdims=True)
     cos = (a * b).sum(axis=1)
     k = min(5, len(a) - 1)
     overlap = None

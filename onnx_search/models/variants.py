@@ -28,6 +28,7 @@ import inspect
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -212,11 +213,21 @@ def graph_kind(path: Path) -> str:
 
 
 def _int8(
-    parent: Path, out: Path, batches: list[np.ndarray], method: str, target_isa: str, x: np.ndarray
+    parent: Path,
+    out: Path,
+    batches: list[np.ndarray],
+    method: str,
+    target_isa: str,
+    x: np.ndarray,
+    every_into: Path | None = None,
 ) -> tuple[dict, dict]:
     """INT8 by the method that suits the graph (static QDQ for a Conv-heavy one; for a MatMul-heavy one, a
     transformer, INT8_MATMUL_METHOD, measured: README, families; LayerNorm/Softmax float either way), with the
-    recipe chosen for ``target_isa`` by measurement on ``x`` (``int8_recipe``): ``made_by`` plus ``int8_recipe``."""
+    recipe chosen for ``target_isa`` by measurement on ``x`` (``int8_recipe``): ``made_by`` plus ``int8_recipe``.
+
+    ``every_into`` (the benchmarks): every candidate is made and measured, not only those up to the first that
+    reaches the target, and each is kept as ``every_into/<recipe>.onnx``; the recipe recorded is still the one the
+    search would have chosen."""
     import onnxruntime as ort
 
     kind = graph_kind(parent)
@@ -226,11 +237,23 @@ def _int8(
     reference = _run(fp32, x)
     hows: dict[str, dict] = {}
 
+    # static: the graph is prepared once and calibrated once; every candidate quantises that graph with the same
+    # activation ranges (MinMax ranges do not depend on the integer types, reduce_range or the nodes left in float)
+    prepared = out.with_name(f"{out.name}.pre.onnx")
+    ranges = out.with_name(f"{out.name}.ranges.json")
+    for f in (prepared, ranges):  # left by a build that was killed: never reused
+        f.unlink(missing_ok=True)
+
     def make(c: Candidate, f: Path) -> None:
         if method == "dynamic":
             hows[c.name] = _int8_dynamic(parent, f, c)
-        else:
-            hows[c.name] = _int8_static(parent, f, batches, TRANSFORMER_OPS if kind == "matmul" else None, c)
+            return
+        if not prepared.exists():
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            quant_pre_process(str(parent), str(prepared), skip_symbolic_shape=True)
+        ops = TRANSFORMER_OPS if kind == "matmul" else None
+        hows[c.name] = _int8_static(prepared, f, batches, ops, c, ranges)
 
     def try_one(c: Candidate) -> Trial:
         if not here and not c.exact:
@@ -245,14 +268,23 @@ def _int8(
 
     lists = "conv" if method == "static" else "matmul"  # the candidates and target of the method
     try:
-        trials = search(candidates(lists, target_isa), try_one, TARGET[lists])
+        if every_into is None:
+            trials = search(candidates(lists, target_isa), try_one, TARGET[lists])
+        else:
+            every = [try_one(c) for c in candidates(lists, target_isa)]
+            first = next((i for i, t in enumerate(every) if t.reaches(TARGET[lists])), len(every))
+            trials = every[: first + 1]  # what the search tried
+            every_into.mkdir(parents=True, exist_ok=True)
+            for t in every:
+                if t.file is not None:
+                    shutil.copyfile(t.file, every_into / f"{t.candidate.name}.onnx")
         chosen, _, _ = choose(trials, TARGET[lists])
         if chosen.file is None:  # nothing could be measured for that target here: the first, unmeasured
             make(chosen.candidate, out)
         else:
             os.replace(chosen.file, out)
-    finally:  # the candidates not kept, also when one failed to quantise
-        for f in out.parent.glob(f"{out.name}.*.onnx"):
+    finally:  # the candidates not kept, the prepared graph and its ranges, also when one failed to quantise
+        for f in [*out.parent.glob(f"{out.name}.*.onnx"), ranges]:
             f.unlink(missing_ok=True)
     where = "calibration images" if method == "static" else "parity images (dynamic INT8 reads none)"
     rec = record(trials, TARGET[lists], target_isa, cpu, where)
@@ -288,7 +320,13 @@ def _int8_dynamic(parent: Path, out: Path, c: Candidate) -> dict:
             "float_ops": list(FLOAT_OPS)}  # fmt: skip
 
 
-def _int8_static(parent: Path, out: Path, batches: list[np.ndarray], ops: tuple[str, ...] | None, c: Candidate) -> dict:
+def _int8_static(
+    prepared: Path, out: Path, batches: list[np.ndarray], ops: tuple[str, ...] | None, c: Candidate, ranges: Path
+) -> dict:
+    """Static QDQ of ``prepared`` (onnxruntime's ``quant_pre_process`` output) with candidate ``c``'s options. The
+    activation ranges are computed on the first call and kept in ``ranges`` (onnxruntime's own calibration cache),
+    so the later candidates of one build, and the second pass that leaves nodes in float, do not calibrate again."""
+    import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -296,40 +334,37 @@ def _int8_static(parent: Path, out: Path, batches: list[np.ndarray], ops: tuple[
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    one_by_one = c.calibration != "MinMax"  # the histogram calibrators need batches of one size
 
     class Reader(CalibrationDataReader):
         def __init__(self, name: str) -> None:
-            items = [b[i : i + 1] for b in batches for i in range(len(b))] if one_by_one else batches
-            self.items = iter([{name: b} for b in items])
+            self.items = iter([{name: b} for b in batches])
 
         def get_next(self):
             return next(self.items, None)
 
-    import onnxruntime as ort
-
-    input_name = ort.InferenceSession(str(parent), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-    prepared = out.with_name(out.name + ".pre.onnx")
+    input_name = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     options = dict(quant_format=QuantFormat.QDQ, activation_type=getattr(QuantType, _QTYPE[c.activations]),
                    weight_type=getattr(QuantType, _QTYPE[c.weights]), per_channel=True, reduce_range=c.reduce_range,
                    calibrate_method=getattr(CalibrationMethod, c.calibration),
                    op_types_to_quantize=list(ops) if ops else None)  # fmt: skip
+    if _caches_ranges():  # an onnxruntime without the calibration cache calibrates for each call
+        options["calibration_cache_path"] = str(ranges)
     floats: list[str] = []
-    try:
-        quant_pre_process(str(parent), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out), Reader(input_name), **options)
-        if c.float_nodes:
-            floats = _most_damaged(prepared, out, c.float_nodes)
-            quantize_static(str(prepared), str(out), Reader(input_name), nodes_to_exclude=floats, **options)
-    finally:
-        prepared.unlink(missing_ok=True)
+    quantize_static(str(prepared), str(out), Reader(input_name), **options)
+    if c.float_nodes:
+        floats = _most_damaged(prepared, out, c.float_nodes)
+        quantize_static(str(prepared), str(out), Reader(input_name), nodes_to_exclude=floats, **options)
     images = sum(len(b) for b in batches)
     return {"method": "onnxruntime quantize_static", "format": "QDQ", "activations": c.activations,
             "weights": c.weights, "per_channel": True, "reduce_range": c.reduce_range, "calibrate": c.calibration,
             "calibration_images": images} | ({"float_nodes": floats} if floats else {}) | (
         {"quantized_ops": list(ops), "float_ops": list(FLOAT_OPS)} if ops else {})  # fmt: skip
+
+
+def _caches_ranges() -> bool:
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
 
 
 def _most_damaged(float_model: Path, qdq_model: Path, n: int) -> list[str]:
@@ -408,6 +443,12 @@ def make_variant(
         else:
             how = _optimized(parent, tmp)
         agreement = _agreement(parent, tmp, recipe, spec)
+        if not np.isfinite(agreement["mean_cosine"]):  # zero or NaN vectors: nothing a search could use
+            raise ModelFileError(
+                f"{variant_name(spec.name, variant)}: the {variant} file gives zero or non-finite vectors on the "
+                f"parity images (activations under- or overflow in {variant}), so it was not written: use the "
+                "parent or another variant"
+            )
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
