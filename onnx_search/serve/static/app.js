@@ -312,7 +312,12 @@ function openPreview(id, label, name, opener, blind = false) {
   $("#pvsearch").classList.toggle("hidden", blind);
   dlg.dataset.id = id;
   dlg.dataset.name = name || "";
-  dlg.onclose = () => { if (opener && opener.isConnected) opener.focus(); };
+  // the close event comes after Escape as a task of its own: by then the focus may have moved on (a judge's next
+  // key), and taking it back would send the following mark to the image already judged
+  dlg.onclose = () => {
+    const here = document.activeElement;
+    if (opener && opener.isConnected && (!here || here === document.body || dlg.contains(here))) opener.focus();
+  };
   dlg.showModal();
   (blind ? $("#pvclose") : $("#pvsearch")).focus();
 }
