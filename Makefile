@@ -12,7 +12,13 @@ RESULTS ?= bench/results/$(MACHINE)
 
 .PHONY: bench-test-run setup redis convert test test-steps test-server test-ray lint format bench bench-int8 bench-int8-emulated bench-convert bench-families bench-arena bench-maps bench-projections bench-evidence bench-embed bench-camera demo serve keras-vs-torch docs clean
 
+# The environment takes about 9 GB (TensorFlow, PyTorch with its CUDA libraries, onnxruntime); the tests' models
+# about 1 GB more: a full disk is said in one line before anything is installed
+NEED_GB ?= 11
 $(STAMP): pyproject.toml
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); if [ "$$free" -lt $(NEED_GB) ]; then \
+	  echo "only $$free GB free on the disk of $$(pwd); installing and testing needs about $(NEED_GB) GB: free some space and run make again" >&2; \
+	  exit 1; fi
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"

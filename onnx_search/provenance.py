@@ -102,6 +102,35 @@ def parse_cpuinfo(text: str) -> dict:
     return {"cpu_model": fields.get("model name"), "family": None, "isa": []}
 
 
+def cpu_features() -> dict[str, bool]:
+    """The x86 features this process's CPUID reports, from numpy's runtime dispatch ({} where it has none). Under
+    an emulator (``qemu-x86_64 -cpu Haswell``) this is the emulated CPU; /proc/cpuinfo still shows the host's."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # numpy < 2
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__
+        except ImportError:
+            return {}
+    return dict(__cpu_features__)
+
+
+CPUID_FLAGS = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_vnni": "AVX512VNNI"}
+
+
+def effective_isa(info: dict, features: dict[str, bool]) -> list[str]:
+    """/proc/cpuinfo's ISA flags (``parse_cpuinfo``) corrected by CPUID (``cpu_features``): a flag
+    CPUID denies is dropped, one it reports is added. When CPUID denies a flag the file shows, the file speaks of
+    another CPU (an emulator's host), so the flags CPUID cannot see (AVX_VNNI, AMX) are dropped too."""
+    isa = list(info.get("isa") or [])
+    if info.get("family") != "x86" or not features:
+        return isa
+    seen = {flag: features.get(key) for flag, key in CPUID_FLAGS.items()}
+    emulated = any(seen[f] is False and f in isa for f in seen)
+    isa = [f for f in isa if seen.get(f) is not False and not (emulated and f not in seen)]
+    return isa + [f for f, on in seen.items() if on and f not in isa]
+
+
 def isa_summary(family: str | None, isa: list[str]) -> str:
     """The ISA flags as a reader wants them: ``AVX2, AVX-512, VNNI (AVX512_VNNI)`` or ``AVX2, no VNNI``."""
     have = set(isa)
@@ -208,6 +237,7 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str | None:
 @functools.cache
 def _cpu() -> dict:
     info = parse_cpuinfo(_read("/proc/cpuinfo") or "")
+    info["isa"] = effective_isa(info, cpu_features())  # what this process runs on, under an emulator too
     if not info["cpu_model"]:  # lscpu knows more ARM parts than the table above; macOS has no /proc
         lscpu = _run(["lscpu"]) or ""
         found = re.search(r"^Model name:\s*(.+)$", lscpu, flags=re.M)

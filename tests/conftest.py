@@ -22,6 +22,13 @@ MODEL_CACHE = Path(os.environ.get("ONNX_SEARCH_TEST_MODELS", REPO / ".cache" / "
 TEST_SEED = 0
 
 
+def pytest_configure(config):
+    if os.environ.get("ONNX_SEARCH_TEST_MEMORY"):  # each test's peak memory, one JSON line each (tests/peak_rss.py)
+        from tests.peak_rss import per_test_memory
+
+        config.pluginmanager.register(per_test_memory(os.environ["ONNX_SEARCH_TEST_MEMORY"]), "per-test-memory")
+
+
 @contextmanager
 def cache_lock():
     """One conversion into the shared cache at a time, across test sessions running side by side."""

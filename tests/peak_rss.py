@@ -114,3 +114,33 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def per_test_memory(path: str, every: float = 0.2):
+    """A pytest plugin (``ONNX_SEARCH_TEST_MEMORY=FILE pytest ...``, registered by conftest.py): for each test, the
+    peak of the test process's tree (itself and the children it starts) over its setup, call and teardown, and the
+    process's own resident memory before and after, one JSON line each, appended to FILE. It shows which tests need
+    memory, and whether a test process keeps what a test loaded."""
+    import pytest
+
+    class PerTestMemory:
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_protocol(self, item, nextitem):  # noqa: ARG002 - pytest's hook signature
+            before = _status_kb(os.getpid()).get("VmRSS", 0) / 1024
+            sampler = TreeSampler(os.getpid(), every)
+            t0 = time.monotonic()
+            sampler.start()
+            try:
+                return (yield)
+            finally:
+                sampler.stop.set()
+                sampler.join()
+                sampler.sample()
+                after = _status_kb(os.getpid()).get("VmRSS", 0) / 1024
+                row = {"test": item.nodeid, "seconds": round(time.monotonic() - t0, 2),
+                       "peak_tree_mb": round(sampler.tree_mb), "rss_before_mb": round(before),
+                       "rss_after_mb": round(after)}  # fmt: skip
+                with open(path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+    return PerTestMemory()

@@ -224,7 +224,33 @@ def test_the_int8_bench_shows_every_recipe_and_marks_the_one_the_tool_keeps(monk
         kept = [x["recipe"] for x in rows if x["quantisation"] == method and x["chosen"]]
         searched = r["summary"]["chosen"][method]["recipe"]
         assert kept == [searched], (method, kept, searched)
-    assert all(x["img_per_s"] is None and x["speedup_over_fp32"] is None for x in rows)  # emulated: no speed
+    assert all(x["img_per_s"] is None and x["speedup_over_fp32"] is x["speedup_95ci"] is None for x in rows)
+    assert rows[0]["mean_cosine_95ci"] is rows[0]["top5_overlap_95ci"] is rows[0]["meets_bar_at_95_lower_bounds"]
+    for x in rows[1:]:  # every agreement figure has its interval over the images, around the figure
+        for fig, ci in (("mean_cosine", "mean_cosine_95ci"), ("top5_overlap", "top5_overlap_95ci")):
+            assert len(x[ci]) == 2 and x[ci][0] <= x[fig] <= x[ci][1], (fig, x)
+        sure = x["mean_cosine_95ci"][0] >= BAR["mean_cosine"] and x["top5_overlap_95ci"][0] >= BAR["top5_overlap"]
+        assert x["meets_bar_at_95_lower_bounds"] is (None if sure else False), x
+    assert any(x["top5_overlap_95ci"][0] < x["top5_overlap_95ci"][1] for x in rows[1:])  # not all zero-width
+    from onnx_search.bench.int8_methods import _speed
+    from onnx_search.models.session import ModelSession, SessionConfig
+
+    parent = ModelSession(tmp_path / "m" / "timm" / "test_efficientnet.onnx", SessionConfig(["cpu"]))
+    timed = _speed({"fp32": parent, "same": parent}, np.zeros((2, 3, 160, 160), np.float32) + 0.1, reps=3)
+    low, high = timed["same"]["speedup_95ci"]
+    assert low <= timed["same"]["speedup_over_fp32"] <= high and timed["fp32"]["speedup_95ci"] is None
     for x in rows[1:]:  # quality below the bar is False whatever the speed; above it, unknown without a speed
         good = x["mean_cosine"] >= BAR["mean_cosine"] and x["top5_overlap"] >= BAR["top5_overlap"]
         assert x["meets_bar"] is (None if good else False), x
+
+
+def test_the_int8_bar_needs_each_of_cosine_top5_and_speed():
+    """The bench's bar: each of its three parts alone can fail a recipe; without a timed speed the answer is open."""
+    from onnx_search.bench.int8_methods import BAR, _bar
+
+    cos, top5, fast = BAR["mean_cosine"], BAR["top5_overlap"], BAR["speedup_over_fp32"]
+    assert _bar(cos, top5, fast) is True  # the bar itself is met (>=)
+    assert _bar(cos - 1e-4, top5, fast) is False
+    assert _bar(cos, top5 - 1e-3, fast) is False
+    assert _bar(cos, top5, fast - 1e-3) is False
+    assert _bar(cos, top5, None) is None and _bar(cos - 1e-4, top5, None) is False

@@ -132,3 +132,23 @@ def test_int8_target_each_flag_counts():
     assert m["int8_target"] == pv.int8_target(m["family"], m["isa"])
     assert m["family"] != "x86" or m["vnni"] == (m["int8_target"] == "vnni")
     assert set(pv.cpu_record({"family": m["family"], "isa": m["isa"]})) <= set(m)
+
+
+def test_the_record_names_the_cpu_this_process_runs_on_under_an_emulator_too(monkeypatch):
+    """Under ``qemu-x86_64 -cpu Haswell`` /proc/cpuinfo still lists the host's VNNI; CPUID (numpy's dispatch) does
+    not. The hardware record, its summary and its slug follow CPUID, as the INT8 recipe choice does."""
+    haswell = {"AVX2": True, "AVX512F": False, "AVX512VNNI": False}
+    monkeypatch.setattr(pv, "_read", lambda path: SAPPHIRE if path == "/proc/cpuinfo" else None)
+    monkeypatch.setattr(pv, "cpu_features", lambda: haswell)
+    pv._cpu.cache_clear(), pv._machine.cache_clear()
+    try:
+        m = pv.machine()
+    finally:
+        monkeypatch.undo()
+        pv._cpu.cache_clear(), pv._machine.cache_clear()
+    assert m["isa"] == ["avx2"]  # AVX_VNNI and AMX, which CPUID here cannot confirm, go with the host's flags
+    assert (m["isa_summary"], m["vnni"], m["int8_target"]) == ("AVX2, no VNNI", False, "avx2")
+    assert m["slug"].endswith("-avx2") and m["cpu_model"] == "Intel(R) Xeon(R) Platinum 8480+"
+    from onnx_search.models import int8_recipe as ir
+
+    assert ir.this_cpu(SAPPHIRE, haswell)["isa"] == m["isa"]  # one definition for the record and the recipe

@@ -89,40 +89,11 @@ def candidates(kind: str, target_isa: str) -> tuple[Candidate, ...]:
     return CANDIDATES.get(f"{kind}/{target_isa}") or CANDIDATES[f"{kind}/vnni"]
 
 
-def cpu_features() -> dict[str, bool]:
-    """The x86 features this process's CPUID reports, from numpy's runtime dispatch ({} where it has none). Under
-    an emulator (``qemu-x86_64 -cpu Haswell``) this is the emulated CPU; /proc/cpuinfo still shows the host's."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # numpy < 2
-        try:
-            from numpy.core._multiarray_umath import __cpu_features__
-        except ImportError:
-            return {}
-    return dict(__cpu_features__)
-
-
-CPUID_FLAGS = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_vnni": "AVX512VNNI"}
-
-
-def effective_isa(info: dict, features: dict[str, bool]) -> list[str]:
-    """/proc/cpuinfo's ISA flags (``provenance.parse_cpuinfo``) corrected by CPUID (``cpu_features``): a flag
-    CPUID denies is dropped, one it reports is added. When CPUID denies a flag the file shows, the file speaks of
-    another CPU (an emulator's host), so the flags CPUID cannot see (AVX_VNNI, AMX) are dropped too."""
-    isa = list(info.get("isa") or [])
-    if info.get("family") != "x86" or not features:
-        return isa
-    seen = {flag: features.get(key) for flag, key in CPUID_FLAGS.items()}
-    emulated = any(seen[f] is False and f in isa for f in seen)
-    isa = [f for f in isa if seen.get(f) is not False and not (emulated and f not in seen)]
-    return isa + [f for f, on in seen.items() if on and f not in isa]
-
-
 def this_cpu(cpuinfo: str | None = None, features: dict[str, bool] | None = None) -> dict:
     """This CPU as the INT8 choice sees it: ``{cpu_model, isa, isa_summary, target_isa, slug}``."""
     text = cpuinfo if cpuinfo is not None else _read("/proc/cpuinfo")
     info = provenance.parse_cpuinfo(text)
-    isa = effective_isa(info, cpu_features() if features is None else features)
+    isa = provenance.effective_isa(info, provenance.cpu_features() if features is None else features)
     family = info.get("family")
     model = info.get("cpu_model")
     slug = provenance.slug({"cpu_model": model, "family": family, "isa": isa, "cpus_usable": _cores()})
@@ -141,20 +112,26 @@ def resolve_target(target: str | None, cpu: dict | None = None) -> str:
     return target
 
 
-def agreement(reference: np.ndarray, variant: np.ndarray) -> dict:
-    """Mean and min cosine between the two vectors of each image, and the overlap of each image's 5 nearest
-    neighbours among the others (1.0: the same neighbours), over L2-normalised rows."""
+def per_image_agreement(reference: np.ndarray, variant: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each image's cosine between its two vectors, and the overlap of its 5 nearest neighbours among the others
+    under each (1.0: the same neighbours; None for fewer than 2 images), over L2-normalised rows."""
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero vector has no direction: its cosine is NaN
         a = reference / np.linalg.norm(reference, axis=1, keepdims=True)
         b = variant / np.linalg.norm(variant, axis=1, keepdims=True)
-    cos = (a * b).sum(axis=1)
+    cos = np.clip((a * b).sum(axis=1), -1.0, 1.0)  # float32 rounding gives 1.0000001 for equal vectors
     k = min(5, len(a) - 1)
-    overlap = None
-    if k > 0:
-        na, nb = _neighbours(a, k), _neighbours(b, k)
-        overlap = float(np.mean([len(set(x) & set(y)) / k for x, y in zip(na, nb, strict=True)]))
-    return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()), "top5_overlap": overlap,
-            "images": len(a)}  # fmt: skip
+    if k <= 0:
+        return cos, None
+    na, nb = _neighbours(a, k), _neighbours(b, k)
+    return cos, np.array([len(set(x) & set(y)) / k for x, y in zip(na, nb, strict=True)])
+
+
+def agreement(reference: np.ndarray, variant: np.ndarray) -> dict:
+    """Mean and min cosine between the two vectors of each image, and the mean overlap of each image's 5 nearest
+    neighbours (``per_image_agreement``)."""
+    cos, overlap = per_image_agreement(reference, variant)
+    return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()),
+            "top5_overlap": None if overlap is None else float(overlap.mean()), "images": len(cos)}  # fmt: skip
 
 
 def _neighbours(v: np.ndarray, k: int) -> np.ndarray:
