@@ -90,9 +90,11 @@ bench-int8: setup convert
 # The AVX2 recipes' agreement on a CPU with VNNI: the same bench under an emulated Haswell (Debian's qemu-user),
 # trained EfficientNet-Lite0 only; agreement only, since an emulated CPU's speed means nothing
 # (int8_methods_emulated.json). Slow: every instruction is emulated.
+# The result goes to the folder of the CPU that ran it, as its record names it (CPUID: AVX2, no VNNI).
 bench-int8-emulated: setup convert
 	qemu-x86_64 -cpu Haswell $(PY) -m onnx_search.bench.int8_methods --models-dir models --images demo/images \
-	  --out $(RESULTS) --models efficientnet-lite0 --emulated "qemu-x86_64 -cpu Haswell"
+	  --out bench/results/$$(qemu-x86_64 -cpu Haswell $(PY) -m onnx_search.provenance --slug) \
+	  --models efficientnet-lite0 --emulated "qemu-x86_64 -cpu Haswell"
 
 # Peak memory of converting each registry model, one child process at a time (convert_memory.json), with
 # ResNet50/VGG16 again under protobuf's upb backend (the setting before the fix) for the comparison

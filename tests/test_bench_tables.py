@@ -67,6 +67,25 @@ def test_two_machines_are_both_shown_labelled_and_their_values_are_the_files_val
     ]
 
 
+def test_an_emulated_result_is_labelled_as_emulated_where_it_is_named_and_in_the_machines_table(tmp_path):
+    """A result measured under an emulator says so beside its machine and in the machines table; a machine with a
+    result of its own, not emulated, is shown as itself."""
+    slug, data = _result(AVX2, {"x": 1, "emulated": "qemu-x86_64 -cpu Haswell"})
+    other_slug, other = _result(VNNI, {"x": 2})
+    for name, (s, d) in (("a", (slug, data)), ("a", (other_slug, other))):
+        path = tmp_path / RESULTS / s / f"{name}.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(d))
+    page = benchmark_markdown(tmp_path)
+    assert f"- `{slug}`: AMD EPYC 7B12 64-Core Processor, 4 cores, AVX2, no VNNI (emulated: `qemu-x86_64 -cpu " in page
+    machines = _table_rows(page, "Machines")
+    assert machines[slug][0] == "AMD EPYC 7B12 64-Core Processor (emulated: qemu-x86_64 -cpu Haswell)"
+    assert (
+        machines[other_slug][0] == "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz"
+        and "emulated" not in page.split(f"- `{other_slug}`")[1].split("\n")[0]
+    )
+
+
 def test_write_result_adds_the_record_and_refuses_a_path_as_name(tmp_path):
     path = write_result(tmp_path / "m", "x.json", {"figure": 1.5, "machine": {"stale": True}})
     data = json.loads(path.read_text())

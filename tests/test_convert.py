@@ -139,6 +139,32 @@ def test_onnx_equals_keras_on_new_images(models_dir):
     assert np.abs(keras_vecs - onnx_vecs).max() < PARITY_TOLERANCE
 
 
+def test_keras_export_converts_the_frozen_graph_once(tmp_path, monkeypatch):
+    """tf2onnx gets the frozen GraphDef, never a function to trace and freeze a second time (that kept two copies of
+    the weights: a third more memory); the ONNX input is still named ``input``, with a free batch dimension, and
+    gives Keras' own vectors."""
+    import types
+
+    import keras
+    import tf2onnx
+
+    calls = []
+    for name in ("from_function", "from_graph_def", "from_keras"):
+        real = getattr(tf2onnx.convert, name)
+        monkeypatch.setattr(tf2onnx.convert, name, lambda *a, _n=name, _r=real, **k: calls.append(_n) or _r(*a, **k))
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    net = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs)))
+    model = convert_keras.keras_forward(net)
+    convert_keras.export(model, types.SimpleNamespace(input_size=32), tmp_path / "tiny.onnx", 17)
+    assert calls == ["from_graph_def"]
+    session = ort.InferenceSession(str(tmp_path / "tiny.onnx"), providers=["CPUExecutionProvider"])
+    (inp,) = session.get_inputs()
+    assert inp.name == "input" and isinstance(inp.shape[0], str) and inp.shape[1:] == [32, 32, 3]
+    x = np.random.default_rng(0).random((3, 32, 32, 3), dtype=np.float32)
+    assert np.abs(session.run(None, {"input": x})[0] - model(x).numpy()).max() < 1e-5
+
+
 def test_second_conversion_is_skipped(models_dir):
     r = convert.convert_model("vgg16", models_dir, weights="random", seed=0)
     assert r.skipped and r.metadata["weights"] == "random:0"

@@ -97,7 +97,10 @@ def machine_label(data: dict) -> str:
     parts = [m.get("cpu_model") or "CPU model not recorded", f"{cores} cores" if cores else "cores not recorded"]
     parts.append(m.get("isa_summary") or "ISA flags not recorded")
     parts += [g.get("name", "GPU") for g in m.get("gpus") or []]
-    return ", ".join(str(p) for p in parts)
+    label = ", ".join(str(p) for p in parts)
+    if isinstance(data.get("emulated"), str):  # the CPU that ran is the emulator's: the record's and the folder's
+        label += f" (emulated: `{data['emulated']}`)"
+    return label
 
 
 def _machines_table(results: dict[str, dict[str, dict]]) -> str:
@@ -109,7 +112,11 @@ def _machines_table(results: dict[str, dict[str, dict]]) -> str:
     for slug in sorted(seen):
         m = seen[slug].get("machine") or {}
         gpus = ", ".join(g.get("name", "GPU") for g in m.get("gpus") or []) or "none"
-        cells = [m.get("cpu_model"), m.get("cpus_usable") or m.get("cpus"), m.get("isa_summary"), m.get("memory_mb")]
+        emulated = {data.get("emulated") for by in results.values() if slug in by for data in [by[slug]]}
+        cpu = m.get("cpu_model")
+        if len(emulated) == 1 and isinstance(next(iter(emulated)), str):  # only emulated results: say so
+            cpu = f"{cpu} (emulated: {next(iter(emulated))})"
+        cells = [cpu, m.get("cpus_usable") or m.get("cpus"), m.get("isa_summary"), m.get("memory_mb")]
         cells += [gpus, m.get("onnxruntime")]
         rows.append(f"| `{slug}` | " + " | ".join("–" if c is None else cell(c) for c in cells) + " |")
     return "\n".join(rows)

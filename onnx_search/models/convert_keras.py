@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 
 import numpy as np
@@ -13,8 +14,8 @@ from .zoo import ModelSpec
 LABEL = "Keras"
 # The conversion child's environment for this backend. tf2onnx rewrites every node's protobuf after each optimiser
 # pass; with protobuf's default (upb) backend the replaced messages stay in their arena until the whole graph goes,
-# so each pass keeps one more copy of the weights (ResNet50: 24 passes x 94 MB, a 7.4 GB peak). Protobuf's pure
-# Python backend frees them: the peak drops to 3.0 GB, conversion time unchanged (bench/convert_memory.json).
+# so each pass keeps one more copy of the weights (ResNet50: 24 passes x 94 MB). Protobuf's pure Python backend
+# frees them (`make bench-convert` converts ResNet50 and VGG16 both ways: convert_memory.json).
 CHILD_ENV = {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
 
 
@@ -52,10 +53,13 @@ def forward(model, x: np.ndarray) -> np.ndarray:
 
 
 def export(model, spec: ModelSpec, path, opset: int) -> None:
-    """tf2onnx with an explicit input signature (Keras 3 needs one) and a dynamic batch dimension.
+    """tf2onnx on the model's frozen graph, with an explicit input signature (Keras 3 needs one), a dynamic batch
+    dimension and the input named ``input``.
 
-    Variables that tf2onnx would leave as graph inputs (EfficientNet's Normalization mean/variance) are
-    frozen into constants first.
+    Variables that tf2onnx would leave as graph inputs (EfficientNet's Normalization mean/variance) are frozen into
+    constants first. tf2onnx is given the frozen GraphDef itself: handed a function instead, it traces and freezes
+    it again and keeps both copies, which costs about a third more memory and time for the same ONNX graph
+    (``tests/test_convert.py::test_keras_export_converts_the_frozen_graph_once``).
     """
     tf = tensorflow_safely()
     import tf2onnx
@@ -63,6 +67,15 @@ def export(model, spec: ModelSpec, path, opset: int) -> None:
 
     signature = [tf.TensorSpec((None, spec.input_size, spec.input_size, 3), tf.float32, name="input")]
     frozen = convert_variables_to_constants_v2(model.get_concrete_function(*signature))
-    tf2onnx.convert.from_function(
-        tf.function(lambda x: frozen(x)), input_signature=signature, opset=opset, output_path=str(path)
+    graph_def = frozen.graph.as_graph_def()
+    inputs, outputs = [t.name for t in frozen.inputs], [t.name for t in frozen.outputs]
+    del frozen  # the GraphDef holds the constants now: the traced function's copy goes before tf2onnx starts
+    gc.collect()
+    tf2onnx.convert.from_graph_def(
+        graph_def,
+        input_names=inputs,
+        output_names=outputs,
+        opset=opset,
+        tensors_to_rename={name: name.split(":")[0] for name in inputs},  # input:0 -> input, as users name it
+        output_path=str(path),
     )
