@@ -58,8 +58,8 @@ def export(model, spec: ModelSpec, path, opset: int) -> None:
 
     Variables that tf2onnx would leave as graph inputs (EfficientNet's Normalization mean/variance) are frozen into
     constants first. tf2onnx is given the frozen GraphDef itself: handed a function instead, it traces and freezes
-    it again and keeps both copies, which costs about a third more memory and time for the same ONNX graph
-    (``tests/test_convert.py::test_keras_export_converts_the_frozen_graph_once``).
+    it again and keeps both copies: more memory and time for the same ONNX graph (each registry model's peak is in
+    convert_memory.json; ``tests/test_convert.py::test_keras_export_converts_the_frozen_graph_once``).
     """
     tf = tensorflow_safely()
     import tf2onnx
