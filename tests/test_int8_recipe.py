@@ -150,6 +150,18 @@ def test_agreement_measures_cosine_and_neighbours():
     b[0] = -b[0]
     moved = ir.agreement(a, b)
     assert moved["min_cosine"] == pytest.approx(-1.0) and moved["mean_cosine"] < 0.9 and moved["top5_overlap"] < 1
+    from onnx_search.bench.int8_methods import top_k_agreement
+
+    # the bench's overlap@10 is the same neighbour overlap at k=10: by hand, image by image
+    def nn(v, k):
+        v = v / np.linalg.norm(v, axis=1, keepdims=True)
+        sim = v @ v.T
+        np.fill_diagonal(sim, -np.inf)
+        return [set(np.argsort(-row, kind="stable")[:k]) for row in sim]
+
+    by_hand = np.mean([len(x & y) / 10 for x, y in zip(nn(a, 10), nn(b, 10), strict=True)])
+    assert top_k_agreement(a, b) == pytest.approx(by_hand) and top_k_agreement(a, a * 2) == 1.0
+    assert top_k_agreement(a, b) != pytest.approx(moved["top5_overlap"])  # k counts: 10, not the agreement's 5
 
 
 def test_a_run_warns_when_an_int8_variants_agreement_is_below_its_target():

@@ -31,13 +31,9 @@ def embed_files(session: ModelSession, images: list[Path], batch: int = 8) -> np
 
 def top_k_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     """Mean overlap@k of each image's nearest neighbours (itself left out) under ``a``'s and ``b``'s vectors."""
+    from ..models.int8_recipe import per_image_agreement
 
-    def nn(v):
-        sim = v @ v.T
-        np.fill_diagonal(sim, -np.inf)
-        return np.argsort(-sim, axis=1)[:, :k]
-
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(nn(a), nn(b), strict=True)]))
+    return float(per_image_agreement(a, b, k)[1].mean())
 
 
 def _speed(sessions: dict[str, ModelSession], x: np.ndarray, reps: int) -> dict[str, dict]:

@@ -112,14 +112,14 @@ def resolve_target(target: str | None, cpu: dict | None = None) -> str:
     return target
 
 
-def per_image_agreement(reference: np.ndarray, variant: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Each image's cosine between its two vectors, and the overlap of its 5 nearest neighbours among the others
-    under each (1.0: the same neighbours; None for fewer than 2 images), over L2-normalised rows."""
+def per_image_agreement(reference: np.ndarray, variant: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each image's cosine between its two vectors, and the overlap of its ``k`` nearest neighbours among the
+    others under each (1.0: the same neighbours; None for fewer than 2 images), over L2-normalised rows."""
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero vector has no direction: its cosine is NaN
         a = reference / np.linalg.norm(reference, axis=1, keepdims=True)
         b = variant / np.linalg.norm(variant, axis=1, keepdims=True)
     cos = np.clip((a * b).sum(axis=1), -1.0, 1.0)  # float32 rounding gives 1.0000001 for equal vectors
-    k = min(5, len(a) - 1)
+    k = min(k, len(a) - 1)
     if k <= 0:
         return cos, None
     na, nb = _neighbours(a, k), _neighbours(b, k)
