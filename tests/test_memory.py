@@ -124,6 +124,33 @@ def test_make_tests_peak_line_counts_a_grandchilds_memory(tmp_path):
     assert peak["peak_tree_rss_mb"] >= 400 and peak["peak_process_mb"] >= 380 and peak["max_processes"] >= 2, peak
 
 
+def test_the_per_test_memory_plugin_sees_a_tests_children_and_what_the_process_keeps(tmp_path):
+    """ONNX_SEARCH_TEST_MEMORY's plugin: one line per test, with a child's 400 MB in that test's tree peak and 200 MB
+    the test process keeps in its own memory after the test."""
+    import sys
+
+    (tmp_path / "test_two.py").write_text(
+        "import subprocess, sys\nimport numpy as np\nKEPT = []\n\n"
+        "def test_child():\n"
+        "    code = 'import numpy as np, time; a = np.ones(50_000_000); time.sleep(1.5)'\n"
+        "    assert subprocess.run([sys.executable, '-c', code]).returncode == 0\n\n"
+        "def test_kept():\n    KEPT.append(np.ones(25_000_000))\n"
+    )
+    out = tmp_path / "memory.jsonl"
+    code = ("import sys, pytest; sys.path.insert(0, sys.argv[1]); from tests.peak_rss import per_test_memory; "
+            "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '--rootdir', sys.argv[2], sys.argv[2]], "
+            "plugins=[per_test_memory(sys.argv[3])]))")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code, os.getcwd(), str(tmp_path), str(out)], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = {row["test"].split("::")[-1]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert set(rows) == {"test_child", "test_kept"}
+    child, kept = rows["test_child"], rows["test_kept"]
+    assert child["peak_tree_mb"] - child["rss_before_mb"] >= 350, child  # the child's memory is in its test's peak
+    assert kept["rss_after_mb"] - kept["rss_before_mb"] >= 180, kept  # what the process keeps shows
+    assert all(row["seconds"] >= 0 and row["peak_tree_mb"] >= row["rss_before_mb"] for row in rows.values())
+
+
 def test_conversion_memory_bench_reports_each_childs_peak(tmp_path):
     from onnx_search.bench.convert_memory import bench_convert_memory
 
